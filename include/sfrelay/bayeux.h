@@ -1,0 +1,92 @@
+#ifndef SFRELAY_BAYEUX_H
+#define SFRELAY_BAYEUX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sfrelay/event.h"
+
+struct auth;
+struct event_base;
+struct http;
+
+/*
+ * The CometD / Bayeux long-polling client for Salesforce's Streaming API.
+ * One client (one handshake, one cookie jar) serves every channel:
+ *
+ *   auth -> /meta/handshake -> /meta/subscribe (all channels, replay
+ *   map) -> /meta/connect, again and again, as the server's advice says.
+ *
+ * Recovery: 403::Unknown client or advice reconnect=handshake ->
+ * re-handshake and resubscribe every channel; 401 in any form -> a new
+ * token, then handshake; network errors, 5xx and malformed replies ->
+ * exponential back-off with full jitter. A channel is resubscribed from
+ * the position the replay callback gives (the last acknowledged one).
+ */
+
+struct bayeux;
+
+/* One event from the stream; ev and its strings are borrowed for the
+ * call. */
+typedef void bayeux_event_fn(void *arg, const struct event *ev);
+/* The replay id to subscribe channel with ("-1", "-2" or a replayId).
+ * The returned string is borrowed until the client's next callback. */
+typedef const char *bayeux_replay_fn(void *arg, const char *channel);
+/* 0 while the core cannot take more events (back-pressure): the client
+ * then holds its next /meta/connect until this says 1. */
+typedef int bayeux_ready_fn(void *arg);
+/* Unrecoverable (credentials refused): exit with code (77). */
+typedef void bayeux_fatal_fn(void *arg, int code, const char *msg);
+/* bayeux_stop() has finished. */
+typedef void bayeux_stopped_fn(void *arg);
+
+struct bayeux_callbacks {
+	bayeux_event_fn *event;
+	bayeux_replay_fn *replay; /* NULL: always "-1" */
+	bayeux_ready_fn *ready;   /* NULL: always ready */
+	bayeux_fatal_fn *fatal;
+	void *arg;
+};
+
+struct bayeux_opts {
+	const char *api_version;      /* "61.0" */
+	const char *const *channels;  /* borrowed; must outlive the client */
+	size_t nchannels;
+	long request_timeout_ms;      /* handshake, subscribe, disconnect */
+	long backoff_min_ms;          /* 0: 1000 */
+	long backoff_max_ms;          /* 0: 60000 */
+	uint64_t seed;                /* for back-off jitter */
+};
+
+enum bayeux_state {
+	BAYEUX_IDLE,
+	BAYEUX_AUTHENTICATING,
+	BAYEUX_HANDSHAKING,
+	BAYEUX_SUBSCRIBING,
+	BAYEUX_CONNECTED, /* a /meta/connect is in flight or due */
+	BAYEUX_BACKOFF,
+	BAYEUX_STOPPING,
+	BAYEUX_STOPPED,
+};
+
+/* base, http, auth, opts->channels borrowed; cbs copied. */
+struct bayeux *bayeux_new(struct event_base *base, struct http *http,
+			  struct auth *auth, const struct bayeux_opts *opts,
+			  const struct bayeux_callbacks *cbs);
+/* Cancels everything without callbacks. NULL is a no-op. */
+void bayeux_free(struct bayeux *b);
+
+/* Begins authenticating and handshaking. Returns 0 or -1. */
+int bayeux_start(struct bayeux *b);
+/*
+ * Stops asking for events: cancels the running request, sends
+ * /meta/disconnect if a session exists, then calls done from the loop.
+ * No event callback runs after this call.
+ */
+void bayeux_stop(struct bayeux *b, bayeux_stopped_fn *done, void *arg);
+
+enum bayeux_state bayeux_state(const struct bayeux *b);
+/* Number of successful handshakes so far (tests, stats). */
+unsigned long bayeux_handshakes(const struct bayeux *b);
+
+#endif /* SFRELAY_BAYEUX_H */

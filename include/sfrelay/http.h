@@ -1,0 +1,79 @@
+#ifndef SFRELAY_HTTP_H
+#define SFRELAY_HTTP_H
+
+#include <stddef.h>
+
+struct event_base;
+
+/*
+ * Asynchronous HTTP on the event loop: one libcurl multi handle driven by
+ * libevent through curl's multi-socket API (the pattern of curl's
+ * hiperfifo.c). Every request of the process (token, CometD long poll,
+ * REST, sink uploads) goes through one struct http, so they share
+ * connections, TLS sessions and one cookie jar (CometD needs its
+ * BAYEUX_BROWSER and routing cookies sent back).
+ */
+
+struct http;
+struct http_request;
+
+struct http_opts {
+	const char *ca_file;      /* CA bundle; NULL = the system store */
+	long timeout_ms;          /* default whole-request timeout */
+	long connect_timeout_ms;  /* TCP+TLS set-up; 0 = 10 s */
+	size_t max_body;          /* bigger responses fail; 0 = 64 MiB */
+};
+
+/* What a completed request produced. Borrowed: valid only during the
+ * completion callback. */
+struct http_response {
+	long status;        /* HTTP status; 0 when no response arrived */
+	int transport_ok;   /* 1 when the exchange completed (any status) */
+	const char *error;  /* transport error text when !transport_ok */
+	const char *body;   /* NUL-terminated (body_len excludes the NUL) */
+	size_t body_len;
+	const char *limit_info; /* Sforce-Limit-Info header, or NULL */
+};
+
+/*
+ * Called exactly once per submitted request, from the event loop (never
+ * from inside http_submit), unless the request is cancelled or the http
+ * is freed first. The callback may submit and cancel other requests; the
+ * request it reports on is freed when it returns.
+ */
+typedef void http_done_fn(void *arg, const struct http_response *resp);
+
+/* Returns an owned http bound to base (borrowed; must outlive it), or
+ * NULL with a message in err. */
+struct http *http_new(struct event_base *base, const struct http_opts *opts,
+		      char *err, size_t errlen);
+/* Cancels every pending request without calling callbacks; NULL is a
+ * no-op. Must not be called from a completion callback. */
+void http_free(struct http *http);
+
+/* A new request (owned by the caller until submitted). method: "GET",
+ * "POST". Returns NULL on allocation failure. */
+struct http_request *http_request_new(const char *method, const char *url);
+/* Adds a header line "Name: value" (copied). Returns 0 or -1. */
+int http_request_header(struct http_request *req, const char *name,
+			const char *value);
+/* Sets the request body (copied). */
+int http_request_body(struct http_request *req, const void *body, size_t len);
+/* Whole-request timeout for this request (long polls need more). */
+void http_request_timeout(struct http_request *req, long timeout_ms);
+/* Frees a request that was never submitted. NULL is a no-op. */
+void http_request_free(struct http_request *req);
+
+/*
+ * Starts req; ownership passes to http. Returns 0, or -1 (req freed,
+ * callback never called) when curl refuses it. The returned request
+ * pointer stays valid as a handle for http_cancel() until the callback
+ * has run.
+ */
+int http_submit(struct http *http, struct http_request *req, http_done_fn *cb,
+		void *arg);
+
+/* Aborts a submitted request; its callback will not run. */
+void http_cancel(struct http *http, struct http_request *req);
+
+#endif /* SFRELAY_HTTP_H */

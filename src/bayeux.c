@@ -1,0 +1,669 @@
+/*
+ * The Bayeux client state machine. One request is in flight at a time
+ * (Salesforce's streaming endpoint is a single long poll per client); a
+ * timer covers waits (advice interval, back-off, back-pressure).
+ */
+#include "sfrelay/bayeux.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+
+#include "sfrelay/auth.h"
+#include "sfrelay/bayeux_msg.h"
+#include "sfrelay/http.h"
+#include "sfrelay/log.h"
+
+#define BAYEUX_DEFAULT_TIMEOUT_MS 110000L
+/* The long poll may legitimately take the server's whole timeout. */
+#define BAYEUX_POLL_MARGIN_MS 30000L
+#define BAYEUX_HOLD_CHECK_MS 50L
+
+/* What to do once the current wait ends. */
+enum bayeux_next {
+	NEXT_AUTH,      /* get a token, then handshake */
+	NEXT_HANDSHAKE, /* handshake with the held token */
+	NEXT_CONNECT,
+};
+
+struct bayeux {
+	struct event_base *base;
+	struct http *http;
+	struct auth *auth;
+	struct bayeux_opts opts;
+	struct bayeux_callbacks cbs;
+
+	enum bayeux_state state;
+	enum bayeux_next next;
+	char *client_id;
+	char *token_used; /* the token of the in-flight request (for 401s) */
+	struct http_request *inflight;
+	struct event *timer;
+	long advice_timeout_ms;
+	long advice_interval_ms;
+	unsigned attempt; /* consecutive failures, for back-off */
+	uint64_t rng;
+	unsigned long handshakes;
+	char **pending_replay; /* per channel override after an invalid id */
+
+	bayeux_stopped_fn *stopped;
+	void *stopped_arg;
+};
+
+static void handshake(struct bayeux *b);
+static void connect_now(struct bayeux *b);
+static void begin_auth(struct bayeux *b);
+
+static void
+on_timer(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct bayeux *b = arg;
+	if (b->state == BAYEUX_STOPPING) {
+		b->state = BAYEUX_STOPPED;
+		if (b->stopped != NULL)
+			b->stopped(b->stopped_arg);
+		return;
+	}
+	switch (b->next) {
+	case NEXT_AUTH:
+		begin_auth(b);
+		break;
+	case NEXT_HANDSHAKE:
+		handshake(b);
+		break;
+	case NEXT_CONNECT:
+		connect_now(b);
+		break;
+	}
+}
+
+struct bayeux *
+bayeux_new(struct event_base *base, struct http *http, struct auth *auth,
+	   const struct bayeux_opts *opts, const struct bayeux_callbacks *cbs)
+{
+	struct bayeux *b = calloc(1, sizeof(*b));
+	if (b == NULL)
+		return NULL;
+	b->base = base;
+	b->http = http;
+	b->auth = auth;
+	b->opts = *opts;
+	b->cbs = *cbs;
+	if (b->opts.backoff_min_ms <= 0)
+		b->opts.backoff_min_ms = 1000;
+	if (b->opts.backoff_max_ms <= 0)
+		b->opts.backoff_max_ms = 60000;
+	if (b->opts.request_timeout_ms <= 0)
+		b->opts.request_timeout_ms = 30000;
+	b->rng = opts->seed != 0 ? opts->seed : 0x9e3779b97f4a7c15ULL;
+	b->advice_timeout_ms = BAYEUX_DEFAULT_TIMEOUT_MS;
+	b->timer = evtimer_new(base, on_timer, b);
+	b->pending_replay = calloc(opts->nchannels + 1, sizeof(char *));
+	if (b->timer == NULL || b->pending_replay == NULL) {
+		bayeux_free(b);
+		return NULL;
+	}
+	return b;
+}
+
+static void
+clear_overrides(struct bayeux *b)
+{
+	for (size_t i = 0; i < b->opts.nchannels; i++) {
+		free(b->pending_replay[i]);
+		b->pending_replay[i] = NULL;
+	}
+}
+
+void
+bayeux_free(struct bayeux *b)
+{
+	if (b == NULL)
+		return;
+	if (b->inflight != NULL)
+		http_cancel(b->http, b->inflight);
+	if (b->auth != NULL)
+		auth_cancel(b->auth, b);
+	if (b->timer != NULL)
+		event_free(b->timer);
+	if (b->pending_replay != NULL)
+		clear_overrides(b);
+	free(b->pending_replay);
+	free(b->client_id);
+	free(b->token_used);
+	free(b);
+}
+
+/* xorshift64*: jitter only, no need for more. */
+static uint64_t
+next_random(struct bayeux *b)
+{
+	b->rng ^= b->rng >> 12;
+	b->rng ^= b->rng << 25;
+	b->rng ^= b->rng >> 27;
+	return b->rng * 2685821657736338717ULL;
+}
+
+static void
+wait_then(struct bayeux *b, long ms, enum bayeux_next next)
+{
+	b->next = next;
+	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+	evtimer_add(b->timer, &tv);
+}
+
+/* Full jitter: uniform in [min, min(max, min * 2^attempt)]. */
+static void
+back_off(struct bayeux *b, enum bayeux_next next, const char *why)
+{
+	long cap = b->opts.backoff_min_ms;
+	for (unsigned i = 0; i < b->attempt && cap < b->opts.backoff_max_ms;
+	     i++)
+		cap *= 2;
+	if (cap > b->opts.backoff_max_ms)
+		cap = b->opts.backoff_max_ms;
+	long span = cap - b->opts.backoff_min_ms;
+	long ms = b->opts.backoff_min_ms +
+		  (span > 0 ? (long)(next_random(b) % (uint64_t)(span + 1))
+			    : 0);
+	b->attempt++;
+	b->state = BAYEUX_BACKOFF;
+	char delay[32];
+	log_warn("stream retrying after back-off", "reason", why, "delay_ms",
+		 log_fmt(delay, sizeof(delay), "%ld", ms), NULL);
+	wait_then(b, ms, next);
+}
+
+static void
+set_client_id(struct bayeux *b, const char *id)
+{
+	free(b->client_id);
+	b->client_id = id != NULL ? strdup(id) : NULL;
+}
+
+/* A refused token: forget it (once for all its users) and start over. */
+static void
+reauthenticate(struct bayeux *b, const char *why)
+{
+	log_warn("stream authentication refused; renewing the token",
+		 "reason", why, NULL);
+	auth_invalidate(b->auth, b->token_used);
+	set_client_id(b, NULL);
+	if (b->attempt == 0) {
+		b->attempt++;
+		begin_auth(b);
+	} else {
+		back_off(b, NEXT_AUTH, why);
+	}
+}
+
+static void
+rehandshake(struct bayeux *b, const char *why)
+{
+	log_warn("stream session lost; handshaking again", "reason", why,
+		 NULL);
+	set_client_id(b, NULL);
+	if (b->attempt == 0) {
+		b->attempt++;
+		handshake(b);
+	} else {
+		back_off(b, NEXT_HANDSHAKE, why);
+	}
+}
+
+static int
+send_request(struct bayeux *b, struct evbuffer *body, long timeout_ms,
+	     http_done_fn *cb)
+{
+	const char *token = auth_access_token(b->auth);
+	const char *base_url = auth_instance_url(b->auth);
+	if (token == NULL || base_url == NULL)
+		return -1;
+	char url[2048];
+	snprintf(url, sizeof(url), "%s/cometd/%s", base_url,
+		 b->opts.api_version);
+	struct http_request *req = http_request_new("POST", url);
+	if (req == NULL)
+		return -1;
+	size_t n = evbuffer_get_length(body);
+	char auth_value[4096];
+	snprintf(auth_value, sizeof(auth_value), "Bearer %s", token);
+	int rc = http_request_body(req, evbuffer_pullup(body, -1), n);
+	rc |= http_request_header(req, "Content-Type", "application/json");
+	rc |= http_request_header(req, "Authorization", auth_value);
+	memset(auth_value, 0, sizeof(auth_value));
+	if (rc != 0) {
+		http_request_free(req);
+		return -1;
+	}
+	http_request_timeout(req, timeout_ms);
+	free(b->token_used);
+	b->token_used = strdup(token);
+	b->inflight = req;
+	if (http_submit(b->http, req, cb, b) != 0) {
+		b->inflight = NULL;
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Common checks on a reply: transport, HTTP status, JSON. Returns the
+ * decoded batch, or NULL after arranging the recovery.
+ */
+static struct bayeux_batch *
+decode_reply(struct bayeux *b, const struct http_response *resp,
+	     enum bayeux_next retry, const char *what)
+{
+	char why[512];
+	b->inflight = NULL;
+	if (!resp->transport_ok) {
+		snprintf(why, sizeof(why), "%s failed: %s", what, resp->error);
+		back_off(b, retry, why);
+		return NULL;
+	}
+	if (resp->status == 401) {
+		snprintf(why, sizeof(why), "%s answered HTTP 401", what);
+		reauthenticate(b, why);
+		return NULL;
+	}
+	char err[256] = "";
+	struct bayeux_batch *batch =
+		resp->status == 200
+			? bayeux_decode(resp->body, resp->body_len, err,
+					sizeof(err))
+			: NULL;
+	if (batch == NULL) {
+		if (resp->status != 200)
+			snprintf(why, sizeof(why), "%s answered HTTP %ld", what,
+				 resp->status);
+		else
+			snprintf(why, sizeof(why), "%s reply malformed: %s",
+				 what, err);
+		back_off(b, retry, why);
+	}
+	return batch;
+}
+
+/* Classifies a failed meta reply and starts the matching recovery. */
+static void
+recover_from(struct bayeux *b, const struct bayeux_msg *m,
+	     enum bayeux_next retry)
+{
+	char why[512];
+	const char *error = m->error != NULL ? m->error : "unsuccessful";
+	snprintf(why, sizeof(why), "%s: %s%s%s", m->channel, error,
+		 m->failure_reason != NULL ? " / " : "",
+		 m->failure_reason != NULL ? m->failure_reason : "");
+	if (bayeux_error_code(m->error) == 401 ||
+	    bayeux_error_code(m->failure_reason) == 401) {
+		reauthenticate(b, why);
+	} else if (bayeux_error_code(m->error) == 403 &&
+		   strstr(error, "Unknown client") != NULL) {
+		rehandshake(b, why);
+	} else if (m->has_advice &&
+		   m->advice.reconnect == BAYEUX_RECONNECT_HANDSHAKE) {
+		rehandshake(b, why);
+	} else {
+		back_off(b, retry, why);
+	}
+}
+
+static const struct bayeux_msg *
+find_meta(const struct bayeux_batch *batch, const char *channel)
+{
+	for (size_t i = 0; i < bayeux_batch_count(batch); i++) {
+		const struct bayeux_msg *m = bayeux_batch_msg(batch, i);
+		if (m->kind == BAYEUX_MSG_META && strcmp(m->channel, channel) == 0)
+			return m;
+	}
+	return NULL;
+}
+
+static void
+on_auth(void *arg, enum auth_status status, const char *err)
+{
+	struct bayeux *b = arg;
+	if (b->state == BAYEUX_STOPPING || b->state == BAYEUX_STOPPED)
+		return;
+	if (status == AUTH_OK) {
+		handshake(b);
+	} else if (status == AUTH_PERMANENT) {
+		log_error("authentication refused", "error", err, NULL);
+		b->state = BAYEUX_STOPPED;
+		if (b->cbs.fatal != NULL)
+			b->cbs.fatal(b->cbs.arg, 77, err);
+	} else {
+		back_off(b, NEXT_AUTH, err);
+	}
+}
+
+static void
+begin_auth(struct bayeux *b)
+{
+	b->state = BAYEUX_AUTHENTICATING;
+	if (auth_get(b->auth, on_auth, b) != 0)
+		back_off(b, NEXT_AUTH, "out of memory");
+}
+
+static void subscribe(struct bayeux *b);
+
+static void
+on_handshake(void *arg, const struct http_response *resp)
+{
+	struct bayeux *b = arg;
+	struct bayeux_batch *batch =
+		decode_reply(b, resp, NEXT_HANDSHAKE, "handshake");
+	if (batch == NULL)
+		return;
+	const struct bayeux_msg *m = find_meta(batch, "/meta/handshake");
+	if (m == NULL) {
+		back_off(b, NEXT_HANDSHAKE, "handshake reply missing");
+	} else if (!m->successful || m->client_id == NULL) {
+		recover_from(b, m, NEXT_HANDSHAKE);
+	} else {
+		set_client_id(b, m->client_id);
+		b->handshakes++;
+		if (!m->replay_supported)
+			log_warn("server did not confirm the replay extension",
+				 NULL);
+		if (m->has_advice && m->advice.timeout_ms > 0)
+			b->advice_timeout_ms = m->advice.timeout_ms;
+		log_info("stream handshake done", NULL);
+		clear_overrides(b);
+		subscribe(b);
+	}
+	bayeux_batch_free(batch);
+}
+
+static void
+handshake(struct bayeux *b)
+{
+	if (auth_access_token(b->auth) == NULL) {
+		begin_auth(b);
+		return;
+	}
+	b->state = BAYEUX_HANDSHAKING;
+	struct evbuffer *body = evbuffer_new();
+	int rc = body != NULL ? bayeux_build_handshake(body) : -1;
+	if (rc == 0)
+		rc = send_request(b, body, b->opts.request_timeout_ms,
+				  on_handshake);
+	if (body != NULL)
+		evbuffer_free(body);
+	if (rc != 0)
+		back_off(b, NEXT_AUTH, "cannot send handshake");
+}
+
+static const char *
+replay_for(struct bayeux *b, size_t i)
+{
+	if (b->pending_replay[i] != NULL)
+		return b->pending_replay[i];
+	const char *r = b->cbs.replay != NULL
+				? b->cbs.replay(b->cbs.arg, b->opts.channels[i])
+				: NULL;
+	return r != NULL ? r : "-1";
+}
+
+static size_t
+channel_index(struct bayeux *b, const char *subscription)
+{
+	for (size_t i = 0; i < b->opts.nchannels; i++)
+		if (subscription != NULL &&
+		    strcmp(b->opts.channels[i], subscription) == 0)
+			return i;
+	return b->opts.nchannels;
+}
+
+/*
+ * Handles one channel's failed subscribe. Returns 1 when the channel
+ * should be subscribed again at once (invalid replay id), 0 when the
+ * failure is only reported, -1 when the whole session must recover.
+ */
+static int
+subscribe_failed(struct bayeux *b, const struct bayeux_msg *m)
+{
+	const char *error = m->error != NULL ? m->error : "unsuccessful";
+	size_t i = channel_index(b, m->subscription);
+	int code = bayeux_error_code(m->error);
+	if (code == 401 || (code == 403 && strstr(error, "Unknown client")))
+		return -1;
+	if (code == 400 && strstr(error, "replayId") != NULL &&
+	    i < b->opts.nchannels && b->pending_replay[i] == NULL) {
+		log_warn("stored replay id rejected; replaying every retained "
+			 "event (events older than retention are lost from "
+			 "the stream)",
+			 "channel", b->opts.channels[i], "error", error, NULL);
+		b->pending_replay[i] = strdup("-2");
+		return b->pending_replay[i] != NULL ? 1 : 0;
+	}
+	log_error("subscribe failed", "channel",
+		  m->subscription != NULL ? m->subscription : "?", "error",
+		  error, NULL);
+	return 0;
+}
+
+static void subscribe_some(struct bayeux *b, const int *which);
+
+static void
+on_subscribe(void *arg, const struct http_response *resp)
+{
+	struct bayeux *b = arg;
+	struct bayeux_batch *batch =
+		decode_reply(b, resp, NEXT_HANDSHAKE, "subscribe");
+	if (batch == NULL)
+		return;
+	int *again = calloc(b->opts.nchannels + 1, sizeof(int));
+	int retry = 0, lost = 0;
+	const struct bayeux_msg *lost_msg = NULL;
+	for (size_t i = 0; again != NULL && i < bayeux_batch_count(batch);
+	     i++) {
+		const struct bayeux_msg *m = bayeux_batch_msg(batch, i);
+		if (m->kind != BAYEUX_MSG_META ||
+		    strcmp(m->channel, "/meta/subscribe") != 0)
+			continue;
+		if (m->successful) {
+			size_t ci = channel_index(b, m->subscription);
+			log_info("subscribed", "channel",
+				 m->subscription != NULL ? m->subscription : "?",
+				 "replay_from",
+				 ci < b->opts.nchannels ? replay_for(b, ci) : "?",
+				 NULL);
+			continue;
+		}
+		int r = subscribe_failed(b, m);
+		if (r < 0 && lost_msg == NULL)
+			lost = 1, lost_msg = m;
+		if (r > 0) {
+			size_t ci = channel_index(b, m->subscription);
+			again[ci] = 1;
+			retry = 1;
+		}
+	}
+	if (again == NULL)
+		back_off(b, NEXT_HANDSHAKE, "out of memory");
+	else if (lost)
+		recover_from(b, lost_msg, NEXT_HANDSHAKE);
+	else if (retry)
+		subscribe_some(b, again);
+	else
+		connect_now(b);
+	free(again);
+	bayeux_batch_free(batch);
+}
+
+/* Subscribes the channels flagged in which (NULL: all). */
+static void
+subscribe_some(struct bayeux *b, const int *which)
+{
+	size_t n = b->opts.nchannels, k = 0;
+	const char **chans = calloc(n + 1, sizeof(char *));
+	const char **ids = calloc(n + 1, sizeof(char *));
+	struct evbuffer *body = evbuffer_new();
+	int rc = -1;
+	if (chans == NULL || ids == NULL || body == NULL)
+		goto out;
+	for (size_t i = 0; i < n; i++) {
+		if (which == NULL || which[i]) {
+			chans[k] = b->opts.channels[i];
+			ids[k++] = replay_for(b, i);
+		}
+	}
+	b->state = BAYEUX_SUBSCRIBING;
+	rc = bayeux_build_subscribe(body, b->client_id, chans, ids, k);
+	if (rc == 0)
+		rc = send_request(b, body, b->opts.request_timeout_ms,
+				  on_subscribe);
+out:
+	if (body != NULL)
+		evbuffer_free(body);
+	free(chans);
+	free(ids);
+	if (rc != 0)
+		back_off(b, NEXT_HANDSHAKE, "cannot send subscribe");
+}
+
+static void
+subscribe(struct bayeux *b)
+{
+	subscribe_some(b, NULL);
+}
+
+static void
+deliver_events(struct bayeux *b, const struct bayeux_batch *batch)
+{
+	for (size_t i = 0; i < bayeux_batch_count(batch); i++) {
+		const struct bayeux_msg *m = bayeux_batch_msg(batch, i);
+		if (m->kind != BAYEUX_MSG_EVENT)
+			continue;
+		if (m->ev.position[0] == '\0')
+			log_warn("event without a replayId", "channel",
+				 m->channel, NULL);
+		if (b->cbs.event != NULL)
+			b->cbs.event(b->cbs.arg, &m->ev);
+	}
+}
+
+static void
+on_connect(void *arg, const struct http_response *resp)
+{
+	struct bayeux *b = arg;
+	struct bayeux_batch *batch =
+		decode_reply(b, resp, NEXT_CONNECT, "connect");
+	if (batch == NULL)
+		return;
+	/* Events first: they were delivered whatever the reply says. */
+	deliver_events(b, batch);
+	const struct bayeux_msg *m = find_meta(batch, "/meta/connect");
+	if (m == NULL) {
+		back_off(b, NEXT_CONNECT, "connect reply missing");
+	} else if (!m->successful) {
+		recover_from(b, m, NEXT_CONNECT);
+	} else {
+		b->attempt = 0;
+		if (m->has_advice) {
+			if (m->advice.timeout_ms > 0)
+				b->advice_timeout_ms = m->advice.timeout_ms;
+			if (m->advice.interval_ms >= 0)
+				b->advice_interval_ms = m->advice.interval_ms;
+		}
+		if (m->has_advice &&
+		    m->advice.reconnect == BAYEUX_RECONNECT_HANDSHAKE)
+			rehandshake(b, "server advised handshake");
+		else if (b->advice_interval_ms > 0)
+			wait_then(b, b->advice_interval_ms, NEXT_CONNECT);
+		else
+			connect_now(b);
+	}
+	bayeux_batch_free(batch);
+}
+
+static void
+connect_now(struct bayeux *b)
+{
+	b->state = BAYEUX_CONNECTED;
+	if (b->cbs.ready != NULL && !b->cbs.ready(b->cbs.arg)) {
+		/* Back-pressure: the events stay with Salesforce until the
+		 * queue drains. */
+		wait_then(b, BAYEUX_HOLD_CHECK_MS, NEXT_CONNECT);
+		return;
+	}
+	if (b->client_id == NULL) {
+		handshake(b);
+		return;
+	}
+	struct evbuffer *body = evbuffer_new();
+	int rc = body != NULL ? bayeux_build_connect(body, b->client_id) : -1;
+	if (rc == 0)
+		rc = send_request(b, body,
+				  b->advice_timeout_ms + BAYEUX_POLL_MARGIN_MS,
+				  on_connect);
+	if (body != NULL)
+		evbuffer_free(body);
+	if (rc != 0)
+		back_off(b, NEXT_CONNECT, "cannot send connect");
+}
+
+int
+bayeux_start(struct bayeux *b)
+{
+	if (b->state != BAYEUX_IDLE)
+		return -1;
+	begin_auth(b);
+	return 0;
+}
+
+static void
+on_disconnect(void *arg, const struct http_response *resp)
+{
+	(void)resp;
+	struct bayeux *b = arg;
+	b->inflight = NULL;
+	b->state = BAYEUX_STOPPED;
+	if (b->stopped != NULL)
+		b->stopped(b->stopped_arg);
+}
+
+void
+bayeux_stop(struct bayeux *b, bayeux_stopped_fn *done, void *arg)
+{
+	b->stopped = done;
+	b->stopped_arg = arg;
+	b->cbs.event = NULL;
+	evtimer_del(b->timer);
+	auth_cancel(b->auth, b);
+	if (b->inflight != NULL) {
+		http_cancel(b->http, b->inflight);
+		b->inflight = NULL;
+	}
+	b->state = BAYEUX_STOPPING;
+	struct evbuffer *body = NULL;
+	if (b->client_id != NULL && (body = evbuffer_new()) != NULL &&
+	    bayeux_build_disconnect(body, b->client_id) == 0 &&
+	    send_request(b, body, 5000, on_disconnect) == 0) {
+		evbuffer_free(body);
+		return;
+	}
+	if (body != NULL)
+		evbuffer_free(body);
+	/* Nothing to say to the server: finish on the next loop turn. */
+	wait_then(b, 0, NEXT_CONNECT);
+}
+
+enum bayeux_state
+bayeux_state(const struct bayeux *b)
+{
+	return b->state;
+}
+
+unsigned long
+bayeux_handshakes(const struct bayeux *b)
+{
+	return b->handshakes;
+}

@@ -1,0 +1,446 @@
+/*
+ * libcurl multi-socket on libevent. Follows curl's hiperfifo.c: curl tells
+ * us which sockets to watch (sock_cb) and when to time out (timer_cb); we
+ * tell curl what happened (curl_multi_socket_action) and then collect the
+ * finished transfers (check_multi_info). Nothing calls into the multi
+ * handle from inside a libcurl callback.
+ */
+#include "sfrelay/http.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <curl/curl.h>
+#include <event2/buffer.h>
+#include <event2/event.h>
+
+#include "sfrelay/log.h"
+
+#define HTTP_DEFAULT_MAX_BODY (64u * 1024u * 1024u)
+#define HTTP_DEFAULT_CONNECT_MS 10000L
+#define LIMIT_HEADER "sforce-limit-info:"
+
+struct http_request {
+	struct http *http;
+	CURL *easy;
+	struct curl_slist *headers;
+	char *method;
+	char *url;
+	char *body;
+	size_t body_len;
+	long timeout_ms;
+	struct evbuffer *resp;
+	char *limit_info;
+	int overflow;
+	http_done_fn *cb;
+	void *arg;
+	struct http_request *prev, *next; /* http's list of running requests */
+	char errbuf[CURL_ERROR_SIZE];
+};
+
+struct http {
+	struct event_base *base;
+	CURLM *multi;
+	CURLSH *share;
+	struct event *timer;
+	struct http_request *running;
+	char *ca_file;
+	long timeout_ms;
+	long connect_timeout_ms;
+	size_t max_body;
+};
+
+/* What curl asked us to watch on one socket. */
+struct http_sock {
+	struct http *http;
+	curl_socket_t fd;
+	struct event *ev;
+};
+
+static void check_multi_info(struct http *http);
+
+static void
+set_err(char *err, size_t errlen, const char *msg)
+{
+	if (err != NULL && errlen > 0)
+		snprintf(err, errlen, "%s", msg);
+}
+
+static void
+on_socket_event(evutil_socket_t fd, short kind, void *arg)
+{
+	struct http *http = arg;
+	int action = ((kind & EV_READ) ? CURL_CSELECT_IN : 0) |
+		     ((kind & EV_WRITE) ? CURL_CSELECT_OUT : 0);
+	int running = 0;
+	curl_multi_socket_action(http->multi, fd, action, &running);
+	check_multi_info(http);
+	if (running <= 0)
+		evtimer_del(http->timer);
+}
+
+static void
+on_timer(evutil_socket_t fd, short kind, void *arg)
+{
+	(void)fd;
+	(void)kind;
+	struct http *http = arg;
+	int running = 0;
+	curl_multi_socket_action(http->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	check_multi_info(http);
+}
+
+/* CURLMOPT_TIMERFUNCTION: only (re)arms our timer, never calls curl. */
+static int
+timer_cb(CURLM *multi, long timeout_ms, void *userp)
+{
+	(void)multi;
+	struct http *http = userp;
+	if (timeout_ms < 0) {
+		evtimer_del(http->timer);
+		return 0;
+	}
+	struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+	evtimer_add(http->timer, &tv);
+	return 0;
+}
+
+static void
+sock_free(struct http_sock *s)
+{
+	if (s == NULL)
+		return;
+	event_free(s->ev);
+	free(s);
+}
+
+/* CURLMOPT_SOCKETFUNCTION: keeps one libevent event per curl socket. */
+static int
+sock_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
+{
+	(void)easy;
+	struct http *http = userp;
+	struct http_sock *s = socketp;
+
+	if (what == CURL_POLL_REMOVE) {
+		sock_free(s);
+		curl_multi_assign(http->multi, fd, NULL);
+		return 0;
+	}
+	if (s == NULL) {
+		s = calloc(1, sizeof(*s));
+		if (s == NULL)
+			return -1;
+		s->http = http;
+		s->fd = fd;
+		curl_multi_assign(http->multi, fd, s);
+	} else {
+		event_free(s->ev);
+		s->ev = NULL;
+	}
+	short kind = (short)(EV_PERSIST | ((what & CURL_POLL_IN) ? EV_READ : 0) |
+			     ((what & CURL_POLL_OUT) ? EV_WRITE : 0));
+	s->ev = event_new(http->base, fd, kind, on_socket_event, http);
+	if (s->ev == NULL)
+		return -1;
+	event_add(s->ev, NULL);
+	return 0;
+}
+
+struct http *
+http_new(struct event_base *base, const struct http_opts *opts, char *err,
+	 size_t errlen)
+{
+	struct http *http = calloc(1, sizeof(*http));
+	if (http == NULL) {
+		set_err(err, errlen, "out of memory");
+		return NULL;
+	}
+	http->base = base;
+	http->timeout_ms = opts->timeout_ms > 0 ? opts->timeout_ms : 30000;
+	http->connect_timeout_ms = opts->connect_timeout_ms > 0
+					   ? opts->connect_timeout_ms
+					   : HTTP_DEFAULT_CONNECT_MS;
+	http->max_body = opts->max_body > 0 ? opts->max_body
+					    : HTTP_DEFAULT_MAX_BODY;
+	if (opts->ca_file != NULL && (http->ca_file = strdup(opts->ca_file)) ==
+					     NULL)
+		goto fail;
+	http->multi = curl_multi_init();
+	http->share = curl_share_init();
+	http->timer = evtimer_new(base, on_timer, http);
+	if (http->multi == NULL || http->share == NULL || http->timer == NULL)
+		goto fail;
+	/* One cookie jar for every request: CometD sessions are bound to
+	 * their cookies. Single-threaded, so no share lock functions. */
+	curl_share_setopt(http->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_COOKIE);
+	curl_share_setopt(http->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+	curl_multi_setopt(http->multi, CURLMOPT_SOCKETFUNCTION, sock_cb);
+	curl_multi_setopt(http->multi, CURLMOPT_SOCKETDATA, http);
+	curl_multi_setopt(http->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+	curl_multi_setopt(http->multi, CURLMOPT_TIMERDATA, http);
+	return http;
+fail:
+	set_err(err, errlen, "cannot initialise libcurl");
+	http_free(http);
+	return NULL;
+}
+
+static void
+unlink_request(struct http *http, struct http_request *req)
+{
+	if (req->prev != NULL)
+		req->prev->next = req->next;
+	else
+		http->running = req->next;
+	if (req->next != NULL)
+		req->next->prev = req->prev;
+	req->prev = req->next = NULL;
+}
+
+void
+http_free(struct http *http)
+{
+	if (http == NULL)
+		return;
+	/* Order matters: easy handles, then the multi handle (the base is
+	 * still alive for its socket events), then our timer. */
+	while (http->running != NULL) {
+		struct http_request *req = http->running;
+		unlink_request(http, req);
+		curl_multi_remove_handle(http->multi, req->easy);
+		http_request_free(req);
+	}
+	if (http->multi != NULL)
+		curl_multi_cleanup(http->multi);
+	if (http->share != NULL)
+		curl_share_cleanup(http->share);
+	if (http->timer != NULL)
+		event_free(http->timer);
+	free(http->ca_file);
+	free(http);
+}
+
+struct http_request *
+http_request_new(const char *method, const char *url)
+{
+	struct http_request *req = calloc(1, sizeof(*req));
+	if (req == NULL)
+		return NULL;
+	req->method = strdup(method);
+	req->url = strdup(url);
+	req->resp = evbuffer_new();
+	if (req->method == NULL || req->url == NULL || req->resp == NULL) {
+		http_request_free(req);
+		return NULL;
+	}
+	return req;
+}
+
+int
+http_request_header(struct http_request *req, const char *name,
+		    const char *value)
+{
+	size_t n = strlen(name) + strlen(value) + 3;
+	char *line = malloc(n);
+	if (line == NULL)
+		return -1;
+	snprintf(line, n, "%s: %s", name, value);
+	struct curl_slist *l = curl_slist_append(req->headers, line);
+	/* The line may hold a token: wipe our copy (curl keeps its own). */
+	memset(line, 0, n);
+	free(line);
+	if (l == NULL)
+		return -1;
+	req->headers = l;
+	return 0;
+}
+
+int
+http_request_body(struct http_request *req, const void *body, size_t len)
+{
+	char *copy = malloc(len + 1);
+	if (copy == NULL)
+		return -1;
+	memcpy(copy, body, len);
+	copy[len] = '\0';
+	free(req->body);
+	req->body = copy;
+	req->body_len = len;
+	return 0;
+}
+
+void
+http_request_timeout(struct http_request *req, long timeout_ms)
+{
+	req->timeout_ms = timeout_ms;
+}
+
+void
+http_request_free(struct http_request *req)
+{
+	if (req == NULL)
+		return;
+	if (req->easy != NULL)
+		curl_easy_cleanup(req->easy);
+	if (req->headers != NULL)
+		curl_slist_free_all(req->headers);
+	if (req->resp != NULL)
+		evbuffer_free(req->resp);
+	if (req->body != NULL) {
+		memset(req->body, 0, req->body_len); /* may hold secrets */
+		free(req->body);
+	}
+	free(req->method);
+	free(req->url);
+	free(req->limit_info);
+	free(req);
+}
+
+static size_t
+write_cb(char *data, size_t size, size_t nmemb, void *userp)
+{
+	struct http_request *req = userp;
+	size_t n = size * nmemb;
+	if (evbuffer_get_length(req->resp) + n > req->http->max_body) {
+		req->overflow = 1;
+		return 0; /* makes curl fail the transfer with a write error */
+	}
+	if (evbuffer_add(req->resp, data, n) != 0)
+		return 0;
+	return n;
+}
+
+static size_t
+header_cb(char *data, size_t size, size_t nmemb, void *userp)
+{
+	struct http_request *req = userp;
+	size_t n = size * nmemb;
+	size_t hl = strlen(LIMIT_HEADER);
+	if (n > hl && strncasecmp(data, LIMIT_HEADER, hl) == 0) {
+		const char *v = data + hl;
+		size_t vn = n - hl;
+		while (vn > 0 && (*v == ' ' || *v == '\t'))
+			v++, vn--;
+		while (vn > 0 && (v[vn - 1] == '\r' || v[vn - 1] == '\n' ||
+				  v[vn - 1] == ' '))
+			vn--;
+		free(req->limit_info);
+		req->limit_info = strndup(v, vn);
+	}
+	return n;
+}
+
+static int
+setup_easy(struct http *http, struct http_request *req)
+{
+	CURL *e = curl_easy_init();
+	if (e == NULL)
+		return -1;
+	req->easy = e;
+	curl_easy_setopt(e, CURLOPT_URL, req->url);
+	curl_easy_setopt(e, CURLOPT_PRIVATE, req);
+	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, req->errbuf);
+	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e, CURLOPT_SHARE, http->share);
+	curl_easy_setopt(e, CURLOPT_COOKIEFILE, ""); /* enable the jar */
+	curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
+	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(e, CURLOPT_USERAGENT, "sfrelay/0.1");
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, req);
+	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb);
+	curl_easy_setopt(e, CURLOPT_HEADERDATA, req);
+	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, http->connect_timeout_ms);
+	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS,
+			 req->timeout_ms > 0 ? req->timeout_ms
+					     : http->timeout_ms);
+	if (http->ca_file != NULL)
+		curl_easy_setopt(e, CURLOPT_CAINFO, http->ca_file);
+	if (strcmp(req->method, "GET") != 0) {
+		curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, req->method);
+		curl_easy_setopt(e, CURLOPT_POSTFIELDS,
+				 req->body != NULL ? req->body : "");
+		curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
+				 (curl_off_t)req->body_len);
+	}
+	/* An empty Expect: saves a round trip on large POST bodies. */
+	req->headers = curl_slist_append(req->headers, "Expect:");
+	curl_easy_setopt(e, CURLOPT_HTTPHEADER, req->headers);
+	return 0;
+}
+
+int
+http_submit(struct http *http, struct http_request *req, http_done_fn *cb,
+	    void *arg)
+{
+	req->http = http;
+	req->cb = cb;
+	req->arg = arg;
+	if (setup_easy(http, req) != 0 ||
+	    curl_multi_add_handle(http->multi, req->easy) != CURLM_OK) {
+		http_request_free(req);
+		return -1;
+	}
+	req->next = http->running;
+	if (req->next != NULL)
+		req->next->prev = req;
+	http->running = req;
+	return 0;
+}
+
+void
+http_cancel(struct http *http, struct http_request *req)
+{
+	if (req == NULL)
+		return;
+	unlink_request(http, req);
+	curl_multi_remove_handle(http->multi, req->easy);
+	http_request_free(req);
+}
+
+static void
+finish(struct http *http, struct http_request *req, CURLcode code)
+{
+	struct http_response resp = {0};
+	char msg[CURL_ERROR_SIZE + 64];
+
+	curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &resp.status);
+	resp.transport_ok = code == CURLE_OK;
+	if (!resp.transport_ok) {
+		if (req->overflow)
+			snprintf(msg, sizeof(msg),
+				 "response body over %zu bytes", http->max_body);
+		else
+			snprintf(msg, sizeof(msg), "%s",
+				 req->errbuf[0] != '\0'
+					 ? req->errbuf
+					 : curl_easy_strerror(code));
+		resp.error = msg;
+	}
+	evbuffer_add(req->resp, "", 1); /* NUL for text parsers */
+	resp.body_len = evbuffer_get_length(req->resp) - 1;
+	resp.body = (const char *)evbuffer_pullup(req->resp, -1);
+	resp.limit_info = req->limit_info;
+
+	unlink_request(http, req);
+	curl_multi_remove_handle(http->multi, req->easy);
+	if (req->cb != NULL)
+		req->cb(req->arg, &resp);
+	http_request_free(req);
+}
+
+static void
+check_multi_info(struct http *http)
+{
+	CURLMsg *m;
+	int left;
+	while ((m = curl_multi_info_read(http->multi, &left)) != NULL) {
+		if (m->msg != CURLMSG_DONE)
+			continue;
+		struct http_request *req = NULL;
+		curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, &req);
+		finish(http, req, m->data.result);
+	}
+}

@@ -1,0 +1,284 @@
+/*
+ * sfrelay: Salesforce streaming events -> log lines.
+ *
+ * main wires the modules together on one event loop and owns the process
+ * life cycle: configuration, start, signals, orderly shutdown, exit code.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+#include <event2/event.h>
+
+#include "sfrelay/auth.h"
+#include "sfrelay/bayeux.h"
+#include "sfrelay/config.h"
+#include "sfrelay/http.h"
+#include "sfrelay/log.h"
+#include "sfrelay/relay.h"
+#include "sfrelay/sink.h"
+
+#define SFRELAY_VERSION "0.1.0"
+#define EXIT_USAGE 64
+#define EXIT_CONFIG 78
+#define EXIT_TEMPFAIL 75
+#define SHUTDOWN_DEADLINE_S 20
+#define QUEUE_MAX_LINES 10000
+#define QUEUE_MAX_BYTES (8u * 1024u * 1024u)
+
+extern char **environ;
+
+/* Everything the process runs on; lives on main's stack. */
+struct app {
+	struct config cfg;
+	struct event_base *base;
+	struct http *http;
+	struct auth *auth;
+	struct relay *relay;
+	struct bayeux *bayeux;
+	struct event *sigint, *sigterm, *deadline;
+	int stopping;
+	int exit_code;
+};
+
+static void
+finish_loop(struct app *app)
+{
+	event_base_loopexit(app->base, NULL);
+}
+
+static void
+on_stopped(void *arg)
+{
+	struct app *app = arg;
+	if (relay_flush(app->relay) != 0 && app->exit_code == 0)
+		app->exit_code = EXIT_TEMPFAIL;
+	log_info("stopped", NULL);
+	finish_loop(app);
+}
+
+static void
+on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct app *app = arg;
+	log_warn("shutdown deadline passed; exiting", NULL);
+	relay_flush(app->relay);
+	finish_loop(app);
+}
+
+static void
+begin_shutdown(struct app *app, int code, const char *why)
+{
+	if (app->stopping) {
+		finish_loop(app);
+		return;
+	}
+	app->stopping = 1;
+	if (code != 0)
+		app->exit_code = code;
+	log_info("shutting down", "reason", why, NULL);
+	struct timeval tv = {SHUTDOWN_DEADLINE_S, 0};
+	evtimer_add(app->deadline, &tv);
+	bayeux_stop(app->bayeux, on_stopped, app);
+}
+
+static void
+on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	(void)what;
+	begin_shutdown(arg, 0, sig == SIGINT ? "SIGINT" : "SIGTERM");
+}
+
+static void
+on_event(void *arg, const struct event *ev)
+{
+	struct app *app = arg;
+	relay_submit(app->relay, ev);
+}
+
+static const char *
+on_replay(void *arg, const char *channel)
+{
+	struct app *app = arg;
+	return relay_position(app->relay, channel);
+}
+
+static int
+on_ready(void *arg)
+{
+	struct app *app = arg;
+	return !relay_full(app->relay);
+}
+
+static void
+on_fatal(void *arg, int code, const char *msg)
+{
+	struct app *app = arg;
+	if (app->stopping) {
+		if (app->exit_code == 0)
+			app->exit_code = code;
+		finish_loop(app);
+		return;
+	}
+	app->stopping = 1;
+	app->exit_code = code;
+	log_error("cannot continue", "error", msg, NULL);
+	finish_loop(app);
+}
+
+static void
+on_libevent_log(int severity, const char *msg)
+{
+	if (severity >= EVENT_LOG_WARN)
+		log_warn("libevent", "detail", msg, NULL);
+}
+
+static int
+parse_args(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--help") == 0 ||
+		    strcmp(argv[i], "-h") == 0) {
+			config_print_help(stdout);
+			return 0;
+		}
+		if (strcmp(argv[i], "--help-markdown") == 0) {
+			config_print_markdown(stdout);
+			return 0;
+		}
+		if (strcmp(argv[i], "--version") == 0) {
+			printf("sfrelay %s\n", SFRELAY_VERSION);
+			return 0;
+		}
+		fprintf(stderr,
+			"sfrelay: unknown argument '%s' (try --help; settings "
+			"come from environment variables)\n",
+			argv[i]);
+		return EXIT_USAGE;
+	}
+	return -1;
+}
+
+static int
+load_config(struct app *app)
+{
+	char err[4096];
+	if (config_load(&app->cfg, (const char *const *)environ, err,
+			sizeof(err)) == 0)
+		return 0;
+	/* One line per problem, each naming its variable. */
+	for (char *line = strtok(err, "\n"); line != NULL;
+	     line = strtok(NULL, "\n"))
+		fprintf(stderr, "sfrelay: configuration error: %s\n", line);
+	return -1;
+}
+
+static int
+build(struct app *app)
+{
+	char err[256];
+	const struct config *cfg = &app->cfg;
+	struct http_opts hopts = {.ca_file = cfg->ca_file,
+				  .timeout_ms = cfg->connect_timeout_ms};
+	app->http = http_new(app->base, &hopts, err, sizeof(err));
+	if (app->http == NULL) {
+		log_error("cannot start HTTP", "error", err, NULL);
+		return -1;
+	}
+	app->auth = auth_new(app->base, app->http, cfg);
+	struct sink *sink = sink_stdout_new(app->base, STDOUT_FILENO);
+	struct relay_opts ropts = {.format = cfg->format,
+				   .max_lines = QUEUE_MAX_LINES,
+				   .max_bytes = QUEUE_MAX_BYTES};
+	app->relay = sink != NULL ? relay_new(&ropts, sink) : NULL;
+	if (app->auth == NULL || app->relay == NULL) {
+		if (app->relay == NULL)
+			sink_free(sink);
+		return -1;
+	}
+	relay_set_callbacks(app->relay, on_fatal, NULL, app);
+	struct bayeux_opts bopts = {
+		.api_version = cfg->api_version,
+		.channels = (const char *const *)cfg->channels,
+		.nchannels = cfg->nchannels,
+		.request_timeout_ms = cfg->connect_timeout_ms,
+		.seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32),
+	};
+	struct bayeux_callbacks cbs = {.event = on_event,
+				       .replay = on_replay,
+				       .ready = on_ready,
+				       .fatal = on_fatal,
+				       .arg = app};
+	app->bayeux = bayeux_new(app->base, app->http, app->auth, &bopts, &cbs);
+	app->sigint = evsignal_new(app->base, SIGINT, on_signal, app);
+	app->sigterm = evsignal_new(app->base, SIGTERM, on_signal, app);
+	app->deadline = evtimer_new(app->base, on_deadline, app);
+	if (app->bayeux == NULL || app->sigint == NULL ||
+	    app->sigterm == NULL || app->deadline == NULL)
+		return -1;
+	event_add(app->sigint, NULL);
+	event_add(app->sigterm, NULL);
+	return 0;
+}
+
+/* Shutdown order: clients, then the multi handle while the base lives,
+ * then the base, then the libraries. */
+static void
+teardown(struct app *app)
+{
+	bayeux_free(app->bayeux);
+	auth_free(app->auth);
+	relay_free(app->relay);
+	http_free(app->http);
+	if (app->sigint != NULL)
+		event_free(app->sigint);
+	if (app->sigterm != NULL)
+		event_free(app->sigterm);
+	if (app->deadline != NULL)
+		event_free(app->deadline);
+	if (app->base != NULL)
+		event_base_free(app->base);
+	libevent_global_shutdown();
+	curl_global_cleanup();
+	config_clear(&app->cfg);
+	log_shutdown();
+}
+
+int
+main(int argc, char **argv)
+{
+	struct app app;
+	memset(&app, 0, sizeof(app));
+
+	int rc = parse_args(argc, argv);
+	if (rc >= 0)
+		return rc;
+	if (load_config(&app) != 0) {
+		log_shutdown();
+		return EXIT_CONFIG;
+	}
+	log_set_level(app.cfg.log_level);
+	signal(SIGPIPE, SIG_IGN);
+	event_set_log_callback(on_libevent_log);
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0 ||
+	    (app.base = event_base_new()) == NULL || build(&app) != 0) {
+		log_error("start-up failed", NULL);
+		teardown(&app);
+		return EXIT_TEMPFAIL;
+	}
+	char nch[16];
+	log_info("starting", "version", SFRELAY_VERSION, "channels",
+		 log_fmt(nch, sizeof(nch), "%zu", app.cfg.nchannels), "sink",
+		 "stdout", NULL);
+	bayeux_start(app.bayeux);
+	event_base_dispatch(app.base);
+	rc = app.exit_code;
+	teardown(&app);
+	return rc;
+}

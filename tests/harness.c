@@ -1,0 +1,338 @@
+/* End-to-end test helpers (see harness.h). */
+#include "harness.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+
+long long
+now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void
+sleep_ms(int ms)
+{
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
+char *
+harness_tmpdir(const char *name)
+{
+	const char *base = getenv("TMPDIR");
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/sfrelay-%s-XXXXXX",
+		 base != NULL && *base != '\0' ? base : "/tmp", name);
+	if (mkdtemp(path) == NULL)
+		return NULL;
+	return strdup(path);
+}
+
+void
+harness_rmdir(const char *dir, int keep)
+{
+	if (dir == NULL)
+		return;
+	if (keep) {
+		fprintf(stderr, "# logs kept in %s\n", dir);
+		return;
+	}
+	DIR *d = opendir(dir);
+	if (d == NULL)
+		return;
+	struct dirent *e;
+	char path[4096];
+	while ((e = readdir(d)) != NULL) {
+		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		unlink(path);
+	}
+	closedir(d);
+	rmdir(dir);
+}
+
+const char *
+harness_bin(const char *name, char *buf, size_t len)
+{
+	const char *b = getenv("B");
+	snprintf(buf, len, "%s/%s", b != NULL && *b != '\0' ? b : "build",
+		 name);
+	return buf;
+}
+
+static void
+redirect(const char *path, int fd, int flags)
+{
+	int f = open(path != NULL ? path : "/dev/null", flags, 0600);
+	if (f >= 0) {
+		dup2(f, fd);
+		close(f);
+	}
+}
+
+int
+proc_start(struct proc *p, const char *const *argv, const char *const *env,
+	   const char *stdout_path, const char *stderr_path)
+{
+	int fds[2] = {-1, -1};
+	memset(p, 0, sizeof(*p));
+	p->out_fd = -1;
+	if (stdout_path == NULL && pipe(fds) != 0)
+		return -1;
+	/* Build the child's environment before fork. */
+	size_t n = 0;
+	while (env != NULL && env[n] != NULL)
+		n++;
+	const char **envp = calloc(n + 2, sizeof(char *));
+	if (envp == NULL)
+		return -1;
+	for (size_t i = 0; i < n; i++)
+		envp[i] = env[i];
+	envp[n] = "PATH=/usr/local/bin:/usr/bin:/bin";
+	pid_t pid = fork();
+	if (pid < 0) {
+		free(envp);
+		return -1;
+	}
+	if (pid == 0) {
+		if (stdout_path == NULL) {
+			dup2(fds[1], STDOUT_FILENO);
+			close(fds[0]);
+			close(fds[1]);
+		} else {
+			redirect(stdout_path, STDOUT_FILENO,
+				 O_WRONLY | O_CREAT | O_APPEND);
+		}
+		redirect(stderr_path, STDERR_FILENO,
+			 O_WRONLY | O_CREAT | O_APPEND);
+		/* execve's prototype predates const; it does not write. */
+		char *const *av, *const *ev;
+		memcpy(&av, &argv, sizeof(av));
+		memcpy(&ev, &envp, sizeof(ev));
+		execve(argv[0], av, ev);
+		_exit(127);
+	}
+	free(envp);
+	p->pid = pid;
+	if (stdout_path == NULL) {
+		close(fds[1]);
+		p->out_fd = fds[0];
+	}
+	return 0;
+}
+
+int
+proc_read_line(struct proc *p, char *line, size_t len, int timeout_ms)
+{
+	long long deadline = now_ms() + timeout_ms;
+	for (;;) {
+		char *nl = memchr(p->buf, '\n', p->buf_len);
+		if (nl != NULL) {
+			size_t l = (size_t)(nl - p->buf);
+			size_t c = l < len - 1 ? l : len - 1;
+			memcpy(line, p->buf, c);
+			line[c] = '\0';
+			memmove(p->buf, nl + 1, p->buf_len - l - 1);
+			p->buf_len -= l + 1;
+			return 0;
+		}
+		long long left = deadline - now_ms();
+		if (left <= 0 || p->out_fd < 0 || p->buf_len == sizeof(p->buf))
+			return -1;
+		struct pollfd pfd = {.fd = p->out_fd, .events = POLLIN};
+		if (poll(&pfd, 1, (int)left) <= 0)
+			continue;
+		ssize_t r = read(p->out_fd, p->buf + p->buf_len,
+				 sizeof(p->buf) - p->buf_len);
+		if (r <= 0)
+			return -1;
+		p->buf_len += (size_t)r;
+	}
+}
+
+static int
+decode_status(int st)
+{
+	if (WIFEXITED(st))
+		return WEXITSTATUS(st);
+	if (WIFSIGNALED(st))
+		return 128 + WTERMSIG(st);
+	return -1;
+}
+
+int
+proc_wait(struct proc *p, int timeout_ms)
+{
+	if (p->pid <= 0)
+		return -1;
+	long long deadline = now_ms() + timeout_ms;
+	int st = 0;
+	for (;;) {
+		pid_t r = waitpid(p->pid, &st, WNOHANG);
+		if (r == p->pid)
+			break;
+		if (now_ms() >= deadline) {
+			kill(p->pid, SIGKILL);
+			waitpid(p->pid, &st, 0);
+			p->pid = 0;
+			if (p->out_fd >= 0)
+				close(p->out_fd);
+			p->out_fd = -1;
+			return -1;
+		}
+		sleep_ms(10);
+	}
+	p->pid = 0;
+	if (p->out_fd >= 0)
+		close(p->out_fd);
+	p->out_fd = -1;
+	return decode_status(st);
+}
+
+int
+proc_stop(struct proc *p, int sig, int timeout_ms)
+{
+	if (p->pid <= 0)
+		return -1;
+	kill(p->pid, sig);
+	return proc_wait(p, timeout_ms);
+}
+
+int
+sfmock_start(struct proc *p, const char *dir, const char *const *flags)
+{
+	char bin[512], log[4096];
+	harness_bin("sfmock", bin, sizeof(bin));
+	snprintf(log, sizeof(log), "%s/sfmock.log", dir);
+	const char *argv[64] = {bin, "--port", "0"};
+	size_t n = 3;
+	for (size_t i = 0; flags != NULL && flags[i] != NULL && n < 63; i++)
+		argv[n++] = flags[i];
+	argv[n] = NULL;
+	if (proc_start(p, argv, NULL, NULL, log) != 0)
+		return -1;
+	char line[256];
+	int port = -1;
+	if (proc_read_line(p, line, sizeof(line), 10000) == 0)
+		sscanf(line, "sfmock listening on http://127.0.0.1:%d", &port);
+	if (port <= 0)
+		proc_stop(p, SIGKILL, 2000);
+	return port;
+}
+
+struct body {
+	char *buf;
+	size_t len, cap;
+};
+
+static size_t
+collect(char *data, size_t size, size_t nmemb, void *userp)
+{
+	struct body *b = userp;
+	size_t n = size * nmemb;
+	size_t room = b->cap > b->len + 1 ? b->cap - b->len - 1 : 0;
+	size_t c = n < room ? n : room;
+	memcpy(b->buf + b->len, data, c);
+	b->len += c;
+	b->buf[b->len] = '\0';
+	return n;
+}
+
+long
+http_call(const char *method, const char *url, const char *const *headers,
+	  const char *body, char *resp, size_t resp_len)
+{
+	CURL *c = curl_easy_init();
+	struct curl_slist *hl = NULL;
+	char dummy[1];
+	struct body b = {resp != NULL ? resp : dummy,
+			 0, resp != NULL ? resp_len : sizeof(dummy)};
+	b.buf[0] = '\0';
+	long status = 0;
+	if (c == NULL)
+		return 0;
+	for (size_t i = 0; headers != NULL && headers[i] != NULL; i++)
+		hl = curl_slist_append(hl, headers[i]);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+	if (body != NULL)
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hl);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 20000L);
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	if (curl_easy_perform(c) == CURLE_OK)
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+	curl_slist_free_all(hl);
+	curl_easy_cleanup(c);
+	return status;
+}
+
+char *
+file_read(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	if (f == NULL)
+		return NULL;
+	size_t cap = 65536, n = 0;
+	char *buf = malloc(cap);
+	size_t r;
+	while (buf != NULL && (r = fread(buf + n, 1, cap - n - 1, f)) > 0) {
+		n += r;
+		if (cap - n - 1 == 0) {
+			char *g = realloc(buf, cap * 2);
+			if (g == NULL) {
+				free(buf);
+				buf = NULL;
+				break;
+			}
+			buf = g;
+			cap *= 2;
+		}
+	}
+	fclose(f);
+	if (buf == NULL)
+		return NULL;
+	buf[n] = '\0';
+	if (len != NULL)
+		*len = n;
+	return buf;
+}
+
+size_t
+file_count_lines(const char *path)
+{
+	size_t n = 0, len = 0;
+	char *s = file_read(path, &len);
+	for (size_t i = 0; s != NULL && i < len; i++)
+		n += s[i] == '\n';
+	free(s);
+	return n;
+}
+
+int
+file_contains(const char *path, const char *needle)
+{
+	char *s = file_read(path, NULL);
+	int found = s != NULL && strstr(s, needle) != NULL;
+	free(s);
+	return found;
+}
