@@ -1,0 +1,1236 @@
+/*
+ * format: one event -> one log line, logfmt or flat JSON.
+ *
+ * The payload is never turned into a json-c tree. A one-pass
+ * recursive-descent scanner walks the raw JSON text, validates it and
+ * writes each leaf the moment it meets it, so every payload byte is looked
+ * at about once (DESIGN.md, "Performance budget"). The line is staged in a
+ * stack buffer and reaches the caller's evbuffer in one append, not one
+ * append per token.
+ *
+ * How this file reads the parts of format.h that leave room:
+ *
+ * - Header: id= and replay_id= are written only when the position is not
+ *   "" (an id "<channel>:" identifies nothing); event_type= and created=
+ *   only when not NULL, for polls too.
+ * - The event.replayId / event.type / event.createdDate skip applies to the
+ *   members of the payload's top-level "event" object, and only to the ones
+ *   the header really carries: replayId when the header has replay_id= (a
+ *   stream with a position), type when event_type is set, createdDate when
+ *   created is set. The value is then redundant; otherwise it is kept, so
+ *   nothing is lost when a source could not fill the header.
+ * - A payload whose top level is not an object (a generic-streaming string,
+ *   an array, a number) is written under the key "data": data="hello",
+ *   data.0=1, data=[]. A top-level {} adds no keys.
+ * - Keys: the path segments joined with '.'. An empty segment becomes '_'
+ *   in both formats. In logfmt every key byte outside printable ASCII, and
+ *   space, '=' and '"', becomes '_' (byte by byte, so "é" gives "__"); in
+ *   JSON keys keep their text, escaped like any JSON string.
+ * - "Control byte" means C0 (0x00-0x1f), DEL and the C1 range
+ *   U+0080-U+009F: all are written as \u00XX (except \n \r \t), in values
+ *   and JSON strings alike, and force quotes in logfmt. U+0085 is a newline
+ *   to some readers, and a line must stay one line.
+ * - The scanner follows RFC 8259 except that raw control bytes inside
+ *   strings are accepted (they are escaped on output anyway): an event is
+ *   worth more than the strictness. A lone or unpaired surrogate escape
+ *   decodes to U+FFFD; a raw byte that does not start a valid UTF-8
+ *   sequence (overlong forms, surrogates and values above U+10FFFF
+ *   included) becomes one U+FFFD per byte.
+ * - The error line quotes raw= always (raw="{"), so the payload is visibly
+ *   one value; payload_error= carries the reason and the byte offset.
+ * - out is appended to once, at the end, so on failure (-1) it is left
+ *   exactly as it was.
+ */
+#include "sfrelay/format.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+
+/* Stack staging sizes: a typical event line fits in LINE_STACK and needs
+ * no heap at all; longer ones spill (see struct sbuf). */
+#define LINE_STACK 4096
+#define VALUE_STACK 1024
+#define KEY_STACK 256
+#define TMP_STACK 512
+
+static const char replacement[] = "\xef\xbf\xbd"; /* U+FFFD */
+
+/* ---- byte buffers ----------------------------------------------------- */
+
+/*
+ * A byte buffer that starts on the caller's stack. Without spilling it
+ * grows on the heap (key path, decoded strings). A line spills instead:
+ * when the stack part is full it moves into a private evbuffer, created on
+ * first use, so a long line costs no large copy. The caller's evbuffer is
+ * touched once, by sbuf_finish(), and so is never left with half a line.
+ * After a failed allocation every write is dropped and failed stays set,
+ * so callers check once at the end.
+ */
+struct sbuf {
+	char *p;
+	size_t len;
+	size_t cap;
+	char *heap;
+	int spills;
+	struct evbuffer *spill;
+	int failed;
+};
+
+static void
+sbuf_init(struct sbuf *sb, char *stack, size_t cap, int spills)
+{
+	sb->p = stack;
+	sb->len = 0;
+	sb->cap = cap;
+	sb->heap = NULL;
+	sb->spills = spills;
+	sb->spill = NULL;
+	sb->failed = 0;
+}
+
+static void
+sbuf_release(struct sbuf *sb)
+{
+	free(sb->heap);
+	sb->heap = NULL;
+	if (sb->spill != NULL)
+		evbuffer_free(sb->spill);
+	sb->spill = NULL;
+}
+
+/* Appends s to the spill evbuffer, creating it on first use. */
+static int
+sbuf_spill(struct sbuf *sb, const void *s, size_t n)
+{
+	if (sb->spill == NULL && (sb->spill = evbuffer_new()) == NULL)
+		goto fail;
+	if (evbuffer_add(sb->spill, s, n) != 0)
+		goto fail;
+	return 0;
+fail:
+	sb->failed = 1;
+	return -1;
+}
+
+static int
+sbuf_grow(struct sbuf *sb, size_t need)
+{
+	size_t cap = sb->cap;
+	char *p;
+
+	while (cap - sb->len < need) {
+		if (cap > SIZE_MAX / 2) {
+			sb->failed = 1;
+			return -1;
+		}
+		cap *= 2;
+	}
+	if (sb->heap != NULL) {
+		p = realloc(sb->heap, cap);
+	} else {
+		p = malloc(cap);
+		if (p != NULL)
+			memcpy(p, sb->p, sb->len);
+	}
+	if (p == NULL) {
+		sb->failed = 1;
+		return -1;
+	}
+	sb->heap = p;
+	sb->p = p;
+	sb->cap = cap;
+	return 0;
+}
+
+static void
+sbuf_put_slow(struct sbuf *sb, const char *s, size_t n)
+{
+	if (sb->failed)
+		return;
+	if (!sb->spills) {
+		if (sbuf_grow(sb, n) != 0)
+			return;
+	} else {
+		if (sbuf_spill(sb, sb->p, sb->len) != 0)
+			return;
+		sb->len = 0;
+		if (n > sb->cap) {
+			/* Too big to stage: no point copying it twice. */
+			(void)sbuf_spill(sb, s, n);
+			return;
+		}
+	}
+	memcpy(sb->p + sb->len, s, n);
+	sb->len += n;
+}
+
+static void
+sbuf_put(struct sbuf *sb, const void *s, size_t n)
+{
+	if (n <= sb->cap - sb->len) {
+		if (n > 0)
+			memcpy(sb->p + sb->len, s, n);
+		sb->len += n;
+		return;
+	}
+	sbuf_put_slow(sb, s, n);
+}
+
+static void
+sbuf_putc(struct sbuf *sb, char c)
+{
+	if (sb->len < sb->cap)
+		sb->p[sb->len++] = c;
+	else
+		sbuf_put_slow(sb, &c, 1);
+}
+
+static void
+sbuf_puts(struct sbuf *sb, const char *s)
+{
+	sbuf_put(sb, s, strlen(s));
+}
+
+/* Forgets everything written so far (the payload turned out invalid). */
+static void
+sbuf_rewind(struct sbuf *sb)
+{
+	sb->len = 0;
+	if (sb->spill != NULL &&
+	    evbuffer_drain(sb->spill, evbuffer_get_length(sb->spill)) != 0)
+		sb->failed = 1;
+}
+
+/* Appends the whole content to out in one step: all or nothing. */
+static int
+sbuf_finish(struct sbuf *sb, struct evbuffer *out)
+{
+	if (sb->failed)
+		return -1;
+	if (sb->spill == NULL)
+		return evbuffer_add(out, sb->p, sb->len) == 0 ? 0 : -1;
+	if (sb->len > 0 && sbuf_spill(sb, sb->p, sb->len) != 0)
+		return -1;
+	sb->len = 0;
+	/* Relinks the spill's chains into out; nothing is copied. */
+	return evbuffer_add_buffer(out, sb->spill) == 0 ? 0 : -1;
+}
+
+/* ---- escaping --------------------------------------------------------- */
+
+/* Byte classes, as bits so a scan can OR together what a string holds. */
+enum {
+	B_PLAIN = 0, /* copied as is everywhere */
+	B_QUOTE = 1, /* space, '=': copied, but a logfmt value needs quotes */
+	B_ESC = 2,   /* '"', '\\', C0, DEL: escaped */
+	B_HIGH = 4,  /* 0x80-0xff: checked as UTF-8 */
+	B_STOP = 8,  /* '"', '\\': where a JSON string scan stops */
+	S_ESCAPED = 16, /* not a byte class: the string has \ escapes */
+};
+#define B_SPECIAL (B_ESC | B_HIGH)
+
+/* clang-format off */
+#define ROW(c) c, c, c, c, c, c, c, c, c, c, c, c, c, c, c, c
+static const unsigned char byte_class[256] = {
+	ROW(B_ESC),
+	ROW(B_ESC),
+	/* 0x20: ' ' ! " # $ % & ' ( ) * + , - . / */
+	B_QUOTE, B_PLAIN, B_ESC | B_STOP, B_PLAIN,
+	B_PLAIN, B_PLAIN, B_PLAIN, B_PLAIN,
+	B_PLAIN, B_PLAIN, B_PLAIN, B_PLAIN, B_PLAIN, B_PLAIN, B_PLAIN, B_PLAIN,
+	/* 0x30: 0-9 : ; < = > ? */
+	B_PLAIN, B_PLAIN, B_PLAIN, B_PLAIN, B_PLAIN, B_PLAIN, B_PLAIN, B_PLAIN,
+	B_PLAIN, B_PLAIN, B_PLAIN, B_PLAIN, B_PLAIN, B_QUOTE, B_PLAIN, B_PLAIN,
+	ROW(B_PLAIN),
+	/* 0x50: P-Z [ \ ] ^ _ */
+	B_PLAIN, B_PLAIN, B_PLAIN, B_PLAIN, B_PLAIN, B_PLAIN, B_PLAIN, B_PLAIN,
+	B_PLAIN, B_PLAIN, B_PLAIN, B_PLAIN,
+	B_ESC | B_STOP, B_PLAIN, B_PLAIN, B_PLAIN,
+	ROW(B_PLAIN),
+	/* 0x70: p-z { | } ~ DEL */
+	B_PLAIN, B_PLAIN, B_PLAIN, B_PLAIN, B_PLAIN, B_PLAIN, B_PLAIN, B_PLAIN,
+	B_PLAIN, B_PLAIN, B_PLAIN, B_PLAIN, B_PLAIN, B_PLAIN, B_PLAIN, B_ESC,
+	ROW(B_HIGH), ROW(B_HIGH), ROW(B_HIGH), ROW(B_HIGH),
+	ROW(B_HIGH), ROW(B_HIGH), ROW(B_HIGH), ROW(B_HIGH),
+};
+#undef ROW
+/* clang-format on */
+
+/*
+ * Length (2-4) of the well-formed UTF-8 sequence at s, or 0 when s[0]
+ * does not start one (RFC 3629: no overlong forms, no surrogates, nothing
+ * above U+10FFFF). s[0] >= 0x80.
+ */
+static size_t
+utf8_seq_len(const unsigned char *s, size_t n)
+{
+	unsigned char lo = 0x80, hi = 0xbf;
+	size_t len, i;
+
+	if (s[0] < 0xc2 || s[0] > 0xf4)
+		return 0;
+	if (s[0] < 0xe0) {
+		len = 2;
+	} else if (s[0] < 0xf0) {
+		len = 3;
+		if (s[0] == 0xe0)
+			lo = 0xa0;
+		else if (s[0] == 0xed)
+			hi = 0x9f;
+	} else {
+		len = 4;
+		if (s[0] == 0xf0)
+			lo = 0x90;
+		else if (s[0] == 0xf4)
+			hi = 0x8f;
+	}
+	if (n < len || s[1] < lo || s[1] > hi)
+		return 0;
+	for (i = 2; i < len; i++)
+		if (s[i] < 0x80 || s[i] > 0xbf)
+			return 0;
+	return len;
+}
+
+/* U+0080-U+009F, the C1 controls, encoded as C2 80 - C2 9F. */
+static int
+is_c1(const unsigned char *s, size_t len)
+{
+	return len == 2 && s[0] == 0xc2 && s[1] <= 0x9f;
+}
+
+static void
+put_u00xx(struct sbuf *sb, unsigned char c)
+{
+	static const char hex[] = "0123456789abcdef";
+	char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 0xf]};
+
+	sbuf_put(sb, e, sizeof(e));
+}
+
+static void
+put_escape_byte(struct sbuf *sb, unsigned char c)
+{
+	switch (c) {
+	case '"':
+		sbuf_put(sb, "\\\"", 2);
+		break;
+	case '\\':
+		sbuf_put(sb, "\\\\", 2);
+		break;
+	case '\n':
+		sbuf_put(sb, "\\n", 2);
+		break;
+	case '\r':
+		sbuf_put(sb, "\\r", 2);
+		break;
+	case '\t':
+		sbuf_put(sb, "\\t", 2);
+		break;
+	default:
+		put_u00xx(sb, c);
+		break;
+	}
+}
+
+/*
+ * Writes s as the inside of a quoted string (logfmt or JSON, same rules):
+ * quote, backslash and control characters escaped, invalid UTF-8 bytes
+ * replaced. Runs of bytes that need nothing go out in one put.
+ */
+static void
+put_escaped(struct sbuf *sb, const unsigned char *s, size_t n)
+{
+	size_t i = 0, run = 0, len;
+	unsigned char c;
+
+	for (;;) {
+		while (i < n && !(byte_class[s[i]] & B_SPECIAL))
+			i++;
+		if (i >= n)
+			break;
+		c = s[i];
+		len = 0;
+		if (byte_class[c] & B_HIGH) {
+			len = utf8_seq_len(s + i, n - i);
+			if (len > 0 && !is_c1(s + i, len)) {
+				i += len;
+				continue;
+			}
+		}
+		sbuf_put(sb, s + run, i - run);
+		if (byte_class[c] & B_ESC) {
+			put_escape_byte(sb, c);
+			i++;
+		} else if (len == 0) {
+			sbuf_put(sb, replacement, 3);
+			i++;
+		} else {
+			put_u00xx(sb, s[i + 1]);
+			i += 2;
+		}
+		run = i;
+	}
+	sbuf_put(sb, s + run, n - run);
+}
+
+static int
+logfmt_needs_quotes(const unsigned char *s, size_t n)
+{
+	size_t i;
+
+	if (n == 0)
+		return 1;
+	for (i = 0; i < n; i++) {
+		if (byte_class[s[i]] & (B_QUOTE | B_ESC))
+			return 1;
+		if (s[i] == 0xc2 && i + 1 < n && s[i + 1] >= 0x80 &&
+		    s[i + 1] <= 0x9f)
+			return 1;
+	}
+	return 0;
+}
+
+static void
+put_quoted(struct sbuf *sb, const unsigned char *s, size_t n)
+{
+	sbuf_putc(sb, '"');
+	put_escaped(sb, s, n);
+	sbuf_putc(sb, '"');
+}
+
+static void
+put_logfmt_value(struct sbuf *sb, const unsigned char *s, size_t n)
+{
+	if (logfmt_needs_quotes(s, n))
+		put_quoted(sb, s, n);
+	else
+		put_escaped(sb, s, n); /* only repairs UTF-8 here */
+}
+
+static void
+put_value(struct sbuf *sb, enum format_kind kind, const char *s, size_t n)
+{
+	if (kind == FORMAT_JSON)
+		put_quoted(sb, (const unsigned char *)s, n);
+	else
+		put_logfmt_value(sb, (const unsigned char *)s, n);
+}
+
+/* One key segment: '_' when empty; in logfmt unsafe bytes become '_'. */
+static void
+put_key_segment(struct sbuf *sb, enum format_kind kind, const char *seg,
+                size_t n)
+{
+	const unsigned char *s = (const unsigned char *)seg;
+	size_t i, run = 0;
+
+	if (n == 0) {
+		sbuf_putc(sb, '_');
+		return;
+	}
+	if (kind == FORMAT_JSON) {
+		put_escaped(sb, s, n);
+		return;
+	}
+	for (i = 0; i < n; i++) {
+		if (s[i] > 0x20 && s[i] < 0x7f && s[i] != '=' && s[i] != '"')
+			continue;
+		sbuf_put(sb, s + run, i - run);
+		sbuf_putc(sb, '_');
+		run = i + 1;
+	}
+	sbuf_put(sb, s + run, n - run);
+}
+
+/* ---- the payload scanner ---------------------------------------------- */
+
+/* A scanned JSON string: its raw body and what its bytes need. */
+struct jstr {
+	size_t start;
+	size_t n;
+	unsigned flags;
+};
+
+struct parser {
+	const unsigned char *s;
+	size_t pos;
+	size_t len;
+	int depth; /* open containers */
+	int quiet; /* > 0 inside a skipped member: validate, write nothing */
+	const char *err;
+	size_t err_pos;
+	enum format_kind kind;
+	const struct event *ev;
+	struct sbuf *line;
+	struct sbuf *key; /* current key path, already escaped */
+	struct sbuf *tmp; /* decoded string scratch */
+};
+
+/* parse_value flag: the value is the payload's top-level "event" member. */
+#define IN_TOP_EVENT 1
+
+static int parse_value(struct parser *ps, int flags);
+
+static int
+fail(struct parser *ps, const char *reason)
+{
+	if (ps->err == NULL) {
+		ps->err = reason;
+		ps->err_pos = ps->pos;
+	}
+	return -1;
+}
+
+static void
+skip_ws(struct parser *ps)
+{
+	const unsigned char *s = ps->s;
+	size_t i = ps->pos;
+
+	while (i < ps->len &&
+	       (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r'))
+		i++;
+	ps->pos = i;
+}
+
+/* Skips whitespace; fails at the end of input. Returns the next byte. */
+static int
+peek(struct parser *ps)
+{
+	skip_ws(ps);
+	if (ps->pos >= ps->len)
+		return fail(ps, "unexpected end of input");
+	return ps->s[ps->pos];
+}
+
+/* Writes the separator and the current key, ready for a value. */
+static void
+emit_key(struct parser *ps)
+{
+	struct sbuf *l = ps->line;
+
+	if (ps->kind == FORMAT_JSON) {
+		sbuf_put(l, ",\"", 2);
+		sbuf_put(l, ps->key->p, ps->key->len);
+		sbuf_put(l, "\":", 2);
+	} else {
+		sbuf_putc(l, ' ');
+		sbuf_put(l, ps->key->p, ps->key->len);
+		sbuf_putc(l, '=');
+	}
+}
+
+/* A leaf written as its JSON text: numbers, booleans, {} and []. */
+static void
+emit_text(struct parser *ps, const void *text, size_t n)
+{
+	if (ps->quiet)
+		return;
+	emit_key(ps);
+	sbuf_put(ps->line, text, n);
+}
+
+static const char *string_text(struct parser *ps, const struct jstr *js,
+                               size_t *n);
+
+static void
+emit_string(struct parser *ps, const struct jstr *js)
+{
+	const char *text;
+	size_t n;
+
+	if (ps->quiet)
+		return;
+	emit_key(ps);
+	if (js->flags & (B_SPECIAL | S_ESCAPED)) {
+		text = string_text(ps, js, &n);
+		put_value(ps->line, ps->kind, text, n);
+	} else if (ps->kind == FORMAT_LOGFMT && js->n > 0 &&
+	           !(js->flags & B_QUOTE)) {
+		/* The common case: nothing to escape, nothing to quote. */
+		sbuf_put(ps->line, ps->s + js->start, js->n);
+	} else {
+		sbuf_putc(ps->line, '"');
+		sbuf_put(ps->line, ps->s + js->start, js->n);
+		sbuf_putc(ps->line, '"');
+	}
+}
+
+/* flags: the byte classes the scan saw in seg; B_PLAIN for safe text. */
+static void
+key_push(struct parser *ps, const char *seg, size_t n, unsigned flags)
+{
+	if (ps->key->len > 0)
+		sbuf_putc(ps->key, '.');
+	if (n > 0 && !(flags & (B_QUOTE | B_SPECIAL | S_ESCAPED)))
+		sbuf_put(ps->key, seg, n);
+	else
+		put_key_segment(ps->key, ps->kind, seg, n);
+}
+
+static void
+key_push_index(struct parser *ps, size_t idx)
+{
+	char digits[24];
+	size_t i = sizeof(digits);
+
+	do {
+		digits[--i] = (char)('0' + idx % 10);
+		idx /= 10;
+	} while (idx > 0);
+	key_push(ps, digits + i, sizeof(digits) - i, B_PLAIN);
+}
+
+static int
+hex_digit(unsigned char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* Value of 4 hex digits at s, or -1. */
+static long
+hex4(const unsigned char *s)
+{
+	long v = 0;
+	int i, d;
+
+	for (i = 0; i < 4; i++) {
+		d = hex_digit(s[i]);
+		if (d < 0)
+			return -1;
+		v = v * 16 + d;
+	}
+	return v;
+}
+
+static void
+put_utf8(struct sbuf *sb, unsigned long cp)
+{
+	unsigned char u[4];
+	size_t n;
+
+	if (cp < 0x80) {
+		u[0] = (unsigned char)cp;
+		n = 1;
+	} else if (cp < 0x800) {
+		u[0] = (unsigned char)(0xc0 | (cp >> 6));
+		u[1] = (unsigned char)(0x80 | (cp & 0x3f));
+		n = 2;
+	} else if (cp < 0x10000) {
+		u[0] = (unsigned char)(0xe0 | (cp >> 12));
+		u[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3f));
+		u[2] = (unsigned char)(0x80 | (cp & 0x3f));
+		n = 3;
+	} else {
+		u[0] = (unsigned char)(0xf0 | (cp >> 18));
+		u[1] = (unsigned char)(0x80 | ((cp >> 12) & 0x3f));
+		u[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3f));
+		u[3] = (unsigned char)(0x80 | (cp & 0x3f));
+		n = 4;
+	}
+	sbuf_put(sb, u, n);
+}
+
+/*
+ * Decodes the \uXXXX escape whose hex digits start at s[*i] (already
+ * validated). A high surrogate takes the low one that follows; anything
+ * unpaired becomes U+FFFD.
+ */
+static unsigned long
+decode_u_escape(const unsigned char *s, size_t n, size_t *i)
+{
+	unsigned long cp = (unsigned long)hex4(s + *i);
+	long lo;
+
+	*i += 4;
+	if (cp >= 0xdc00 && cp <= 0xdfff)
+		return 0xfffd;
+	if (cp < 0xd800 || cp > 0xdbff)
+		return cp;
+	if (n - *i < 6 || s[*i] != '\\' || s[*i + 1] != 'u')
+		return 0xfffd;
+	lo = hex4(s + *i + 2);
+	if (lo < 0xdc00 || lo > 0xdfff)
+		return 0xfffd; /* the next escape is decoded on its own */
+	*i += 6;
+	return 0x10000 + ((cp - 0xd800) << 10) + ((unsigned long)lo - 0xdc00);
+}
+
+static unsigned char
+simple_escape(unsigned char c)
+{
+	switch (c) {
+	case 'b':
+		return '\b';
+	case 'f':
+		return '\f';
+	case 'n':
+		return '\n';
+	case 'r':
+		return '\r';
+	case 't':
+		return '\t';
+	default:
+		return c; /* '"', '\\', '/' */
+	}
+}
+
+/* Decodes the body of a string that scan_string() validated. */
+static void
+decode_string(struct sbuf *sb, const unsigned char *s, size_t n)
+{
+	size_t i = 0, run = 0;
+	unsigned char c;
+
+	while (i < n) {
+		if (s[i] != '\\') {
+			i++;
+			continue;
+		}
+		sbuf_put(sb, s + run, i - run);
+		c = s[i + 1];
+		i += 2;
+		if (c == 'u') {
+			put_utf8(sb, decode_u_escape(s, n, &i));
+		} else {
+			c = simple_escape(c);
+			sbuf_put(sb, &c, 1);
+		}
+		run = i;
+	}
+	sbuf_put(sb, s + run, n - run);
+}
+
+static int
+scan_escape(struct parser *ps)
+{
+	const unsigned char *s = ps->s;
+
+	ps->pos++; /* the backslash */
+	if (ps->pos >= ps->len)
+		return fail(ps, "unexpected end of input");
+	switch (s[ps->pos]) {
+	case '"':
+	case '\\':
+	case '/':
+	case 'b':
+	case 'f':
+	case 'n':
+	case 'r':
+	case 't':
+		ps->pos++;
+		return 0;
+	case 'u':
+		if (ps->len - ps->pos < 5 || hex4(s + ps->pos + 1) < 0)
+			return fail(ps, "invalid unicode escape");
+		ps->pos += 5;
+		return 0;
+	default:
+		return fail(ps, "invalid escape");
+	}
+}
+
+/*
+ * Scans the string whose opening quote is at ps->pos. On success the raw
+ * body is s[js->start, js->start + js->n) and js->flags holds the classes
+ * of its bytes (plus S_ESCAPED), so plain strings skip all further work.
+ */
+static int
+scan_string(struct parser *ps, struct jstr *js)
+{
+	const unsigned char *s = ps->s;
+	size_t i = ps->pos + 1, len = ps->len;
+	unsigned flags = 0, f = 0;
+
+	js->start = i;
+	for (;;) {
+		while (i < len && !((f = byte_class[s[i]]) & B_STOP)) {
+			flags |= f;
+			i++;
+		}
+		ps->pos = i;
+		if (i >= len)
+			return fail(ps, "unterminated string");
+		if (s[i] == '"')
+			break;
+		flags |= S_ESCAPED;
+		if (scan_escape(ps) != 0)
+			return -1;
+		i = ps->pos;
+	}
+	js->n = i - js->start;
+	js->flags = flags;
+	ps->pos = i + 1;
+	return 0;
+}
+
+/* The decoded text of a scanned string: the raw slice when it has no
+ * escapes, else the decoding in ps->tmp (valid until the next string). */
+static const char *
+string_text(struct parser *ps, const struct jstr *js, size_t *n)
+{
+	if (!(js->flags & S_ESCAPED)) {
+		*n = js->n;
+		return (const char *)ps->s + js->start;
+	}
+	ps->tmp->len = 0;
+	decode_string(ps->tmp, ps->s + js->start, js->n);
+	*n = ps->tmp->len;
+	return ps->tmp->p;
+}
+
+static int
+parse_string(struct parser *ps)
+{
+	struct jstr js;
+
+	if (scan_string(ps, &js) != 0)
+		return -1;
+	emit_string(ps, &js);
+	return 0;
+}
+
+static void
+skip_digits(struct parser *ps)
+{
+	const unsigned char *s = ps->s;
+	size_t i = ps->pos;
+
+	while (i < ps->len && s[i] >= '0' && s[i] <= '9')
+		i++;
+	ps->pos = i;
+}
+
+/* Consumes at least one digit. */
+static int
+need_digits(struct parser *ps)
+{
+	size_t at = ps->pos;
+
+	skip_digits(ps);
+	return ps->pos > at ? 0 : fail(ps, "invalid number");
+}
+
+static int
+parse_number(struct parser *ps)
+{
+	const unsigned char *s = ps->s;
+	size_t start = ps->pos;
+
+	if (s[ps->pos] == '-')
+		ps->pos++;
+	if (ps->pos < ps->len && s[ps->pos] == '0')
+		ps->pos++;
+	else if (need_digits(ps) != 0)
+		return -1;
+	if (ps->pos < ps->len && s[ps->pos] == '.') {
+		ps->pos++;
+		if (need_digits(ps) != 0)
+			return -1;
+	}
+	if (ps->pos < ps->len && (s[ps->pos] == 'e' || s[ps->pos] == 'E')) {
+		ps->pos++;
+		if (ps->pos < ps->len &&
+		    (s[ps->pos] == '+' || s[ps->pos] == '-'))
+			ps->pos++;
+		if (need_digits(ps) != 0)
+			return -1;
+	}
+	emit_text(ps, s + start, ps->pos - start);
+	return 0;
+}
+
+static int
+parse_literal(struct parser *ps, const char *word)
+{
+	size_t n = strlen(word);
+
+	if (ps->len - ps->pos < n || memcmp(ps->s + ps->pos, word, n) != 0)
+		return fail(ps, "invalid literal");
+	ps->pos += n;
+	if (ps->quiet)
+		return 0;
+	if (ps->kind == FORMAT_LOGFMT && word[0] == 'n')
+		emit_text(ps, "", 0); /* null: key= */
+	else
+		emit_text(ps, word, n);
+	return 0;
+}
+
+/* Opens a container; the error points at the bracket one level too deep. */
+static int
+enter(struct parser *ps)
+{
+	if (ps->depth >= FORMAT_MAX_DEPTH)
+		return fail(ps, "nesting too deep");
+	ps->depth++;
+	ps->pos++;
+	return 0;
+}
+
+/* After a member or element: 1 at the closing byte, 0 after a comma. */
+static int
+next_item(struct parser *ps, char close, const char *reason)
+{
+	int c = peek(ps);
+
+	if (c < 0)
+		return -1;
+	ps->pos++;
+	if (c == ',')
+		return 0;
+	if (c == close)
+		return 1;
+	ps->pos--;
+	return fail(ps, reason);
+}
+
+/*
+ * Whether a member of the top-level "event" object repeats a header field
+ * (see the comment at the top of the file).
+ */
+static int
+header_carries(const struct parser *ps, const char *k, size_t n)
+{
+	const struct event *ev = ps->ev;
+
+	if (n == 8 && memcmp(k, "replayId", 8) == 0)
+		return ev->src == EVENT_SRC_STREAM && ev->position[0] != '\0';
+	if (n == 4 && memcmp(k, "type", 4) == 0)
+		return ev->event_type != NULL;
+	if (n == 11 && memcmp(k, "createdDate", 11) == 0)
+		return ev->created != NULL;
+	return 0;
+}
+
+/* One "key": value member; flags are the enclosing object's. */
+static int
+parse_member(struct parser *ps, int flags)
+{
+	size_t n, saved = ps->key->len;
+	struct jstr js;
+	int rc, skip = 0, child = 0;
+	const char *k;
+
+	if (peek(ps) != '"')
+		return fail(ps, "expected a string key");
+	if (scan_string(ps, &js) != 0)
+		return -1;
+	if (peek(ps) != ':')
+		return fail(ps, "expected ':'");
+	ps->pos++;
+	if (!ps->quiet) {
+		k = string_text(ps, &js, &n);
+		if (flags & IN_TOP_EVENT)
+			skip = header_carries(ps, k, n);
+		else if (ps->depth == 1 && n == 5 && memcmp(k, "event", 5) == 0)
+			child = IN_TOP_EVENT;
+		key_push(ps, k, n, js.flags);
+	}
+	ps->quiet += skip;
+	rc = parse_value(ps, child);
+	ps->quiet -= skip;
+	ps->key->len = saved;
+	return rc;
+}
+
+static int
+parse_object(struct parser *ps, int flags)
+{
+	int rc;
+
+	if (enter(ps) != 0)
+		return -1;
+	if (peek(ps) == '}') {
+		ps->pos++;
+		/* The top-level object has no key of its own. */
+		if (ps->key->len > 0)
+			emit_text(ps, "{}", 2);
+	} else {
+		do {
+			if (parse_member(ps, flags) != 0)
+				return -1;
+			rc = next_item(ps, '}', "expected ',' or '}'");
+		} while (rc == 0);
+		if (rc < 0)
+			return -1;
+	}
+	ps->depth--;
+	return 0;
+}
+
+static int
+parse_array(struct parser *ps)
+{
+	size_t idx = 0, saved = ps->key->len;
+	int rc;
+
+	if (enter(ps) != 0)
+		return -1;
+	if (peek(ps) == ']') {
+		ps->pos++;
+		emit_text(ps, "[]", 2);
+		ps->depth--;
+		return 0;
+	}
+	do {
+		if (!ps->quiet)
+			key_push_index(ps, idx++);
+		rc = parse_value(ps, 0);
+		ps->key->len = saved;
+		if (rc != 0)
+			return -1;
+		rc = next_item(ps, ']', "expected ',' or ']'");
+	} while (rc == 0);
+	if (rc < 0)
+		return -1;
+	ps->depth--;
+	return 0;
+}
+
+static int
+parse_value(struct parser *ps, int flags)
+{
+	int c = peek(ps);
+
+	switch (c) {
+	case -1:
+		return -1;
+	case '{':
+		return parse_object(ps, flags);
+	case '[':
+		return parse_array(ps);
+	case '"':
+		return parse_string(ps);
+	case 't':
+		return parse_literal(ps, "true");
+	case 'f':
+		return parse_literal(ps, "false");
+	case 'n':
+		return parse_literal(ps, "null");
+	default:
+		if (c == '-' || (c >= '0' && c <= '9'))
+			return parse_number(ps);
+		return fail(ps, "unexpected character");
+	}
+}
+
+static int
+parse_payload(struct parser *ps)
+{
+	skip_ws(ps);
+	if (ps->pos >= ps->len)
+		return fail(ps, "empty payload");
+	if (ps->s[ps->pos] != '{')
+		key_push(ps, "data", 4, B_PLAIN);
+	if (parse_value(ps, 0) != 0)
+		return -1;
+	skip_ws(ps);
+	if (ps->pos < ps->len)
+		return fail(ps, "trailing data after the payload");
+	return 0;
+}
+
+/* ---- the line --------------------------------------------------------- */
+
+/* Writes " name=" (logfmt) or ",\"name\":" (JSON); name needs no escaping. */
+static void
+put_field_name(struct sbuf *l, enum format_kind kind, const char *name)
+{
+	if (kind == FORMAT_JSON) {
+		sbuf_put(l, ",\"", 2);
+		sbuf_puts(l, name);
+		sbuf_put(l, "\":", 2);
+	} else {
+		sbuf_putc(l, ' ');
+		sbuf_puts(l, name);
+		sbuf_putc(l, '=');
+	}
+}
+
+static void
+put_field(struct sbuf *l, enum format_kind kind, const char *name,
+          const char *value)
+{
+	put_field_name(l, kind, name);
+	put_value(l, kind, value, strlen(value));
+}
+
+static void
+put_header(struct sbuf *l, struct sbuf *tmp, enum format_kind kind,
+           const struct event *ev)
+{
+	int stream = ev->src == EVENT_SRC_STREAM;
+
+	if (kind == FORMAT_JSON)
+		sbuf_puts(l, stream ? "{\"at\":\"event\",\"src\":\"stream\""
+		                    : "{\"at\":\"event\",\"src\":\"poll\"");
+	else
+		sbuf_puts(l,
+		          stream ? "at=event src=stream" : "at=event src=poll");
+	put_field(l, kind, stream ? "channel" : "object", ev->channel);
+	if (ev->position[0] != '\0') {
+		tmp->len = 0;
+		sbuf_puts(tmp, ev->channel);
+		sbuf_putc(tmp, ':');
+		sbuf_puts(tmp, ev->position);
+		put_field_name(l, kind, "id");
+		put_value(l, kind, tmp->p, tmp->len);
+		if (stream)
+			put_field(l, kind, "replay_id", ev->position);
+	}
+	if (ev->event_type != NULL)
+		put_field(l, kind, "event_type", ev->event_type);
+	if (ev->created != NULL)
+		put_field(l, kind, "created", ev->created);
+}
+
+static void
+put_error_fields(struct sbuf *l, enum format_kind kind, const struct parser *ps)
+{
+	char reason[96];
+	int n;
+
+	n = snprintf(reason, sizeof(reason), "%s at byte %zu", ps->err,
+	             ps->err_pos);
+	if (n < 0 || (size_t)n >= sizeof(reason))
+		n = n < 0 ? 0 : (int)sizeof(reason) - 1;
+	put_field_name(l, kind, "payload_error");
+	put_value(l, kind, reason, (size_t)n);
+	put_field_name(l, kind, "raw");
+	put_quoted(l, ps->s, ps->len);
+}
+
+/* The event with a NULL-free view of its strings (defensive: the contract
+ * says channel and position are never NULL). */
+static void
+event_sanitize(const struct event *in, struct event *ev)
+{
+	*ev = *in;
+	if (ev->channel == NULL)
+		ev->channel = "";
+	if (ev->position == NULL)
+		ev->position = "";
+	if (ev->payload == NULL) {
+		ev->payload = "";
+		ev->payload_len = 0;
+	}
+}
+
+static int
+write_event(struct sbuf *line, struct sbuf *key, struct sbuf *tmp,
+            enum format_kind kind, const struct event *ev)
+{
+	struct parser ps = {
+	    .s = (const unsigned char *)ev->payload,
+	    .len = ev->payload_len,
+	    .kind = kind,
+	    .ev = ev,
+	    .line = line,
+	    .key = key,
+	    .tmp = tmp,
+	};
+	int rc = 0;
+
+	put_header(line, tmp, kind, ev);
+	if (parse_payload(&ps) != 0) {
+		/* Drop the half-written payload; keep the event. */
+		rc = 1;
+		sbuf_rewind(line);
+		put_header(line, tmp, kind, ev);
+		put_error_fields(line, kind, &ps);
+	}
+	if (kind == FORMAT_JSON)
+		sbuf_putc(line, '}');
+	sbuf_putc(line, '\n');
+	return key->failed || tmp->failed ? -1 : rc;
+}
+
+int
+format_event(enum format_kind kind, const struct event *event,
+             struct evbuffer *out)
+{
+	char line_stack[LINE_STACK], key_stack[KEY_STACK], tmp_stack[TMP_STACK];
+	struct sbuf line, key, tmp;
+	struct event ev;
+	int rc;
+
+	if (event == NULL || out == NULL)
+		return -1; /* a caller's bug, but not worth a crash */
+	event_sanitize(event, &ev);
+	sbuf_init(&line, line_stack, sizeof(line_stack), 1);
+	sbuf_init(&key, key_stack, sizeof(key_stack), 0);
+	sbuf_init(&tmp, tmp_stack, sizeof(tmp_stack), 0);
+	rc = write_event(&line, &key, &tmp, kind, &ev);
+	if (rc >= 0 && sbuf_finish(&line, out) != 0)
+		rc = -1;
+	sbuf_release(&tmp);
+	sbuf_release(&key);
+	sbuf_release(&line);
+	return rc;
+}
+
+int
+format_logfmt_value(struct evbuffer *out, const char *s, size_t n)
+{
+	char stack[VALUE_STACK];
+	struct sbuf sb;
+	int rc;
+
+	if (out == NULL)
+		return -1;
+	if (s == NULL) {
+		s = "";
+		n = 0;
+	}
+	sbuf_init(&sb, stack, sizeof(stack), 1);
+	put_logfmt_value(&sb, (const unsigned char *)s, n);
+	rc = sbuf_finish(&sb, out);
+	sbuf_release(&sb);
+	return rc;
+}
+
+int
+format_json_string(struct evbuffer *out, const char *s, size_t n)
+{
+	char stack[VALUE_STACK];
+	struct sbuf sb;
+	int rc;
+
+	if (out == NULL)
+		return -1;
+	if (s == NULL) {
+		s = "";
+		n = 0;
+	}
+	sbuf_init(&sb, stack, sizeof(stack), 1);
+	put_quoted(&sb, (const unsigned char *)s, n);
+	rc = sbuf_finish(&sb, out);
+	sbuf_release(&sb);
+	return rc;
+}
+
+int
+format_kind_parse(const char *s, enum format_kind *kind)
+{
+	if (s == NULL || kind == NULL)
+		return -1;
+	if (strcmp(s, "logfmt") == 0)
+		*kind = FORMAT_LOGFMT;
+	else if (strcmp(s, "json") == 0)
+		*kind = FORMAT_JSON;
+	else
+		return -1;
+	return 0;
+}
