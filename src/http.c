@@ -75,9 +75,9 @@ on_socket_event(evutil_socket_t fd, short kind, void *arg)
 		     ((kind & EV_WRITE) ? CURL_CSELECT_OUT : 0);
 	int running = 0;
 	curl_multi_socket_action(http->multi, fd, action, &running);
+	/* No evtimer_del when nothing runs: a completion callback may just
+	 * have added a transfer whose timer curl armed. */
 	check_multi_info(http);
-	if (running <= 0)
-		evtimer_del(http->timer);
 }
 
 static void
