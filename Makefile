@@ -45,6 +45,9 @@ TEST_SRCS := $(wildcard tests/test_*.c) $(wildcard tests/e2e_*.c)
 TEST_BINS := $(TEST_SRCS:tests/%.c=$(B)/tests/%)
 HARNESS   := $(B)/tests/harness.o
 
+# Keep objects that make would otherwise treat as intermediate.
+.SECONDARY:
+
 .PHONY: all deps test check unit e2e demo sanitize valgrind install clean docs
 
 all: $(B)/sfrelay $(B)/sfmock
@@ -98,5 +101,8 @@ install: $(B)/sfrelay
 
 clean:
 	rm -rf build
+
+# Fuzz harnesses (clang libFuzzer): make fuzz, make fuzz-smoke.
+-include tests/fuzz/fuzz.mk
 
 -include $(shell find $(B) -name '*.d' 2>/dev/null)

@@ -8,7 +8,7 @@ set -euo pipefail
 PACKAGES=(
 	gcc make pkg-config ca-certificates curl
 	libcurl4-openssl-dev libjson-c-dev libevent-dev libssl-dev
-	libcmocka-dev valgrind
+	libcmocka-dev valgrind clang libclang-rt-dev
 )
 
 missing=()

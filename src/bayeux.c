@@ -436,11 +436,13 @@ subscribe_failed(struct bayeux *b, const struct bayeux_msg *m)
 		return -1;
 	if (code == 400 && strstr(error, "replayId") != NULL &&
 	    i < b->opts.nchannels && b->pending_replay[i] == NULL) {
-		log_warn("stored replay id rejected; replaying every retained "
-			 "event (events older than retention are lost from "
-			 "the stream)",
-			 "channel", b->opts.channels[i], "error", error, NULL);
-		b->pending_replay[i] = strdup("-2");
+		const char *from = b->opts.replay_invalid != NULL
+					   ? b->opts.replay_invalid
+					   : "-2";
+		if (b->cbs.gap != NULL)
+			b->cbs.gap(b->cbs.arg, b->opts.channels[i],
+				   replay_for(b, i), error);
+		b->pending_replay[i] = strdup(from);
 		return b->pending_replay[i] != NULL ? 1 : 0;
 	}
 	log_error("subscribe failed", "channel",

@@ -91,12 +91,15 @@ struct load {
 
 static setting_enum_fn parse_format;
 static setting_enum_fn parse_log_level;
+static setting_enum_fn parse_replay;
 static setting_check_fn check_api_version;
 static setting_check_fn check_channel;
 
 static const char *const format_choices[] = {"logfmt", "json", NULL};
 static const char *const log_level_choices[] = {"debug", "info", "warn",
                                                 "error", NULL};
+
+static const char *const replay_choices[] = {"-1", "-2", NULL};
 
 static const char *const channel_prefixes[] = {"/topic/", "/event/", "/data/",
                                                "/u/", NULL};
@@ -235,6 +238,112 @@ static const struct setting settings[] = {
         .help = "PEM file of certificate authorities that TLS peers "
                 "are verified against, instead of the system's store.",
     },
+    {
+        .name = "SFRELAY_STATE_DIR",
+        .kind = SETTING_STRING,
+        .def = ".sfrelay",
+        .field = offsetof(struct config, state_dir),
+        .what = "the checkpoint directory",
+        .help = "Directory of the checkpoint file (created with mode "
+                "0700 if missing): the replay id of each channel that "
+                "the sink has acknowledged, so a restart resumes "
+                "there. On Heroku the dyno's disk is wiped at every "
+                "dyno restart; it survives process restarts only.",
+    },
+    {
+        .name = "SFRELAY_REPLAY_FROM",
+        .kind = SETTING_ENUM,
+        .def = "-1",
+        .field = offsetof(struct config, replay_from),
+        .what = "where a channel without a checkpoint starts",
+        .help = "Where a channel with no checkpoint starts: `-1` only "
+                "new events, `-2` every event Salesforce still retains "
+                "(24 hours for PushTopics and generic streaming, 72 "
+                "hours for platform events and Change Data Capture).",
+        .choices = replay_choices,
+        .parse_enum = parse_replay,
+    },
+    {
+        .name = "SFRELAY_REPLAY_INVALID",
+        .kind = SETTING_ENUM,
+        .def = "-2",
+        .field = offsetof(struct config, replay_invalid),
+        .what = "where to restart after a rejected replay id",
+        .help = "Where a channel restarts when Salesforce rejects its "
+                "checkpoint (older than the retention window): `-2` "
+                "every retained event (default: the least loss), `-1` "
+                "only new events. Either way the gap is logged.",
+        .choices = replay_choices,
+        .parse_enum = parse_replay,
+    },
+    {
+        .name = "SFRELAY_CHECKPOINT_INTERVAL",
+        .kind = SETTING_INT,
+        .def = "1000",
+        .field = offsetof(struct config, checkpoint_interval_ms),
+        .what = "the checkpoint write interval",
+        .help = "Longest time between an acknowledgement and its "
+                "checkpoint write (writes are batched; shutdown always "
+                "writes). `0` writes at every acknowledgement.",
+        .min = 0,
+        .max = 60000,
+        .unit = "ms",
+        .suffixes = ms_suffixes,
+    },
+    {
+        .name = "SFRELAY_QUEUE_LINES",
+        .kind = SETTING_INT,
+        .def = "10000",
+        .field = offsetof(struct config, queue_lines),
+        .what = "the queue's high-water mark",
+        .help = "Lines waiting for the sink above which the relay "
+                "stops asking Salesforce for more (back-pressure; the "
+                "events wait at Salesforce, nothing is dropped).",
+        .min = 10,
+        .max = 1000000,
+        .unit = "lines",
+    },
+    {
+        .name = "SFRELAY_BACKOFF_MIN",
+        .kind = SETTING_INT,
+        .def = "1000",
+        .field = offsetof(struct config, backoff_min_ms),
+        .what = "the shortest retry delay",
+        .help = "Shortest delay before retrying after a failure; "
+                "each further failure doubles the ceiling, and the "
+                "delay is drawn at random below it (full jitter).",
+        .min = 10,
+        .max = 60000,
+        .unit = "ms",
+        .suffixes = ms_suffixes,
+    },
+    {
+        .name = "SFRELAY_BACKOFF_MAX",
+        .kind = SETTING_INT,
+        .def = "60000",
+        .field = offsetof(struct config, backoff_max_ms),
+        .what = "the longest retry delay",
+        .help = "Ceiling of the retry delay.",
+        .min = 100,
+        .max = 3600000,
+        .unit = "ms",
+        .suffixes = ms_suffixes,
+    },
+    {
+        .name = "SFRELAY_SHUTDOWN_TIMEOUT",
+        .kind = SETTING_INT,
+        .def = "20000",
+        .field = offsetof(struct config, shutdown_timeout_ms),
+        .what = "the shutdown time limit",
+        .help = "Time SIGTERM leaves for delivering in-flight lines, "
+                "saving checkpoints and disconnecting before the relay "
+                "exits anyway (Heroku kills a dyno 30 s after "
+                "SIGTERM).",
+        .min = 100,
+        .max = 600000,
+        .unit = "ms",
+        .suffixes = ms_suffixes,
+    },
 };
 
 #define NSETTINGS (sizeof(settings) / sizeof(settings[0]))
@@ -249,6 +358,19 @@ static int
 parse_log_level(const char *value, void *field)
 {
 	return log_level_parse(value, field);
+}
+
+static int
+parse_replay(const char *value, void *field)
+{
+	long *out = field;
+	if (strcmp(value, "-1") == 0)
+		*out = -1;
+	else if (strcmp(value, "-2") == 0)
+		*out = -2;
+	else
+		return -1;
+	return 0;
 }
 
 static void *

@@ -16,6 +16,7 @@
 
 #include "sfrelay/auth.h"
 #include "sfrelay/bayeux.h"
+#include "sfrelay/checkpoint.h"
 #include "sfrelay/config.h"
 #include "sfrelay/http.h"
 #include "sfrelay/log.h"
@@ -26,9 +27,9 @@
 #define EXIT_USAGE 64
 #define EXIT_CONFIG 78
 #define EXIT_TEMPFAIL 75
-#define SHUTDOWN_DEADLINE_S 20
-#define QUEUE_MAX_LINES 10000
-#define QUEUE_MAX_BYTES (8u * 1024u * 1024u)
+/* Bytes of formatted lines held before back-pressure: bounds memory
+ * whatever the lines' size, next to SFRELAY_QUEUE_LINES. */
+#define QUEUE_MAX_BYTES (4u * 1024u * 1024u)
 
 extern char **environ;
 
@@ -39,6 +40,7 @@ struct app {
 	struct http *http;
 	struct auth *auth;
 	struct relay *relay;
+	struct checkpoint *checkpoint;
 	struct bayeux *bayeux;
 	struct event *sigint, *sigterm, *deadline;
 	int stopping;
@@ -51,11 +53,26 @@ finish_loop(struct app *app)
 	event_base_loopexit(app->base, NULL);
 }
 
+/* Writes pending checkpoints now. Returns 0 or -1 (logged). */
+static int
+save_checkpoints(struct app *app)
+{
+	char err[512];
+	if (app->checkpoint == NULL ||
+	    checkpoint_flush(app->checkpoint, err, sizeof(err)) == 0)
+		return 0;
+	log_error("checkpoint write failed", "error", err, NULL);
+	return -1;
+}
+
 static void
 on_stopped(void *arg)
 {
 	struct app *app = arg;
+	/* Lines first: a checkpoint may only cover what the sink took. */
 	if (relay_flush(app->relay) != 0 && app->exit_code == 0)
+		app->exit_code = EXIT_TEMPFAIL;
+	if (save_checkpoints(app) != 0 && app->exit_code == 0)
 		app->exit_code = EXIT_TEMPFAIL;
 	log_info("stopped", NULL);
 	finish_loop(app);
@@ -69,6 +86,7 @@ on_deadline(evutil_socket_t fd, short what, void *arg)
 	struct app *app = arg;
 	log_warn("shutdown deadline passed; exiting", NULL);
 	relay_flush(app->relay);
+	save_checkpoints(app);
 	finish_loop(app);
 }
 
@@ -76,6 +94,9 @@ static void
 begin_shutdown(struct app *app, int code, const char *why)
 {
 	if (app->stopping) {
+		/* A second signal: no more waiting, one save attempt. */
+		log_warn("second signal; exiting now", "reason", why, NULL);
+		save_checkpoints(app);
 		finish_loop(app);
 		return;
 	}
@@ -83,7 +104,8 @@ begin_shutdown(struct app *app, int code, const char *why)
 	if (code != 0)
 		app->exit_code = code;
 	log_info("shutting down", "reason", why, NULL);
-	struct timeval tv = {SHUTDOWN_DEADLINE_S, 0};
+	long ms = app->cfg.shutdown_timeout_ms;
+	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
 	evtimer_add(app->deadline, &tv);
 	bayeux_stop(app->bayeux, on_stopped, app);
 }
@@ -106,7 +128,59 @@ static const char *
 on_replay(void *arg, const char *channel)
 {
 	struct app *app = arg;
-	return relay_position(app->relay, channel);
+	const char *pos = checkpoint_get(app->checkpoint, channel);
+	return pos != NULL ? pos : app->cfg.replay_from == -2 ? "-2" : "-1";
+}
+
+static void
+on_position(void *arg, const char *channel, const char *position,
+	    const char *created)
+{
+	struct app *app = arg;
+	checkpoint_set(app->checkpoint, channel, position,
+		       created[0] != '\0' ? created : NULL);
+}
+
+static void
+utc_now(char *buf, size_t len)
+{
+	struct timespec ts;
+	struct tm tm;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	int ms = (int)(ts.tv_nsec / 1000000L) % 1000;
+	snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
+		 (tm.tm_year + 1900) % 10000, (tm.tm_mon + 1) % 100,
+		 tm.tm_mday % 100, tm.tm_hour % 100, tm.tm_min % 100,
+		 tm.tm_sec % 100, ms);
+}
+
+/* The stream cannot give back what came after `rejected`: say so loudly
+ * and keep the gap, so it can be recovered by query. */
+static void
+on_gap(void *arg, const char *channel, const char *rejected, const char *error)
+{
+	struct app *app = arg;
+	const char *created = checkpoint_created(app->checkpoint, channel);
+	char now[64];
+	utc_now(now, sizeof(now));
+	log_warn("replay gap: events after the last checkpoint are past "
+		 "Salesforce's retention and may be missing",
+		 "channel", channel, "last_replay_id", rejected,
+		 "last_created", created != NULL ? created : "unknown",
+		 "restart_from", app->cfg.replay_invalid == -1 ? "-1" : "-2",
+		 "error", error, NULL);
+	const struct checkpoint_gap *gaps;
+	size_t n = checkpoint_gaps(app->checkpoint, &gaps);
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(gaps[i].key, channel) == 0 &&
+		    strcmp(gaps[i].after_position, rejected) == 0)
+			return; /* already recorded */
+	struct checkpoint_gap g = {.key = channel,
+				   .after_position = rejected,
+				   .after_created = created,
+				   .detected = now};
+	checkpoint_add_gap(app->checkpoint, &g);
 }
 
 static int
@@ -129,6 +203,7 @@ on_fatal(void *arg, int code, const char *msg)
 	app->stopping = 1;
 	app->exit_code = code;
 	log_error("cannot continue", "error", msg, NULL);
+	save_checkpoints(app); /* what was acknowledged stays acknowledged */
 	finish_loop(app);
 }
 
@@ -179,6 +254,30 @@ load_config(struct app *app)
 	return -1;
 }
 
+/* Opens and loads the checkpoint store; problems are configuration
+ * errors (exit 78) that name the setting. */
+static int
+open_checkpoints(struct app *app)
+{
+	char err[512];
+	void *impl = checkpoint_file_open(app->cfg.state_dir, err, sizeof(err));
+	if (impl == NULL)
+		goto fail;
+	app->checkpoint = checkpoint_new(app->base, &checkpoint_file_ops, impl,
+					 app->cfg.checkpoint_interval_ms);
+	if (app->checkpoint == NULL) {
+		snprintf(err, sizeof(err), "out of memory");
+		goto fail;
+	}
+	if (checkpoint_load(app->checkpoint, err, sizeof(err)) != 0)
+		goto fail;
+	return 0;
+fail:
+	fprintf(stderr, "sfrelay: configuration error: SFRELAY_STATE_DIR: %s\n",
+		err);
+	return -1;
+}
+
 static int
 build(struct app *app)
 {
@@ -194,7 +293,7 @@ build(struct app *app)
 	app->auth = auth_new(app->base, app->http, cfg);
 	struct sink *sink = sink_stdout_new(app->base, STDOUT_FILENO);
 	struct relay_opts ropts = {.format = cfg->format,
-				   .max_lines = QUEUE_MAX_LINES,
+				   .max_lines = (size_t)cfg->queue_lines,
 				   .max_bytes = QUEUE_MAX_BYTES};
 	app->relay = sink != NULL ? relay_new(&ropts, sink) : NULL;
 	if (app->auth == NULL || app->relay == NULL) {
@@ -202,17 +301,21 @@ build(struct app *app)
 			sink_free(sink);
 		return -1;
 	}
-	relay_set_callbacks(app->relay, on_fatal, NULL, app);
+	relay_set_callbacks(app->relay, on_fatal, on_position, app);
 	struct bayeux_opts bopts = {
 		.api_version = cfg->api_version,
 		.channels = (const char *const *)cfg->channels,
 		.nchannels = cfg->nchannels,
 		.request_timeout_ms = cfg->connect_timeout_ms,
+		.replay_invalid = cfg->replay_invalid == -1 ? "-1" : "-2",
+		.backoff_min_ms = cfg->backoff_min_ms,
+		.backoff_max_ms = cfg->backoff_max_ms,
 		.seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32),
 	};
 	struct bayeux_callbacks cbs = {.event = on_event,
 				       .replay = on_replay,
 				       .ready = on_ready,
+				       .gap = on_gap,
 				       .fatal = on_fatal,
 				       .arg = app};
 	app->bayeux = bayeux_new(app->base, app->http, app->auth, &bopts, &cbs);
@@ -235,6 +338,7 @@ teardown(struct app *app)
 	bayeux_free(app->bayeux);
 	auth_free(app->auth);
 	relay_free(app->relay);
+	checkpoint_free(app->checkpoint);
 	http_free(app->http);
 	if (app->sigint != NULL)
 		event_free(app->sigint);
@@ -266,8 +370,15 @@ main(int argc, char **argv)
 	log_set_level(app.cfg.log_level);
 	signal(SIGPIPE, SIG_IGN);
 	event_set_log_callback(on_libevent_log);
-	if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0 ||
-	    (app.base = event_base_new()) == NULL || build(&app) != 0) {
+	if ((app.base = event_base_new()) == NULL) {
+		teardown(&app);
+		return EXIT_TEMPFAIL;
+	}
+	if (open_checkpoints(&app) != 0) {
+		teardown(&app);
+		return EXIT_CONFIG;
+	}
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0 || build(&app) != 0) {
 		log_error("start-up failed", NULL);
 		teardown(&app);
 		return EXIT_TEMPFAIL;

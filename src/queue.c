@@ -10,7 +10,8 @@ struct entry {
 	size_t len;      /* line length */
 	char *channel;   /* points into data */
 	char *position;  /* points into data */
-	char data[];     /* line, then channel\0, then position\0 */
+	char *created;   /* points into data */
+	char data[];     /* line, channel\0, position\0, created\0 */
 };
 
 struct queue {
@@ -48,10 +49,13 @@ queue_free(struct queue *q)
 
 uint64_t
 queue_push(struct queue *q, const char *channel, const char *position,
-	   const char *line, size_t len)
+	   const char *created, const char *line, size_t len)
 {
+	if (created == NULL)
+		created = "";
 	size_t cl = strlen(channel) + 1, pl = strlen(position) + 1;
-	struct entry *e = malloc(sizeof(*e) + len + cl + pl);
+	size_t tl = strlen(created) + 1;
+	struct entry *e = malloc(sizeof(*e) + len + cl + pl + tl);
 	if (e == NULL)
 		abort(); /* out of memory is fatal by design (STYLE.md) */
 	e->next = NULL;
@@ -62,6 +66,8 @@ queue_push(struct queue *q, const char *channel, const char *position,
 	memcpy(e->channel, channel, cl);
 	e->position = e->channel + cl;
 	memcpy(e->position, position, pl);
+	e->created = e->position + pl;
+	memcpy(e->created, created, tl);
 	if (q->tail != NULL)
 		q->tail->next = e;
 	else
@@ -110,7 +116,8 @@ report_positions(struct entry *acked, struct entry *stop,
 			i++;
 		if (i == n && n == QUEUE_ACK_SLOTS) {
 			for (size_t j = 0; j < n; j++)
-				fn(arg, slot[j]->channel, slot[j]->position);
+				fn(arg, slot[j]->channel, slot[j]->position,
+				   slot[j]->created);
 			n = i = 0;
 		}
 		slot[i] = e;
@@ -118,7 +125,7 @@ report_positions(struct entry *acked, struct entry *stop,
 			n++;
 	}
 	for (size_t j = 0; j < n; j++)
-		fn(arg, slot[j]->channel, slot[j]->position);
+		fn(arg, slot[j]->channel, slot[j]->position, slot[j]->created);
 }
 
 void

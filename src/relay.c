@@ -10,18 +10,11 @@
 #include "sfrelay/queue.h"
 #include "sfrelay/sink.h"
 
-struct position {
-	char *channel;
-	char *position;
-};
-
 struct relay {
 	enum format_kind format;
 	struct queue *queue;
 	struct sink *sink;
 	struct evbuffer *scratch; /* reused for every line */
-	struct position *positions;
-	size_t npositions;
 	uint64_t acked_seq;
 	uint64_t acked_lines;
 	int failed;
@@ -60,11 +53,6 @@ relay_free(struct relay *r)
 	queue_free(r->queue);
 	if (r->scratch != NULL)
 		evbuffer_free(r->scratch);
-	for (size_t i = 0; i < r->npositions; i++) {
-		free(r->positions[i].channel);
-		free(r->positions[i].position);
-	}
-	free(r->positions);
 	free(r);
 }
 
@@ -78,32 +66,12 @@ relay_set_callbacks(struct relay *r, relay_fatal_fn *fatal,
 }
 
 static void
-set_position(void *arg, const char *channel, const char *position)
+report_position(void *arg, const char *channel, const char *position,
+		const char *created)
 {
 	struct relay *r = arg;
-	struct position *p = NULL;
-	for (size_t i = 0; i < r->npositions; i++)
-		if (strcmp(r->positions[i].channel, channel) == 0)
-			p = &r->positions[i];
-	if (p == NULL) {
-		struct position *grown = realloc(
-			r->positions, (r->npositions + 1) * sizeof(*grown));
-		if (grown == NULL)
-			abort();
-		r->positions = grown;
-		p = &r->positions[r->npositions++];
-		p->channel = strdup(channel);
-		p->position = NULL;
-		if (p->channel == NULL)
-			abort();
-	}
-	char *copy = strdup(position);
-	if (copy == NULL)
-		abort();
-	free(p->position);
-	p->position = copy;
 	if (r->on_position != NULL)
-		r->on_position(r->arg, channel, position);
+		r->on_position(r->arg, channel, position, created);
 }
 
 static void
@@ -114,7 +82,7 @@ on_ack(void *arg, uint64_t upto)
 		return;
 	r->acked_lines += upto - r->acked_seq;
 	r->acked_seq = upto;
-	queue_ack(r->queue, upto, set_position, r);
+	queue_ack(r->queue, upto, report_position, r);
 }
 
 static void
@@ -157,7 +125,8 @@ relay_submit(struct relay *r, const struct event *ev)
 		abort(); /* only on allocation failure */
 	size_t len = evbuffer_get_length(r->scratch);
 	const char *line = (const char *)evbuffer_pullup(r->scratch, -1);
-	queue_push(r->queue, ev->channel, ev->position, line, len);
+	queue_push(r->queue, ev->channel, ev->position, ev->created, line,
+		   len);
 	evbuffer_drain(r->scratch, len);
 	return pump(r);
 }
@@ -172,15 +141,6 @@ size_t
 relay_pending(const struct relay *r)
 {
 	return queue_lines(r->queue);
-}
-
-const char *
-relay_position(const struct relay *r, const char *channel)
-{
-	for (size_t i = 0; i < r->npositions; i++)
-		if (strcmp(r->positions[i].channel, channel) == 0)
-			return r->positions[i].position;
-	return NULL;
 }
 
 int

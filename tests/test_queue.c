@@ -18,8 +18,10 @@ struct seen {
 };
 
 static void
-record(void *arg, const char *channel, const char *position)
+record(void *arg, const char *channel, const char *position,
+       const char *created)
 {
+	(void)created;
 	struct seen *s = arg;
 	assert_true(s->n < 8);
 	snprintf(s->channel[s->n], 64, "%s", channel);
@@ -42,8 +44,8 @@ test_sequence_and_sent_cursor(void **state)
 {
 	(void)state;
 	struct queue *q = queue_new(100, 1 << 20);
-	assert_int_equal(queue_push(q, "/topic/A", "1", "a1\n", 3), 1);
-	assert_int_equal(queue_push(q, "/topic/B", "7", "b7\n", 3), 2);
+	assert_int_equal(queue_push(q, "/topic/A", "1", NULL, "a1\n", 3), 1);
+	assert_int_equal(queue_push(q, "/topic/B", "7", NULL, "b7\n", 3), 2);
 	const char *line;
 	size_t len;
 	assert_int_equal(queue_next_unsent(q, &line, &len), 1);
@@ -62,11 +64,11 @@ test_ack_reports_newest_position_per_channel(void **state)
 {
 	(void)state;
 	struct queue *q = queue_new(100, 1 << 20);
-	queue_push(q, "/topic/A", "10", "x\n", 2);
-	queue_push(q, "/topic/B", "5", "x\n", 2);
-	queue_push(q, "/topic/A", "12", "x\n", 2);
-	queue_push(q, "/topic/B", "9", "x\n", 2);
-	queue_push(q, "/topic/A", "15", "x\n", 2);
+	queue_push(q, "/topic/A", "10", NULL, "x\n", 2);
+	queue_push(q, "/topic/B", "5", NULL, "x\n", 2);
+	queue_push(q, "/topic/A", "12", NULL, "x\n", 2);
+	queue_push(q, "/topic/B", "9", NULL, "x\n", 2);
+	queue_push(q, "/topic/A", "15", NULL, "x\n", 2);
 	struct seen s = {0};
 	queue_ack(q, 3, record, &s);
 	assert_int_equal(s.n, 2);
@@ -92,14 +94,14 @@ test_ack_of_unsent_entries_moves_cursor(void **state)
 {
 	(void)state;
 	struct queue *q = queue_new(100, 1 << 20);
-	queue_push(q, "c", "1", "l\n", 2);
-	queue_push(q, "c", "2", "l\n", 2);
-	queue_push(q, "c", "3", "l\n", 2);
+	queue_push(q, "c", "1", NULL, "l\n", 2);
+	queue_push(q, "c", "2", NULL, "l\n", 2);
+	queue_push(q, "c", "3", NULL, "l\n", 2);
 	queue_ack(q, 2, NULL, NULL);
 	const char *line;
 	size_t len;
 	assert_int_equal(queue_next_unsent(q, &line, &len), 3);
-	queue_push(q, "c", "4", "l\n", 2);
+	queue_push(q, "c", "4", NULL, "l\n", 2);
 	queue_mark_sent(q, 3);
 	assert_int_equal(queue_next_unsent(q, &line, &len), 4);
 	queue_free(q);
@@ -111,16 +113,46 @@ test_full_by_lines_and_bytes(void **state)
 	(void)state;
 	struct queue *q = queue_new(2, 10);
 	assert_false(queue_full(q));
-	queue_push(q, "c", "1", "12345\n", 6);
+	queue_push(q, "c", "1", NULL, "12345\n", 6);
 	assert_false(queue_full(q));
-	queue_push(q, "c", "2", "1\n", 2);
+	queue_push(q, "c", "2", NULL, "1\n", 2);
 	assert_true(queue_full(q)); /* two lines */
 	/* Pushing past the mark is accepted: a held event is never dropped. */
-	assert_int_equal(queue_push(q, "c", "3", "123456789\n", 10), 3);
+	assert_int_equal(queue_push(q, "c", "3", NULL, "123456789\n", 10), 3);
 	queue_ack(q, 2, NULL, NULL);
 	assert_true(queue_full(q)); /* 10 bytes */
 	queue_ack(q, 3, NULL, NULL);
 	assert_false(queue_full(q));
+	queue_free(q);
+}
+
+struct created_seen {
+	char created[64];
+};
+
+static void
+record_created(void *arg, const char *channel, const char *position,
+	       const char *created)
+{
+	(void)channel;
+	(void)position;
+	struct created_seen *c = arg;
+	snprintf(c->created, sizeof(c->created), "%s", created);
+}
+
+/* The creation time travels with the position (it names gaps later). */
+static void
+test_ack_reports_created_time(void **state)
+{
+	(void)state;
+	struct queue *q = queue_new(10, 1 << 20);
+	queue_push(q, "/topic/A", "1", "2026-11-26T19:27:53.000Z", "x\n", 2);
+	queue_push(q, "/topic/A", "2", NULL, "x\n", 2);
+	struct created_seen c = {"unset"};
+	queue_ack(q, 1, record_created, &c);
+	assert_string_equal(c.created, "2026-11-26T19:27:53.000Z");
+	queue_ack(q, 2, record_created, &c);
+	assert_string_equal(c.created, "");
 	queue_free(q);
 }
 
@@ -130,8 +162,10 @@ struct c0_seen {
 };
 
 static void
-record_c0(void *arg, const char *channel, const char *position)
+record_c0(void *arg, const char *channel, const char *position,
+	  const char *created)
 {
+	(void)created;
 	struct c0_seen *c0 = arg;
 	c0->calls++;
 	if (strcmp(channel, "/u/c0") == 0)
@@ -149,9 +183,9 @@ test_many_channels_in_one_ack(void **state)
 	for (int i = 0; i < 40; i++) {
 		snprintf(ch, sizeof(ch), "/u/c%d", i);
 		snprintf(pos, sizeof(pos), "%d", i);
-		queue_push(q, ch, pos, "x\n", 2);
+		queue_push(q, ch, pos, NULL, "x\n", 2);
 	}
-	queue_push(q, "/u/c0", "100", "x\n", 2);
+	queue_push(q, "/u/c0", "100", NULL, "x\n", 2);
 	struct c0_seen c0 = {"", 0};
 	queue_ack(q, 41, record_c0, &c0);
 	assert_string_equal(c0.pos, "100");
@@ -168,6 +202,7 @@ main(void)
 		cmocka_unit_test(test_ack_of_unsent_entries_moves_cursor),
 		cmocka_unit_test(test_full_by_lines_and_bytes),
 		cmocka_unit_test(test_many_channels_in_one_ack),
+		cmocka_unit_test(test_ack_reports_created_time),
 	};
 	return cmocka_run_group_tests_name("queue", tests, NULL, NULL);
 }

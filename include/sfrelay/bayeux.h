@@ -35,6 +35,11 @@ typedef const char *bayeux_replay_fn(void *arg, const char *channel);
 /* 0 while the core cannot take more events (back-pressure): the client
  * then holds its next /meta/connect until this says 1. */
 typedef int bayeux_ready_fn(void *arg);
+/* Salesforce rejected the replay id `rejected` of channel (older than
+ * its retention): events after it may be lost from the stream. The
+ * client resubscribes the channel from opts.replay_invalid. */
+typedef void bayeux_gap_fn(void *arg, const char *channel,
+			   const char *rejected, const char *error);
 /* Unrecoverable (credentials refused): exit with code (77). */
 typedef void bayeux_fatal_fn(void *arg, int code, const char *msg);
 /* bayeux_stop() has finished. */
@@ -44,6 +49,7 @@ struct bayeux_callbacks {
 	bayeux_event_fn *event;
 	bayeux_replay_fn *replay; /* NULL: always "-1" */
 	bayeux_ready_fn *ready;   /* NULL: always ready */
+	bayeux_gap_fn *gap;       /* NULL: only logged */
 	bayeux_fatal_fn *fatal;
 	void *arg;
 };
@@ -53,6 +59,7 @@ struct bayeux_opts {
 	const char *const *channels;  /* borrowed; must outlive the client */
 	size_t nchannels;
 	long request_timeout_ms;      /* handshake, subscribe, disconnect */
+	const char *replay_invalid;   /* "-2" (default) or "-1" */
 	long backoff_min_ms;          /* 0: 1000 */
 	long backoff_max_ms;          /* 0: 60000 */
 	uint64_t seed;                /* for back-off jitter */

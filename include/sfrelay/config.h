@@ -41,6 +41,16 @@ struct config {
 	enum log_level log_level; /* SFRELAY_LOG_LEVEL */
 	long connect_timeout_ms;  /* SFRELAY_HTTP_TIMEOUT: non-long-poll requests */
 	char *ca_file;            /* SFRELAY_CA_FILE, NULL = system store */
+
+	/* Delivery */
+	char *state_dir;            /* SFRELAY_STATE_DIR */
+	long replay_from;           /* SFRELAY_REPLAY_FROM: -1 or -2 */
+	long replay_invalid;        /* SFRELAY_REPLAY_INVALID: -1 or -2 */
+	long checkpoint_interval_ms; /* SFRELAY_CHECKPOINT_INTERVAL */
+	long queue_lines;           /* SFRELAY_QUEUE_LINES */
+	long backoff_min_ms;        /* SFRELAY_BACKOFF_MIN */
+	long backoff_max_ms;        /* SFRELAY_BACKOFF_MAX */
+	long shutdown_timeout_ms;   /* SFRELAY_SHUTDOWN_TIMEOUT */
 };
 
 /*

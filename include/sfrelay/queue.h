@@ -19,22 +19,24 @@
 struct queue;
 
 /* Told, during queue_ack(), of the newest acknowledged position of each
- * channel that advanced. Strings are borrowed for the call. */
+ * channel that advanced, with that event's creation time ("" when
+ * unknown). Strings are borrowed for the call. */
 typedef void queue_position_fn(void *arg, const char *channel,
-			       const char *position);
+			       const char *position, const char *created);
 
 /* Limits: lines and bytes. Returns NULL on allocation failure. */
 struct queue *queue_new(size_t max_lines, size_t max_bytes);
 void queue_free(struct queue *q);
 
 /*
- * Appends a line (copied), assigns it the next sequence number (from 1)
+ * Appends a line (copied) with its channel, position and creation time
+ * (copied; created may be NULL), assigns it the next sequence number (from 1)
  * and returns it. The queue accepts a line even past its limits (a
  * source that already holds events must not drop them); sources consult
  * queue_full() before asking for more.
  */
 uint64_t queue_push(struct queue *q, const char *channel, const char *position,
-		    const char *line, size_t len);
+		    const char *created, const char *line, size_t len);
 
 /* The oldest entry not yet sent, or 0 when none. line borrowed until it
  * is acknowledged. */

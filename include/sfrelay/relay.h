@@ -12,8 +12,8 @@ struct sink;
 /*
  * The core: where sources meet sinks. A source hands an event to
  * relay_submit(); the relay formats it into a line, queues it, hands it
- * to the sink, and on the sink's acknowledgement records the channel's
- * newest acknowledged position. Sources never see the sink and the sink
+ * to the sink, and on the sink's acknowledgement reports each channel's
+ * newest acknowledged position (to the checkpoint store). Sources never see the sink and the sink
  * never sees a source.
  */
 
@@ -21,10 +21,10 @@ struct relay;
 
 /* The sink failed for good; the process should exit with `code`. */
 typedef void relay_fatal_fn(void *arg, int code, const char *msg);
-/* A channel's acknowledged position advanced (a checkpoint may follow).
- * Strings borrowed for the call. */
+/* A channel's acknowledged position advanced (a checkpoint may follow);
+ * created is that event's time or "". Strings borrowed for the call. */
 typedef void relay_position_fn(void *arg, const char *channel,
-			       const char *position);
+			       const char *position, const char *created);
 
 struct relay_opts {
 	enum format_kind format;
@@ -45,9 +45,6 @@ int relay_submit(struct relay *relay, const struct event *ev);
 int relay_full(const struct relay *relay);
 /* Lines queued or in flight, not yet acknowledged. */
 size_t relay_pending(const struct relay *relay);
-/* The newest acknowledged position of channel, or NULL. Borrowed until
- * the next acknowledgement. */
-const char *relay_position(const struct relay *relay, const char *channel);
 /* Pushes everything queued through the sink now (shutdown). Returns 0 or
  * -1. */
 int relay_flush(struct relay *relay);
