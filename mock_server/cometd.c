@@ -1,0 +1,1272 @@
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/types.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <json-c/json.h>
+
+#include "sfrelay/log.h"
+
+#include "cometd.h"
+#include "org.h"
+#include "util.h"
+
+#define COMETD_MIN_MAJOR 37
+#define COMETD_ID_ALPHA "0123456789abcdefghijklmnopqrstuvwxyz"
+#define COMETD_COOKIE_ALPHA                                                  \
+	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+#define COMETD_JSON_FLAGS (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
+
+#define ERR_NO_AUTH "401::Request requires authentication"
+#define ERR_AUTH "401::Authentication invalid"
+#define ERR_DENIED "403::Handshake denied"
+#define ERR_UNKNOWN_CLIENT "403::Unknown client"
+
+struct sub {
+	struct org_channel *ch;
+	char *subscription; /* as the client sent it, "?filter" included */
+	int64_t cursor;	    /* last replayId delivered */
+};
+
+struct client {
+	struct client *next;
+	struct cometd *cd;
+	char id[32];
+	char cookie[32];
+	int connected;	 /* its first connect was answered */
+	int events_last; /* next response with events puts the reply last */
+	int64_t last_ms; /* monotonic time of its last response */
+	struct sub *subs;
+	size_t nsubs;
+	size_t subs_cap;
+
+	/* The held /meta/connect, if any: the request, the replies to the
+	 * other messages of that request, the message's "id" as JSON text. */
+	struct evhttp_request *held;
+	struct evbuffer *held_prefix;
+	size_t held_items;
+	char *held_msgid;
+	struct event *held_timer;
+	struct event *held_watch; /* notices the peer closing */
+};
+
+struct cometd {
+	struct event_base *base;
+	struct org *org;
+	struct client *clients;
+	struct event *wake;
+	struct event *sweep;
+};
+
+/* The replies of one request, comma separated, brackets added at the
+ * end; plus the connect that may be held once every message is done. */
+struct batch {
+	struct evbuffer *out;
+	size_t n;
+	int hold;
+	char hold_client[32];
+	char *hold_msgid;
+};
+
+enum answer {
+	ANSWER_EVENTS,	/* deliver pending events (timeout, wake-up) */
+	ANSWER_EMPTY,	/* superseded or disconnected: no events */
+	ANSWER_REVOKED, /* 401::Authentication invalid */
+	ANSWER_DROPPED, /* 403::Unknown client */
+};
+
+static void answer_held(struct cometd *cd, struct client *c, enum answer how);
+
+static int
+batch_add(struct batch *b, const char *text, size_t len)
+{
+	if (b->n++ > 0 && evbuffer_add(b->out, ",", 1) != 0)
+		return -1;
+	return evbuffer_add(b->out, text, len);
+}
+
+/* Adds r to the batch and releases it. */
+static void
+batch_json(struct batch *b, struct json_object *r)
+{
+	size_t len;
+	const char *s =
+		json_object_to_json_string_length(r, COMETD_JSON_FLAGS, &len);
+
+	if (s != NULL)
+		batch_add(b, s, len);
+	json_object_put(r);
+}
+
+static const char *
+get_str(struct json_object *msg, const char *key)
+{
+	struct json_object *v;
+
+	if (!json_object_object_get_ex(msg, key, &v) ||
+	    !json_object_is_type(v, json_type_string))
+		return NULL;
+	return json_object_get_string(v);
+}
+
+/* A reply on channel that echoes the message's clientId and id. */
+static struct json_object *
+reply_new(const char *channel, struct json_object *msg, int with_client)
+{
+	struct json_object *r = json_object_new_object(), *id;
+	const char *cid = msg != NULL ? get_str(msg, "clientId") : NULL;
+
+	if (r == NULL)
+		return NULL;
+	if (with_client && cid != NULL)
+		json_object_object_add(r, "clientId",
+				       json_object_new_string(cid));
+	if (channel != NULL)
+		json_object_object_add(r, "channel",
+				       json_object_new_string(channel));
+	if (msg != NULL && json_object_object_get_ex(msg, "id", &id))
+		json_object_object_add(r, "id", json_object_get(id));
+	return r;
+}
+
+static struct json_object *
+advice_new(const char *reconnect, int with_interval)
+{
+	struct json_object *a = json_object_new_object();
+
+	json_object_object_add(a, "reconnect",
+			       json_object_new_string(reconnect));
+	if (with_interval)
+		json_object_object_add(a, "interval", json_object_new_int(0));
+	return a;
+}
+
+/*
+ * Adds a failed reply. reconnect is the advice ("handshake" comes with
+ * interval 0, as Salesforce sends it) or NULL for none; the subscription
+ * is echoed for /meta/subscribe and /meta/unsubscribe.
+ */
+static void
+reply_error(struct batch *b, const char *channel, struct json_object *msg,
+	    const char *error, const char *reconnect)
+{
+	struct json_object *r = reply_new(channel, msg, 1);
+	const char *sub = msg != NULL ? get_str(msg, "subscription") : NULL;
+
+	if (r == NULL)
+		return;
+	if (sub != NULL && channel != NULL &&
+	    (strcmp(channel, "/meta/subscribe") == 0 ||
+	     strcmp(channel, "/meta/unsubscribe") == 0))
+		json_object_object_add(r, "subscription",
+				       json_object_new_string(sub));
+	json_object_object_add(r, "error", json_object_new_string(error));
+	if (reconnect != NULL)
+		json_object_object_add(
+			r, "advice",
+			advice_new(reconnect,
+				   strcmp(reconnect, "handshake") == 0));
+	json_object_object_add(r, "successful", json_object_new_boolean(0));
+	log_warn("bayeux error", "channel", channel != NULL ? channel : "",
+		 "error", error, NULL);
+	batch_json(b, r);
+}
+
+static struct client *
+client_find(struct cometd *cd, const char *id)
+{
+	struct client *c;
+
+	for (c = cd->clients; c != NULL; c = c->next)
+		if (strcmp(c->id, id) == 0)
+			return c;
+	return NULL;
+}
+
+/* 1 when one of the request's Cookie headers has name=value. */
+static int
+cookie_has(struct evhttp_request *req, const char *name, const char *value)
+{
+	struct evkeyvalq *h = evhttp_request_get_input_headers(req);
+	struct evkeyval *kv;
+	size_t nlen = strlen(name), vlen = strlen(value);
+
+	for (kv = h->tqh_first; kv != NULL; kv = kv->next.tqe_next) {
+		const char *p = kv->value;
+
+		if (strcasecmp(kv->key, "Cookie") != 0)
+			continue;
+		while (*p != '\0') {
+			size_t n;
+
+			while (*p == ' ' || *p == ';')
+				p++;
+			n = strcspn(p, ";");
+			if (n == nlen + 1 + vlen && strncmp(p, name, nlen) == 0 &&
+			    p[nlen] == '=' &&
+			    strncmp(p + nlen + 1, value, vlen) == 0)
+				return 1;
+			p += n;
+		}
+	}
+	return 0;
+}
+
+/* The client a message belongs to: its clientId must be known and the
+ * request must carry the BAYEUX_BROWSER cookie set at its handshake. */
+static struct client *
+client_for(struct cometd *cd, struct evhttp_request *req,
+	   struct json_object *msg)
+{
+	const char *id = get_str(msg, "clientId");
+	struct client *c = id != NULL ? client_find(cd, id) : NULL;
+
+	if (c == NULL || !cookie_has(req, "BAYEUX_BROWSER", c->cookie))
+		return NULL;
+	return c;
+}
+
+static void
+held_clear(struct client *c)
+{
+	if (c->held != NULL) {
+		struct evhttp_connection *evcon =
+			evhttp_request_get_connection(c->held);
+
+		if (evcon != NULL)
+			evhttp_connection_set_closecb(evcon, NULL, NULL);
+	}
+	c->held = NULL;
+	evtimer_del(c->held_timer);
+	if (c->held_watch != NULL)
+		event_free(c->held_watch);
+	c->held_watch = NULL;
+	if (c->held_prefix != NULL)
+		evbuffer_free(c->held_prefix);
+	c->held_prefix = NULL;
+	c->held_items = 0;
+	free(c->held_msgid);
+	c->held_msgid = NULL;
+}
+
+static void
+client_free(struct client *c)
+{
+	size_t i;
+
+	if (c == NULL)
+		return;
+	held_clear(c);
+	if (c->held_timer != NULL)
+		event_free(c->held_timer);
+	for (i = 0; i < c->nsubs; i++)
+		free(c->subs[i].subscription);
+	free(c->subs);
+	free(c);
+}
+
+/* Unlinks and frees c; its held connect must have been answered. */
+static void
+client_forget(struct cometd *cd, struct client *c)
+{
+	struct client **pp;
+
+	for (pp = &cd->clients; *pp != NULL; pp = &(*pp)->next) {
+		if (*pp == c) {
+			*pp = c->next;
+			break;
+		}
+	}
+	org_stats(cd->org)->clients--;
+	log_debug("client forgotten", "client", c->id, NULL);
+	client_free(c);
+}
+
+static void
+held_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct client *c = arg;
+
+	(void)fd;
+	(void)what;
+	answer_held(c->cd, c, ANSWER_EVENTS);
+}
+
+static struct client *
+client_new(struct cometd *cd)
+{
+	struct util_rng *rng = org_rng(cd->org);
+	struct client *c = calloc(1, sizeof(*c));
+
+	if (c == NULL)
+		return NULL;
+	c->cd = cd;
+	c->held_timer = evtimer_new(cd->base, held_timeout_cb, c);
+	if (c->held_timer == NULL) {
+		free(c);
+		return NULL;
+	}
+	do {
+		util_rng_text(rng, c->id, 27, COMETD_ID_ALPHA);
+	} while (client_find(cd, c->id) != NULL);
+	util_rng_text(rng, c->cookie, 26, COMETD_COOKIE_ALPHA);
+	c->last_ms = util_mono_ms();
+	c->next = cd->clients;
+	cd->clients = c;
+	org_stats(cd->org)->clients++;
+	return c;
+}
+
+static struct sub *
+sub_find(struct client *c, const struct org_channel *ch)
+{
+	size_t i;
+
+	for (i = 0; i < c->nsubs; i++)
+		if (c->subs[i].ch == ch)
+			return &c->subs[i];
+	return NULL;
+}
+
+/* Moves cursors that fell behind the retention ring up to its start:
+ * those events are gone, as they would be on Salesforce. */
+static void
+skip_lost(struct client *c)
+{
+	size_t i;
+
+	for (i = 0; i < c->nsubs; i++) {
+		int64_t first = org_channel_oldest(c->subs[i].ch);
+
+		if (c->subs[i].cursor < first - 1)
+			c->subs[i].cursor = first - 1;
+	}
+}
+
+static int
+has_pending(struct client *c)
+{
+	size_t i;
+
+	skip_lost(c);
+	for (i = 0; i < c->nsubs; i++)
+		if (c->subs[i].cursor < org_channel_latest(c->subs[i].ch))
+			return 1;
+	return 0;
+}
+
+/* Adds up to max_batch pending events to b, oldest first across the
+ * client's channels, and advances the cursors. Returns how many. */
+static size_t
+collect_events(struct cometd *cd, struct client *c, struct batch *b)
+{
+	size_t max = org_config(cd->org)->max_batch, n = 0, i;
+
+	skip_lost(c);
+	while (n < max) {
+		struct sub *best = NULL;
+		const char *best_text = NULL;
+		size_t best_len = 0;
+		uint64_t best_seq = 0;
+
+		for (i = 0; i < c->nsubs; i++) {
+			struct sub *s = &c->subs[i];
+			const char *t;
+			size_t len;
+			uint64_t seq;
+
+			if (s->cursor >= org_channel_latest(s->ch))
+				continue;
+			t = org_channel_event(s->ch, s->cursor + 1, &len, &seq);
+			if (t != NULL && (best == NULL || seq < best_seq)) {
+				best = s;
+				best_text = t;
+				best_len = len;
+				best_seq = seq;
+			}
+		}
+		if (best == NULL)
+			break;
+		if (batch_add(b, best_text, best_len) != 0)
+			break;
+		best->cursor++;
+		n++;
+	}
+	return n;
+}
+
+/* Adds the connect reply for c, with its pending events, to b. */
+static void
+connect_answer(struct cometd *cd, struct client *c, struct batch *b,
+	       const char *msgid, int first)
+{
+	struct batch events = {.out = evbuffer_new()};
+	struct evbuffer *reply = evbuffer_new();
+	size_t nev;
+
+	if (events.out == NULL || reply == NULL)
+		goto out;
+	evbuffer_add_printf(reply, "{\"clientId\":\"%s\",\"channel\":\"/meta/connect\"",
+			    c->id);
+	if (msgid != NULL)
+		evbuffer_add_printf(reply, ",\"id\":%s", msgid);
+	if (first)
+		evbuffer_add_printf(reply,
+				    ",\"advice\":{\"timeout\":%lld,\"interval\":0,"
+				    "\"reconnect\":\"retry\"}",
+				    (long long)org_config(cd->org)
+					    ->connect_timeout_ms);
+	evbuffer_add_printf(reply, ",\"successful\":true}");
+
+	nev = collect_events(cd, c, &events);
+	/* Alternating where the reply sits makes every client cope with
+	 * both orders, as it must with Salesforce. */
+	if (nev > 0 && c->events_last) {
+		batch_add(b, (const char *)evbuffer_pullup(events.out, -1),
+			  evbuffer_get_length(events.out));
+		b->n += nev - 1;
+	}
+	batch_add(b, (const char *)evbuffer_pullup(reply, -1),
+		  evbuffer_get_length(reply));
+	if (nev > 0 && !c->events_last) {
+		batch_add(b, (const char *)evbuffer_pullup(events.out, -1),
+			  evbuffer_get_length(events.out));
+		b->n += nev - 1;
+	}
+	if (nev > 0)
+		c->events_last = !c->events_last;
+	c->connected = 1;
+	c->last_ms = util_mono_ms();
+out:
+	if (events.out != NULL)
+		evbuffer_free(events.out);
+	if (reply != NULL)
+		evbuffer_free(reply);
+}
+
+static void
+send_batch(struct evhttp_request *req, int code, struct batch *b)
+{
+	struct evbuffer *body = evbuffer_new();
+
+	if (body == NULL) {
+		evhttp_send_error(req, 500, NULL);
+		return;
+	}
+	evbuffer_add(body, "[", 1);
+	evbuffer_add_buffer(body, b->out);
+	evbuffer_add(body, "]", 1);
+	util_reply(req, code, UTIL_JSON_UTF8, body, NULL);
+	evbuffer_free(body);
+}
+
+static void
+answer_held(struct cometd *cd, struct client *c, enum answer how)
+{
+	struct evhttp_request *req = c->held;
+	struct batch b = {.out = c->held_prefix, .n = c->held_items};
+	struct json_object *r;
+
+	if (req == NULL)
+		return;
+	switch (how) {
+	case ANSWER_EVENTS:
+		connect_answer(cd, c, &b, c->held_msgid, 0);
+		break;
+	case ANSWER_EMPTY:
+		/* No events: they stay pending for the next connect. */
+		evbuffer_add_printf(b.out,
+				    "%s{\"clientId\":\"%s\",\"channel\":"
+				    "\"/meta/connect\"%s%s,\"successful\":true}",
+				    b.n > 0 ? "," : "", c->id,
+				    c->held_msgid != NULL ? ",\"id\":" : "",
+				    c->held_msgid != NULL ? c->held_msgid : "");
+		c->last_ms = util_mono_ms();
+		break;
+	case ANSWER_REVOKED:
+	case ANSWER_DROPPED:
+		r = json_object_new_object();
+		json_object_object_add(r, "clientId",
+				       json_object_new_string(c->id));
+		json_object_object_add(r, "channel",
+				       json_object_new_string("/meta/connect"));
+		if (c->held_msgid != NULL)
+			json_object_object_add(
+				r, "id", json_tokener_parse(c->held_msgid));
+		json_object_object_add(r, "error",
+				       json_object_new_string(
+					       how == ANSWER_REVOKED
+						       ? ERR_AUTH
+						       : ERR_UNKNOWN_CLIENT));
+		json_object_object_add(
+			r, "advice",
+			how == ANSWER_REVOKED ? advice_new("none", 0)
+					      : advice_new("handshake", 1));
+		json_object_object_add(r, "successful",
+				       json_object_new_boolean(0));
+		batch_json(&b, r);
+		break;
+	}
+	send_batch(req, 200, &b);
+	/* The prefix buffer was lent to the batch; held_clear frees it. */
+	held_clear(c);
+}
+
+static void
+held_closed_cb(struct evhttp_connection *evcon, void *arg)
+{
+	struct client *c = arg;
+	struct evhttp_request *req = c->held;
+
+	(void)evcon;
+	/* evhttp detaches a request it has not answered from a connection
+	 * that fails, and leaves it to us; if it is still attached, evhttp
+	 * frees it with the connection. */
+	if (req != NULL && evhttp_request_get_connection(req) == NULL) {
+		c->held = NULL;
+		evhttp_request_free(req);
+	}
+	c->held = NULL;
+	held_clear(c);
+	c->last_ms = util_mono_ms();
+	log_debug("held connect dropped: connection closed", "client", c->id,
+		  NULL);
+}
+
+/*
+ * evhttp (2.1) stops reading a connection once a request is in, so it
+ * would notice a client that gave up on a held connect only when the
+ * answer fails to write. Peeking at the socket finds the EOF at once;
+ * freeing the connection then runs held_closed_cb.
+ */
+static void
+held_watch_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct client *c = arg;
+	struct evhttp_connection *evcon;
+	char byte;
+	ssize_t n;
+
+	(void)what;
+	n = recv(fd, &byte, 1, MSG_PEEK);
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+		return;
+	if (n > 0) {
+		/* Pipelined bytes: not a close. Stop watching rather than
+		 * spin on a readable socket. */
+		event_del(c->held_watch);
+		return;
+	}
+	evcon = c->held != NULL ? evhttp_request_get_connection(c->held) : NULL;
+	if (evcon != NULL)
+		evhttp_connection_free(evcon);
+}
+
+static void
+held_watch_start(struct cometd *cd, struct client *c)
+{
+	struct evhttp_connection *evcon = evhttp_request_get_connection(c->held);
+	struct bufferevent *bev =
+		evcon != NULL ? evhttp_connection_get_bufferevent(evcon) : NULL;
+	evutil_socket_t fd = bev != NULL ? bufferevent_getfd(bev) : -1;
+
+	if (evcon == NULL)
+		return;
+	evhttp_connection_set_closecb(evcon, held_closed_cb, c);
+	if (fd < 0)
+		return;
+	c->held_watch = event_new(cd->base, fd, EV_READ | EV_PERSIST,
+				  held_watch_cb, c);
+	if (c->held_watch != NULL)
+		event_add(c->held_watch, NULL);
+}
+
+static void
+do_handshake(struct cometd *cd, struct evhttp_request *req,
+	     struct json_object *msg, struct batch *b)
+{
+	struct evkeyvalq *out = evhttp_request_get_output_headers(req);
+	struct json_object *r, *ext, *types;
+	struct client *c;
+	char cookie[128], stream[64];
+
+	c = client_new(cd);
+	if (c == NULL) {
+		reply_error(b, "/meta/handshake", msg, "500::Out of memory",
+			    NULL);
+		return;
+	}
+	snprintf(cookie, sizeof(cookie), "BAYEUX_BROWSER=%s; Path=/; HttpOnly",
+		 c->cookie);
+	evhttp_add_header(out, "Set-Cookie", cookie);
+	util_rng_text(org_rng(cd->org), stream, 40, COMETD_COOKIE_ALPHA);
+	snprintf(cookie, sizeof(cookie), "sfdc-stream=!%s; Path=/", stream);
+	evhttp_add_header(out, "Set-Cookie", cookie);
+
+	r = json_object_new_object();
+	ext = json_object_new_object();
+	json_object_object_add(ext, "replay", json_object_new_boolean(1));
+	json_object_object_add(ext, "payload.format",
+			       json_object_new_boolean(1));
+	json_object_object_add(r, "ext", ext);
+	json_object_object_add(r, "minimumVersion",
+			       json_object_new_string("1.0"));
+	json_object_object_add(r, "clientId", json_object_new_string(c->id));
+	types = json_object_new_array();
+	json_object_array_add(types, json_object_new_string("long-polling"));
+	json_object_object_add(r, "supportedConnectionTypes", types);
+	json_object_object_add(r, "channel",
+			       json_object_new_string("/meta/handshake"));
+	if (json_object_object_get_ex(msg, "id", &ext))
+		json_object_object_add(r, "id", json_object_get(ext));
+	json_object_object_add(r, "version", json_object_new_string("1.0"));
+	json_object_object_add(r, "successful", json_object_new_boolean(1));
+	batch_json(b, r);
+	log_debug("handshake", "client", c->id, NULL);
+}
+
+static void
+handshake_denied(struct batch *b, struct json_object *msg)
+{
+	struct json_object *r = json_object_new_object(), *ext, *sfdc, *id;
+
+	ext = json_object_new_object();
+	sfdc = json_object_new_object();
+	json_object_object_add(sfdc, "failureReason",
+			       json_object_new_string(ERR_AUTH));
+	json_object_object_add(ext, "sfdc", sfdc);
+	json_object_object_add(ext, "replay", json_object_new_boolean(1));
+	json_object_object_add(r, "ext", ext);
+	json_object_object_add(r, "advice", advice_new("none", 0));
+	json_object_object_add(r, "channel",
+			       json_object_new_string("/meta/handshake"));
+	if (json_object_object_get_ex(msg, "id", &id))
+		json_object_object_add(r, "id", json_object_get(id));
+	json_object_object_add(r, "error", json_object_new_string(ERR_DENIED));
+	json_object_object_add(r, "successful", json_object_new_boolean(0));
+	log_warn("bayeux error", "channel", "/meta/handshake", "error",
+		 ERR_DENIED, "reason", ERR_AUTH, NULL);
+	batch_json(b, r);
+}
+
+/*
+ * The replay position a subscribe asks for: ext.replay[<channel>] as a
+ * number or a string of digits; -1 when absent. Returns 0, or -1 with
+ * the offending value's text in bad.
+ */
+static int
+replay_from(struct json_object *msg, const char *name, size_t len,
+	    int64_t *from, char *bad, size_t badlen)
+{
+	struct json_object *ext, *replay, *v = NULL;
+	char key[256];
+
+	*from = -1;
+	if (!json_object_object_get_ex(msg, "ext", &ext) ||
+	    !json_object_object_get_ex(ext, "replay", &replay) ||
+	    !json_object_is_type(replay, json_type_object))
+		return 0;
+	snprintf(key, sizeof(key), "%.*s", (int)len, name);
+	if (!json_object_object_get_ex(replay, key, &v))
+		return 0;
+	if (json_object_is_type(v, json_type_int)) {
+		*from = json_object_get_int64(v);
+		return 0;
+	}
+	if (json_object_is_type(v, json_type_string) &&
+	    util_parse_i64(json_object_get_string(v), INT64_MIN, INT64_MAX,
+			   from) == 0)
+		return 0;
+	snprintf(bad, badlen, "%s",
+		 json_object_is_type(v, json_type_string)
+			 ? json_object_get_string(v)
+			 : json_object_to_json_string_ext(v, COMETD_JSON_FLAGS));
+	return -1;
+}
+
+static void
+do_subscribe(struct cometd *cd, struct evhttp_request *req,
+	     struct json_object *msg, struct batch *b)
+{
+	struct client *c = client_for(cd, req, msg);
+	const char *subscription = get_str(msg, "subscription");
+	struct org_channel *ch;
+	struct sub *s;
+	struct json_object *r;
+	char bad[128], err[512];
+	int64_t from, cursor, latest, oldest;
+	size_t len;
+
+	org_stats(cd->org)->subscribes++;
+	if (c == NULL) {
+		reply_error(b, "/meta/subscribe", msg, ERR_UNKNOWN_CLIENT,
+			    "handshake");
+		return;
+	}
+	if (subscription == NULL || *subscription == '\0') {
+		reply_error(b, "/meta/subscribe", msg,
+			    "400::Channel name not specified", NULL);
+		return;
+	}
+	if (*subscription != '/') {
+		reply_error(b, "/meta/subscribe", msg,
+			    "400::Channel subscriptions must start with a "
+			    "leading '/'",
+			    NULL);
+		return;
+	}
+	len = strcspn(subscription, "?");
+	ch = org_channel_find(cd->org, subscription, len);
+	if (ch == NULL) {
+		snprintf(err, sizeof(err),
+			 "400::The channel you requested to subscribe to does "
+			 "not exist {%.*s}",
+			 (int)(len > 300 ? 300 : len), subscription);
+		reply_error(b, "/meta/subscribe", msg, err, NULL);
+		return;
+	}
+	latest = org_channel_latest(ch);
+	oldest = org_channel_oldest(ch);
+	if (replay_from(msg, subscription, len, &from, bad, sizeof(bad)) ==
+	    0) {
+		if (from == -1)
+			cursor = latest;
+		else if (from == -2)
+			cursor = oldest - 1;
+		else if (from >= 0 && from >= oldest - 1 && from <= latest)
+			cursor = from;
+		else
+			cursor = -1;
+		if (cursor < 0)
+			snprintf(bad, sizeof(bad), "%lld", (long long)from);
+	} else {
+		cursor = -1;
+	}
+	if (cursor < 0) {
+		snprintf(err, sizeof(err),
+			 "400::The replayId {%s} you provided was invalid.  "
+			 "Please provide a valid ID, -2 to replay all events, "
+			 "or -1 to replay only new events.",
+			 bad);
+		reply_error(b, "/meta/subscribe", msg, err, NULL);
+		return;
+	}
+
+	s = sub_find(c, ch);
+	if (s == NULL) {
+		if (c->nsubs == c->subs_cap) {
+			size_t cap = c->subs_cap ? c->subs_cap * 2 : 4;
+			struct sub *p = realloc(c->subs, cap * sizeof(*p));
+
+			if (p == NULL) {
+				reply_error(b, "/meta/subscribe", msg,
+					    "500::Out of memory", NULL);
+				return;
+			}
+			c->subs = p;
+			c->subs_cap = cap;
+		}
+		s = &c->subs[c->nsubs];
+		s->ch = ch;
+		s->subscription = NULL;
+		c->nsubs++;
+	}
+	free(s->subscription);
+	s->subscription = strdup(subscription);
+	s->cursor = cursor;
+
+	r = reply_new("/meta/subscribe", msg, 1);
+	json_object_object_add(r, "subscription",
+			       json_object_new_string(subscription));
+	json_object_object_add(r, "successful", json_object_new_boolean(1));
+	batch_json(b, r);
+	log_debug("subscribed", "client", c->id, "channel",
+		  org_channel_name(ch), NULL);
+}
+
+static void
+do_unsubscribe(struct cometd *cd, struct evhttp_request *req,
+	       struct json_object *msg, struct batch *b)
+{
+	struct client *c = client_for(cd, req, msg);
+	const char *subscription = get_str(msg, "subscription");
+	struct json_object *r;
+	size_t i;
+
+	if (c == NULL) {
+		reply_error(b, "/meta/unsubscribe", msg, ERR_UNKNOWN_CLIENT,
+			    "handshake");
+		return;
+	}
+	if (subscription == NULL) {
+		reply_error(b, "/meta/unsubscribe", msg,
+			    "400::Channel name not specified", NULL);
+		return;
+	}
+	for (i = 0; i < c->nsubs; i++) {
+		const char *name = org_channel_name(c->subs[i].ch);
+
+		if (strncmp(name, subscription, strcspn(subscription, "?")) ==
+			    0 &&
+		    name[strcspn(subscription, "?")] == '\0') {
+			free(c->subs[i].subscription);
+			c->subs[i] = c->subs[--c->nsubs];
+			break;
+		}
+	}
+	r = reply_new("/meta/unsubscribe", msg, 1);
+	json_object_object_add(r, "subscription",
+			       json_object_new_string(subscription));
+	json_object_object_add(r, "successful", json_object_new_boolean(1));
+	batch_json(b, r);
+}
+
+static char *
+msgid_text(struct json_object *msg)
+{
+	struct json_object *id;
+
+	if (!json_object_object_get_ex(msg, "id", &id))
+		return NULL;
+	return strdup(json_object_to_json_string_ext(id, COMETD_JSON_FLAGS));
+}
+
+static void
+do_connect(struct cometd *cd, struct evhttp_request *req,
+	   struct json_object *msg, struct batch *b)
+{
+	struct client *c = client_for(cd, req, msg);
+	const char *type = get_str(msg, "connectionType");
+	char *msgid;
+
+	org_stats(cd->org)->connects++;
+	if (c == NULL) {
+		reply_error(b, "/meta/connect", msg, ERR_UNKNOWN_CLIENT,
+			    "handshake");
+		return;
+	}
+	if (type != NULL && strcmp(type, "long-polling") != 0) {
+		char err[256];
+
+		snprintf(err, sizeof(err), "400::Invalid connection type {%.100s}",
+			 type);
+		reply_error(b, "/meta/connect", msg, err, NULL);
+		return;
+	}
+	/* A newer connect supersedes the held one, which is answered first
+	 * (empty) so the client never has two outstanding. */
+	if (c->held != NULL)
+		answer_held(cd, c, ANSWER_EMPTY);
+
+	msgid = msgid_text(msg);
+	if (!c->connected || b->hold || has_pending(c)) {
+		connect_answer(cd, c, b, msgid, !c->connected);
+		free(msgid);
+		return;
+	}
+	b->hold = 1;
+	snprintf(b->hold_client, sizeof(b->hold_client), "%s", c->id);
+	b->hold_msgid = msgid;
+}
+
+static void
+do_disconnect(struct cometd *cd, struct evhttp_request *req,
+	      struct json_object *msg, struct batch *b)
+{
+	struct client *c = client_for(cd, req, msg);
+	struct json_object *r;
+
+	if (c == NULL) {
+		reply_error(b, "/meta/disconnect", msg, ERR_UNKNOWN_CLIENT,
+			    "handshake");
+		return;
+	}
+	answer_held(cd, c, ANSWER_EMPTY);
+	r = reply_new("/meta/disconnect", msg, 1);
+	json_object_object_add(r, "successful", json_object_new_boolean(1));
+	batch_json(b, r);
+	log_debug("disconnect", "client", c->id, NULL);
+	client_forget(cd, c);
+}
+
+/* authed: 1 valid token, 0 a token this org never issued (or revoked). */
+static void
+handle_message(struct cometd *cd, struct evhttp_request *req,
+	       struct json_object *msg, int authed, struct batch *b)
+{
+	const char *channel;
+
+	if (!json_object_is_type(msg, json_type_object)) {
+		reply_error(b, NULL, NULL, "400::Invalid message", NULL);
+		return;
+	}
+	channel = get_str(msg, "channel");
+	if (channel == NULL) {
+		reply_error(b, NULL, msg, "400::Channel name not specified",
+			    NULL);
+		return;
+	}
+	if (strcmp(channel, "/meta/handshake") == 0) {
+		org_stats(cd->org)->handshakes++;
+		if (authed)
+			do_handshake(cd, req, msg, b);
+		else
+			handshake_denied(b, msg);
+		return;
+	}
+	if (!authed) {
+		if (strcmp(channel, "/meta/connect") == 0)
+			org_stats(cd->org)->connects++;
+		reply_error(b, channel, msg, ERR_AUTH, "none");
+		return;
+	}
+	if (strcmp(channel, "/meta/subscribe") == 0)
+		do_subscribe(cd, req, msg, b);
+	else if (strcmp(channel, "/meta/connect") == 0)
+		do_connect(cd, req, msg, b);
+	else if (strcmp(channel, "/meta/unsubscribe") == 0)
+		do_unsubscribe(cd, req, msg, b);
+	else if (strcmp(channel, "/meta/disconnect") == 0)
+		do_disconnect(cd, req, msg, b);
+	else if (strncmp(channel, "/meta/", 6) == 0)
+		reply_error(b, channel, msg, "400::Unknown meta channel", NULL);
+	else
+		reply_error(b, channel, msg, "403::Publish denied", NULL);
+}
+
+/* Replies to every message with error and the HTTP status code. */
+static void
+reject_all(struct evhttp_request *req, struct json_object *msgs, int code,
+	   const char *error, const char *reconnect)
+{
+	struct batch b = {.out = evbuffer_new()};
+	size_t i, n;
+
+	if (b.out == NULL) {
+		evhttp_send_error(req, 500, NULL);
+		return;
+	}
+	if (json_object_is_type(msgs, json_type_array)) {
+		n = json_object_array_length(msgs);
+		for (i = 0; i < n; i++) {
+			struct json_object *m = json_object_array_get_idx(msgs, i);
+			int obj = json_object_is_type(m, json_type_object);
+
+			reply_error(&b, obj ? get_str(m, "channel") : NULL,
+				    obj ? m : NULL, error, reconnect);
+		}
+	} else {
+		reply_error(&b, get_str(msgs, "channel"), msgs, error,
+			    reconnect);
+	}
+	send_batch(req, code, &b);
+	evbuffer_free(b.out);
+}
+
+/* Parses "/cometd/<major>[.<minor>][/...]". Returns the major version,
+ * 0 when none is given, -1 when it is not a version. */
+static int
+path_version(const char *path)
+{
+	const char *p = path + strlen("/cometd");
+	int major = 0, digits = 0;
+
+	if (*p == '\0' || (p[0] == '/' && p[1] == '\0'))
+		return 0;
+	if (*p++ != '/')
+		return -1;
+	for (; *p >= '0' && *p <= '9' && major < 10000; p++, digits++)
+		major = major * 10 + (*p - '0');
+	if (digits == 0)
+		return -1;
+	if (*p == '.') {
+		p++;
+		if (!(*p >= '0' && *p <= '9'))
+			return -1;
+		while (*p >= '0' && *p <= '9')
+			p++;
+	}
+	/* CometD clients may append the message type ("/connect"). */
+	return (*p == '\0' || *p == '/') ? major : -1;
+}
+
+/* The token of "Authorization: Bearer <t>" or "OAuth <t>", or NULL. */
+static const char *
+bearer(struct evhttp_request *req)
+{
+	const char *h = evhttp_find_header(evhttp_request_get_input_headers(req),
+					   "Authorization");
+
+	if (h == NULL)
+		return NULL;
+	if (strncasecmp(h, "Bearer ", 7) == 0)
+		h += 7;
+	else if (strncasecmp(h, "OAuth ", 6) == 0)
+		h += 6;
+	else
+		return NULL;
+	while (*h == ' ')
+		h++;
+	return *h != '\0' ? h : NULL;
+}
+
+static struct json_object *
+parse_body(struct evhttp_request *req)
+{
+	struct evbuffer *in = evhttp_request_get_input_buffer(req);
+	size_t n = evbuffer_get_length(in);
+	const char *p;
+	struct json_tokener *tok;
+	struct json_object *v;
+
+	if (n == 0 || n > INT32_MAX)
+		return NULL;
+	p = (const char *)evbuffer_pullup(in, -1);
+	tok = json_tokener_new();
+	if (tok == NULL)
+		return NULL;
+	v = json_tokener_parse_ex(tok, p, (int)n);
+	if (v != NULL) {
+		size_t end = json_tokener_get_parse_end(tok);
+
+		while (end < n && (p[end] == ' ' || p[end] == '\n' ||
+				   p[end] == '\r' || p[end] == '\t'))
+			end++;
+		if (end != n ||
+		    !(json_object_is_type(v, json_type_array) ||
+		      json_object_is_type(v, json_type_object))) {
+			json_object_put(v);
+			v = NULL;
+		}
+	}
+	json_tokener_free(tok);
+	return v;
+}
+
+void
+cometd_handle(struct cometd *cd, struct evhttp_request *req)
+{
+	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+	const char *path = uri != NULL ? evhttp_uri_get_path(uri) : NULL;
+	struct batch b = {0};
+	struct json_object *msgs;
+	struct client *c;
+	const char *token;
+	int version;
+	size_t i;
+
+	if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
+		evhttp_add_header(evhttp_request_get_output_headers(req),
+				  "Allow", "POST");
+		util_reply_text(req, 405,
+				"[{\"successful\":false,\"error\":\"405::"
+				"Method not allowed\"}]",
+				"cometd needs POST");
+		return;
+	}
+	msgs = parse_body(req);
+	if (msgs == NULL) {
+		util_reply_text(req, 400,
+				"[{\"successful\":false,\"error\":\"400::"
+				"Malformed JSON\"}]",
+				"malformed Bayeux body");
+		return;
+	}
+	version = path != NULL ? path_version(path) : -1;
+	if (version == 0) {
+		reject_all(req, msgs, 400,
+			   "400::API version in the URI is mandatory. URI "
+			   "format: '/cometd/61.0'",
+			   NULL);
+		goto done;
+	}
+	if (version < COMETD_MIN_MAJOR) {
+		reject_all(req, msgs, 400,
+			   "400::Unsupported API version. Only API versions "
+			   "'37.0' and above are supported. URI format: "
+			   "'/cometd/61.0'",
+			   NULL);
+		goto done;
+	}
+	token = bearer(req);
+	if (token == NULL) {
+		reject_all(req, msgs, 401, ERR_NO_AUTH, "none");
+		goto done;
+	}
+
+	b.out = evbuffer_new();
+	if (b.out == NULL) {
+		evhttp_send_error(req, 500, NULL);
+		goto done;
+	}
+	if (json_object_is_type(msgs, json_type_array)) {
+		size_t n = json_object_array_length(msgs);
+
+		for (i = 0; i < n; i++)
+			handle_message(cd, req, json_object_array_get_idx(msgs, i),
+				       org_token_valid(cd->org, token), &b);
+	} else {
+		handle_message(cd, req, msgs, org_token_valid(cd->org, token),
+			       &b);
+	}
+
+	c = b.hold ? client_find(cd, b.hold_client) : NULL;
+	if (b.hold && c == NULL) {
+		/* Disconnected by a later message of the same request. */
+		evbuffer_add_printf(b.out,
+				    "%s{\"clientId\":\"%s\",\"channel\":"
+				    "\"/meta/connect\"%s%s,\"successful\":true}",
+				    b.n++ > 0 ? "," : "", b.hold_client,
+				    b.hold_msgid != NULL ? ",\"id\":" : "",
+				    b.hold_msgid != NULL ? b.hold_msgid : "");
+	} else if (c != NULL && has_pending(c)) {
+		/* A later subscribe of the same request replayed events. */
+		connect_answer(cd, c, &b, b.hold_msgid, 0);
+		c = NULL;
+	}
+	if (c != NULL) {
+		struct timeval tv;
+		int64_t ms = org_config(cd->org)->connect_timeout_ms;
+
+		c->held = req;
+		c->held_prefix = b.out;
+		c->held_items = b.n;
+		c->held_msgid = b.hold_msgid;
+		b.out = NULL;
+		b.hold_msgid = NULL;
+		tv.tv_sec = (time_t)(ms / 1000);
+		tv.tv_usec = (suseconds_t)((ms % 1000) * 1000);
+		evtimer_add(c->held_timer, &tv);
+		held_watch_start(cd, c);
+	} else {
+		send_batch(req, 200, &b);
+	}
+	if (b.out != NULL)
+		evbuffer_free(b.out);
+	free(b.hold_msgid);
+done:
+	json_object_put(msgs);
+}
+
+static void
+wake_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct cometd *cd = arg;
+	struct client *c;
+
+	(void)fd;
+	(void)what;
+	for (c = cd->clients; c != NULL; c = c->next)
+		if (c->held != NULL && has_pending(c))
+			answer_held(cd, c, ANSWER_EVENTS);
+}
+
+static void
+publish_hook(void *arg, struct org_channel *ch)
+{
+	struct cometd *cd = arg;
+
+	(void)ch;
+	/* Deferred: a burst of publishes in one callback goes out as one
+	 * response instead of one event per response. */
+	event_active(cd->wake, EV_TIMEOUT, 0);
+}
+
+static void
+sweep_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct cometd *cd = arg;
+	struct client *c = cd->clients, *next;
+	int64_t now = util_mono_ms();
+	int64_t expiry = org_config(cd->org)->client_expiry_ms;
+
+	(void)fd;
+	(void)what;
+	for (; c != NULL; c = next) {
+		next = c->next;
+		if (c->held == NULL && now - c->last_ms > expiry) {
+			log_info("client expired", "client", c->id, NULL);
+			client_forget(cd, c);
+		}
+	}
+}
+
+struct cometd *
+cometd_new(struct event_base *base, struct org *org)
+{
+	struct cometd *cd = calloc(1, sizeof(*cd));
+	int64_t every;
+	struct timeval tv;
+
+	if (cd == NULL)
+		return NULL;
+	cd->base = base;
+	cd->org = org;
+	cd->wake = event_new(base, -1, 0, wake_cb, cd);
+	cd->sweep = event_new(base, -1, EV_PERSIST, sweep_cb, cd);
+	if (cd->wake == NULL || cd->sweep == NULL) {
+		cometd_free(cd);
+		return NULL;
+	}
+	/* Sweep often enough that expiry is accurate to about a quarter. */
+	every = org_config(org)->client_expiry_ms / 4;
+	if (every < 10)
+		every = 10;
+	if (every > 1000)
+		every = 1000;
+	tv.tv_sec = (time_t)(every / 1000);
+	tv.tv_usec = (suseconds_t)((every % 1000) * 1000);
+	event_add(cd->sweep, &tv);
+	org_set_publish_hook(org, publish_hook, cd);
+	return cd;
+}
+
+void
+cometd_free(struct cometd *cd)
+{
+	struct client *c, *next;
+
+	if (cd == NULL)
+		return;
+	org_set_publish_hook(cd->org, NULL, NULL);
+	for (c = cd->clients; c != NULL; c = next) {
+		next = c->next;
+		client_free(c);
+	}
+	if (cd->wake != NULL)
+		event_free(cd->wake);
+	if (cd->sweep != NULL)
+		event_free(cd->sweep);
+	free(cd);
+}
+
+unsigned
+cometd_drop_clients(struct cometd *cd)
+{
+	unsigned n = 0;
+
+	while (cd->clients != NULL) {
+		answer_held(cd, cd->clients, ANSWER_DROPPED);
+		client_forget(cd, cd->clients);
+		n++;
+	}
+	return n;
+}
+
+void
+cometd_sessions_revoked(struct cometd *cd)
+{
+	struct client *c;
+
+	for (c = cd->clients; c != NULL; c = c->next)
+		answer_held(cd, c, ANSWER_REVOKED);
+}

@@ -1,0 +1,39 @@
+#ifndef SFMOCK_COMETD_H
+#define SFMOCK_COMETD_H
+
+struct event_base;
+struct evhttp_request;
+struct org;
+
+/*
+ * The CometD endpoint, POST /cometd/<version>: Bayeux long polling as
+ * Salesforce serves it (handshake, subscribe with the replay extension,
+ * connect held until events arrive or the timeout passes, disconnect),
+ * with its clients, their cookies and subscription cursors.
+ *
+ * It registers itself as the org's publish hook, so every publish wakes
+ * the held connects that have something to deliver (after the current
+ * callback returns, so a burst goes out in one response).
+ */
+
+struct cometd;
+
+/* base and org are borrowed and must outlive the endpoint. Returns NULL
+ * when out of memory. */
+struct cometd *cometd_new(struct event_base *base, struct org *org);
+/* Forgets every client; held requests are left to evhttp_free(), which
+ * must run after this. */
+void cometd_free(struct cometd *cd);
+
+/* Handles a request whose path starts with "/cometd". */
+void cometd_handle(struct cometd *cd, struct evhttp_request *req);
+
+/* Forgets every client, answering held connects with 403::Unknown client
+ * (what a server restart looks like to a client). Returns how many. */
+unsigned cometd_drop_clients(struct cometd *cd);
+
+/* Answers every held connect with 401::Authentication invalid (what a
+ * revoked session looks like); call after org_tokens_revoke(). */
+void cometd_sessions_revoked(struct cometd *cd);
+
+#endif /* SFMOCK_COMETD_H */
