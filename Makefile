@@ -82,15 +82,18 @@ check: test
 all-tests: all $(TEST_BINS)
 
 demo: deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) -s --no-print-directory all
 	@B=$(B) scripts/demo.sh
 
 sanitize:
 	@$(MAKE) --no-print-directory B=build/san SAN=1 test
 
+# Unit tests under valgrind, then the end-to-end suite with the relay
+# itself under valgrind (a memory error or leak fails its exit checks).
 valgrind: deps
 	@$(MAKE) --no-print-directory all-tests
 	@B=$(B) VALGRIND=1 tests/run.sh $(filter $(B)/tests/test_%,$(TEST_BINS))
+	@B=$(B) VALGRIND_RELAY=1 tests/run.sh $(filter $(B)/tests/e2e_%,$(TEST_BINS))
 
 docs: $(B)/sfrelay
 	$(B)/sfrelay --help-markdown > docs/configuration.md

@@ -41,6 +41,7 @@ SFDC_CLIENT_SECRET=sfmock-client-secret \
 SFDC_USERNAME=relay@sfmock.test \
 SFDC_PASSWORD=sfmock-password \
 SFRELAY_CHANNELS=/topic/AccountWatch,/event/LoginEventStream,/data/AccountChangeEvent,/event/Order_Placed__e \
+SFRELAY_STATE_DIR="$work/state" \
 "$B/sfrelay" &
 relay_pid=$!
 wait "$relay_pid"
