@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -29,6 +30,14 @@ enum bayeux_next {
 	NEXT_CONNECT,
 };
 
+/* Per-channel subscription state. */
+struct chan {
+	char *override;     /* replay id to use instead (after an invalid id) */
+	int subscribed;
+	int failed;         /* refused; retried beside the long poll */
+	unsigned attempts;  /* consecutive refusals, for its back-off */
+};
+
 struct bayeux {
 	struct event_base *base;
 	struct http *http;
@@ -47,7 +56,10 @@ struct bayeux {
 	unsigned attempt; /* consecutive failures, for back-off */
 	uint64_t rng;
 	unsigned long handshakes;
-	char **pending_replay; /* per channel override after an invalid id */
+	struct chan *chans; /* one per opts.channels entry */
+	struct http_request *side; /* a resubscribe beside the long poll */
+	struct event *resub_timer;
+	long long last_handshake_ms;
 
 	bayeux_stopped_fn *stopped;
 	void *stopped_arg;
@@ -56,6 +68,7 @@ struct bayeux {
 static void handshake(struct bayeux *b);
 static void connect_now(struct bayeux *b);
 static void begin_auth(struct bayeux *b);
+static void on_resub_timer(evutil_socket_t fd, short what, void *arg);
 
 static void
 on_timer(evutil_socket_t fd, short what, void *arg)
@@ -103,20 +116,24 @@ bayeux_new(struct event_base *base, struct http *http, struct auth *auth,
 	b->rng = opts->seed != 0 ? opts->seed : 0x9e3779b97f4a7c15ULL;
 	b->advice_timeout_ms = BAYEUX_DEFAULT_TIMEOUT_MS;
 	b->timer = evtimer_new(base, on_timer, b);
-	b->pending_replay = calloc(opts->nchannels + 1, sizeof(char *));
-	if (b->timer == NULL || b->pending_replay == NULL) {
+	b->resub_timer = evtimer_new(base, on_resub_timer, b);
+	b->chans = calloc(opts->nchannels + 1, sizeof(*b->chans));
+	if (b->timer == NULL || b->resub_timer == NULL || b->chans == NULL) {
 		bayeux_free(b);
 		return NULL;
 	}
 	return b;
 }
 
+/* A new session: no channel is subscribed, no override applies. */
 static void
-clear_overrides(struct bayeux *b)
+reset_channels(struct bayeux *b)
 {
 	for (size_t i = 0; i < b->opts.nchannels; i++) {
-		free(b->pending_replay[i]);
-		b->pending_replay[i] = NULL;
+		free(b->chans[i].override);
+		b->chans[i].override = NULL;
+		b->chans[i].subscribed = 0;
+		b->chans[i].failed = 0;
 	}
 }
 
@@ -127,13 +144,17 @@ bayeux_free(struct bayeux *b)
 		return;
 	if (b->inflight != NULL)
 		http_cancel(b->http, b->inflight);
+	if (b->side != NULL)
+		http_cancel(b->http, b->side);
 	if (b->auth != NULL)
 		auth_cancel(b->auth, b);
 	if (b->timer != NULL)
 		event_free(b->timer);
-	if (b->pending_replay != NULL)
-		clear_overrides(b);
-	free(b->pending_replay);
+	if (b->resub_timer != NULL)
+		event_free(b->resub_timer);
+	if (b->chans != NULL)
+		reset_channels(b);
+	free(b->chans);
 	free(b->client_id);
 	free(b->token_used);
 	free(b);
@@ -216,9 +237,11 @@ rehandshake(struct bayeux *b, const char *why)
 	}
 }
 
+/* Sends body to the CometD endpoint; the request handle goes to *slot
+ * (the main request or the side one). */
 static int
-send_request(struct bayeux *b, struct evbuffer *body, long timeout_ms,
-	     http_done_fn *cb)
+send_on(struct bayeux *b, struct http_request **slot, struct evbuffer *body,
+	long timeout_ms, http_done_fn *cb)
 {
 	const char *token = auth_access_token(b->auth);
 	const char *base_url = auth_instance_url(b->auth);
@@ -244,12 +267,19 @@ send_request(struct bayeux *b, struct evbuffer *body, long timeout_ms,
 	http_request_timeout(req, timeout_ms);
 	free(b->token_used);
 	b->token_used = strdup(token);
-	b->inflight = req;
+	*slot = req;
 	if (http_submit(b->http, req, cb, b) != 0) {
-		b->inflight = NULL;
+		*slot = NULL;
 		return -1;
 	}
 	return 0;
+}
+
+static int
+send_request(struct bayeux *b, struct evbuffer *body, long timeout_ms,
+	     http_done_fn *cb)
+{
+	return send_on(b, &b->inflight, body, timeout_ms, cb);
 }
 
 /*
@@ -375,10 +405,18 @@ on_handshake(void *arg, const struct http_response *resp)
 		if (m->has_advice && m->advice.timeout_ms > 0)
 			b->advice_timeout_ms = m->advice.timeout_ms;
 		log_info("stream handshake done", NULL);
-		clear_overrides(b);
+		reset_channels(b);
 		subscribe(b);
 	}
 	bayeux_batch_free(batch);
+}
+
+static long long
+monotonic_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void
@@ -388,6 +426,18 @@ handshake(struct bayeux *b)
 		begin_auth(b);
 		return;
 	}
+	/* Each handshake takes one of the org's concurrent streaming
+	 * clients for a while: never more than one per back-off minimum,
+	 * however fast a flapping network fails. */
+	long long now = monotonic_ms();
+	long long since = now - b->last_handshake_ms;
+	if (b->last_handshake_ms != 0 && since < b->opts.backoff_min_ms) {
+		b->state = BAYEUX_BACKOFF;
+		wait_then(b, (long)(b->opts.backoff_min_ms - since),
+			  NEXT_HANDSHAKE);
+		return;
+	}
+	b->last_handshake_ms = now;
 	b->state = BAYEUX_HANDSHAKING;
 	struct evbuffer *body = evbuffer_new();
 	int rc = body != NULL ? bayeux_build_handshake(body) : -1;
@@ -403,8 +453,8 @@ handshake(struct bayeux *b)
 static const char *
 replay_for(struct bayeux *b, size_t i)
 {
-	if (b->pending_replay[i] != NULL)
-		return b->pending_replay[i];
+	if (b->chans[i].override != NULL)
+		return b->chans[i].override;
 	const char *r = b->cbs.replay != NULL
 				? b->cbs.replay(b->cbs.arg, b->opts.channels[i])
 				: NULL;
@@ -435,23 +485,123 @@ subscribe_failed(struct bayeux *b, const struct bayeux_msg *m)
 	if (code == 401 || (code == 403 && strstr(error, "Unknown client")))
 		return -1;
 	if (code == 400 && strstr(error, "replayId") != NULL &&
-	    i < b->opts.nchannels && b->pending_replay[i] == NULL) {
+	    i < b->opts.nchannels && b->chans[i].override == NULL) {
 		const char *from = b->opts.replay_invalid != NULL
 					   ? b->opts.replay_invalid
 					   : "-2";
 		if (b->cbs.gap != NULL)
 			b->cbs.gap(b->cbs.arg, b->opts.channels[i],
 				   replay_for(b, i), error);
-		b->pending_replay[i] = strdup(from);
-		return b->pending_replay[i] != NULL ? 1 : 0;
+		b->chans[i].override = strdup(from);
+		return b->chans[i].override != NULL ? 1 : 0;
 	}
-	log_error("subscribe failed", "channel",
-		  m->subscription != NULL ? m->subscription : "?", "error",
-		  error, NULL);
+	log_error("subscribe failed; retrying it beside the other channels",
+		  "channel", m->subscription != NULL ? m->subscription : "?",
+		  "error", error, NULL);
+	if (i < b->opts.nchannels)
+		b->chans[i].failed = 1;
 	return 0;
 }
 
 static void subscribe_some(struct bayeux *b, const int *which);
+
+/* Back-off for refused channels: grows with the most-refused one. */
+static void
+arm_resubscribe(struct bayeux *b)
+{
+	unsigned worst = 0;
+	int any = 0;
+	for (size_t i = 0; i < b->opts.nchannels; i++) {
+		if (!b->chans[i].failed)
+			continue;
+		any = 1;
+		if (b->chans[i].attempts > worst)
+			worst = b->chans[i].attempts;
+	}
+	if (!any || evtimer_pending(b->resub_timer, NULL))
+		return;
+	long ms = b->opts.backoff_min_ms;
+	for (unsigned i = 0; i < worst && ms < b->opts.backoff_max_ms; i++)
+		ms *= 2;
+	if (ms > b->opts.backoff_max_ms)
+		ms = b->opts.backoff_max_ms;
+	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+	evtimer_add(b->resub_timer, &tv);
+}
+
+static void
+on_resubscribe(void *arg, const struct http_response *resp)
+{
+	struct bayeux *b = arg;
+	b->side = NULL;
+	char err[256] = "";
+	struct bayeux_batch *batch =
+		resp->transport_ok && resp->status == 200
+			? bayeux_decode(resp->body, resp->body_len, err,
+					sizeof(err))
+			: NULL;
+	for (size_t i = 0; batch != NULL && i < bayeux_batch_count(batch);
+	     i++) {
+		const struct bayeux_msg *m = bayeux_batch_msg(batch, i);
+		size_t ci = channel_index(b, m->subscription);
+		if (strcmp(m->channel, "/meta/subscribe") != 0 ||
+		    ci == b->opts.nchannels || !b->chans[ci].failed)
+			continue;
+		if (m->successful) {
+			b->chans[ci].failed = 0;
+			b->chans[ci].attempts = 0;
+			b->chans[ci].subscribed = 1;
+			log_info("subscribed", "channel", m->subscription,
+				 "replay_from", replay_for(b, ci), NULL);
+		} else {
+			b->chans[ci].attempts++;
+			log_warn("subscribe refused again", "channel",
+				 m->subscription, "error",
+				 m->error != NULL ? m->error : "unsuccessful",
+				 NULL);
+		}
+	}
+	/* Session-level trouble shows up on the long poll, which recovers
+	 * (and resubscribes everything); here only the retry is re-armed. */
+	for (size_t i = 0; batch == NULL && i < b->opts.nchannels; i++)
+		if (b->chans[i].failed)
+			b->chans[i].attempts++;
+	bayeux_batch_free(batch);
+	arm_resubscribe(b);
+}
+
+static void
+on_resub_timer(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct bayeux *b = arg;
+	if (b->state != BAYEUX_CONNECTED || b->client_id == NULL ||
+	    b->side != NULL) {
+		arm_resubscribe(b);
+		return;
+	}
+	size_t n = b->opts.nchannels, k = 0;
+	const char **chans = calloc(n + 1, sizeof(char *));
+	const char **ids = calloc(n + 1, sizeof(char *));
+	struct evbuffer *body = evbuffer_new();
+	int rc = -1;
+	for (size_t i = 0; chans != NULL && ids != NULL && i < n; i++)
+		if (b->chans[i].failed) {
+			chans[k] = b->opts.channels[i];
+			ids[k++] = replay_for(b, i);
+		}
+	if (body != NULL && k > 0 &&
+	    bayeux_build_subscribe(body, b->client_id, chans, ids, k) == 0)
+		rc = send_on(b, &b->side, body, b->opts.request_timeout_ms,
+			     on_resubscribe);
+	if (body != NULL)
+		evbuffer_free(body);
+	free(chans);
+	free(ids);
+	if (rc != 0)
+		arm_resubscribe(b);
+}
 
 static void
 on_subscribe(void *arg, const struct http_response *resp)
@@ -472,6 +622,11 @@ on_subscribe(void *arg, const struct http_response *resp)
 			continue;
 		if (m->successful) {
 			size_t ci = channel_index(b, m->subscription);
+			if (ci < b->opts.nchannels) {
+				b->chans[ci].subscribed = 1;
+				b->chans[ci].failed = 0;
+				b->chans[ci].attempts = 0;
+			}
 			log_info("subscribed", "channel",
 				 m->subscription != NULL ? m->subscription : "?",
 				 "replay_from",
@@ -494,8 +649,10 @@ on_subscribe(void *arg, const struct http_response *resp)
 		recover_from(b, lost_msg, NEXT_HANDSHAKE);
 	else if (retry)
 		subscribe_some(b, again);
-	else
+	else {
+		arm_resubscribe(b);
 		connect_now(b);
+	}
 	free(again);
 	bayeux_batch_free(batch);
 }
@@ -639,6 +796,11 @@ bayeux_stop(struct bayeux *b, bayeux_stopped_fn *done, void *arg)
 	b->stopped_arg = arg;
 	b->cbs.event = NULL;
 	evtimer_del(b->timer);
+	evtimer_del(b->resub_timer);
+	if (b->side != NULL) {
+		http_cancel(b->http, b->side);
+		b->side = NULL;
+	}
 	auth_cancel(b->auth, b);
 	if (b->inflight != NULL) {
 		http_cancel(b->http, b->inflight);
