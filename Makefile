@@ -107,5 +107,7 @@ clean:
 
 # Fuzz harnesses (clang libFuzzer): make fuzz, make fuzz-smoke.
 -include tests/fuzz/fuzz.mk
+# Benchmarks against peer clients: make bench, make bench-quick.
+-include bench/bench.mk
 
 -include $(shell find $(B) -name '*.d' 2>/dev/null)
