@@ -149,6 +149,15 @@ is_permanent_error(const char *code)
 	return 0;
 }
 
+/* Server text goes into our messages: keep it to one printable line. */
+static void
+flatten_controls(char *s)
+{
+	for (; *s != '\0'; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			*s = ' ';
+}
+
 enum auth_status
 auth_parse_token(long http_status, const char *body, size_t len, char **token,
 		 char **instance_url, char *err, size_t errlen)
@@ -200,6 +209,8 @@ auth_parse_token(long http_status, const char *body, size_t len, char **token,
 		(*instance_url)[--ul] = '\0';
 	st = AUTH_OK;
 out:
+	if (st != AUTH_OK && errlen > 0)
+		flatten_controls(err);
 	json_object_put(o);
 	json_tokener_free(tok);
 	return st;

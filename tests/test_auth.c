@@ -55,6 +55,9 @@ static const struct token_case cases[] = {
 	{"token not a string", 200,
 	 "{\"access_token\":5,\"instance_url\":\"https://x\"}", AUTH_TEMPORARY,
 	 NULL, NULL, "access_token"},
+	{"control bytes in the description", 400,
+	 "{\"error\":\"invalid_grant\",\"error_description\":\"bad\\r\\nat=forged\"}",
+	 AUTH_PERMANENT, NULL, NULL, "bad  at=forged"},
 	{"array", 200, "[]", AUTH_TEMPORARY, NULL, NULL, "not a JSON object"},
 	{"deep nesting", 200,
 	 "{\"a\":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]"
