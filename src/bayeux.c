@@ -505,6 +505,14 @@ subscribe_failed(struct bayeux *b, const struct bayeux_msg *m)
 
 static void subscribe_some(struct bayeux *b, const int *which);
 
+static void
+tell_subscribed(struct bayeux *b, size_t ci)
+{
+	if (b->cbs.subscribed != NULL)
+		b->cbs.subscribed(b->cbs.arg, b->opts.channels[ci],
+				  replay_for(b, ci));
+}
+
 /* Back-off for refused channels: grows with the most-refused one. */
 static void
 arm_resubscribe(struct bayeux *b)
@@ -553,6 +561,7 @@ on_resubscribe(void *arg, const struct http_response *resp)
 			b->chans[ci].subscribed = 1;
 			log_info("subscribed", "channel", m->subscription,
 				 "replay_from", replay_for(b, ci), NULL);
+			tell_subscribed(b, ci);
 		} else {
 			b->chans[ci].attempts++;
 			log_warn("subscribe refused again", "channel",
@@ -632,6 +641,8 @@ on_subscribe(void *arg, const struct http_response *resp)
 				 "replay_from",
 				 ci < b->opts.nchannels ? replay_for(b, ci) : "?",
 				 NULL);
+			if (ci < b->opts.nchannels)
+				tell_subscribed(b, ci);
 			continue;
 		}
 		int r = subscribe_failed(b, m);

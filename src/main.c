@@ -21,6 +21,7 @@
 #include "sfrelay/http.h"
 #include "sfrelay/log.h"
 #include "sfrelay/relay.h"
+#include "sfrelay/replay.h"
 #include "sfrelay/sink.h"
 
 #define SFRELAY_VERSION "0.1.0"
@@ -121,6 +122,17 @@ static void
 on_event(void *arg, const struct event *ev)
 {
 	struct app *app = arg;
+	/* After a crash before a channel's first acknowledgement, the replay
+	 * from the start marker brings older events the user never asked
+	 * for: drop those (see replay.h). */
+	if (replay_before_marker(checkpoint_get(app->checkpoint, ev->channel),
+				 checkpoint_created(app->checkpoint, ev->channel),
+				 ev->created)) {
+		log_debug("event older than the subscription start skipped",
+			  "channel", ev->channel, "replay_id", ev->position,
+			  NULL);
+		return;
+	}
 	relay_submit(app->relay, ev);
 }
 
@@ -153,6 +165,21 @@ utc_now(char *buf, size_t len)
 		 (tm.tm_year + 1900) % 10000, (tm.tm_mon + 1) % 100,
 		 tm.tm_mday % 100, tm.tm_hour % 100, tm.tm_min % 100,
 		 tm.tm_sec % 100, ms);
+}
+
+/* A channel that starts from "new events only" gets a marker with the
+ * subscribe time, written at once: a crash before its first
+ * acknowledgement must not skip what was published meanwhile. */
+static void
+on_subscribed(void *arg, const char *channel, const char *from)
+{
+	struct app *app = arg;
+	if (strcmp(from, "-1") != 0)
+		return;
+	char now[64];
+	utc_now(now, sizeof(now));
+	checkpoint_set(app->checkpoint, channel, REPLAY_MARKER_POSITION, now);
+	save_checkpoints(app);
 }
 
 /* The stream cannot give back what came after `rejected`: say so loudly
@@ -316,6 +343,7 @@ build(struct app *app)
 				       .replay = on_replay,
 				       .ready = on_ready,
 				       .gap = on_gap,
+				       .subscribed = on_subscribed,
 				       .fatal = on_fatal,
 				       .arg = app};
 	app->bayeux = bayeux_new(app->base, app->http, app->auth, &bopts, &cbs);

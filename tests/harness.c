@@ -367,3 +367,90 @@ file_contains(const char *path, const char *needle)
 	free(s);
 	return found;
 }
+
+int
+relay_start(struct proc *p, const char *dir, int port, const char *channels,
+	    const char *const *extra)
+{
+	char bin[512], out[4096], err[4096];
+	char url[128], state[4200], chan[4096];
+	harness_bin("sfrelay", bin, sizeof(bin));
+	snprintf(out, sizeof(out), "%s/relay.out", dir);
+	snprintf(err, sizeof(err), "%s/relay.err", dir);
+	snprintf(url, sizeof(url), "SFDC_LOGIN_URL=http://127.0.0.1:%d", port);
+	snprintf(state, sizeof(state), "SFRELAY_STATE_DIR=%s/state", dir);
+	snprintf(chan, sizeof(chan), "SFRELAY_CHANNELS=%s", channels);
+	const char *defaults[] = {
+		url,
+		state,
+		chan,
+		"SFDC_CLIENT_ID=sfmock-client-id",
+		"SFDC_CLIENT_SECRET=sfmock-client-secret",
+		"SFDC_USERNAME=relay@sfmock.test",
+		"SFDC_PASSWORD=sfmock-password",
+		"SFRELAY_LOG_LEVEL=debug",
+	};
+	const char *env[64];
+	size_t n = 0;
+	/* config reads the first occurrence of a name: extras go first. */
+	for (size_t i = 0; extra != NULL && extra[i] != NULL && n < 40; i++)
+		env[n++] = extra[i];
+	for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++)
+		env[n++] = defaults[i];
+	env[n] = NULL;
+	const char *argv[] = {bin, NULL};
+	return proc_start(p, argv, env, out, err);
+}
+
+int
+file_count(const char *path, const char *needle)
+{
+	char *s = file_read(path, NULL);
+	int count = 0;
+	for (char *q = s; q != NULL && (q = strstr(q, needle)) != NULL; q++)
+		count++;
+	free(s);
+	return count;
+}
+
+int
+wait_log(const char *dir, const char *needle, int n, int timeout_ms)
+{
+	char err[4096];
+	snprintf(err, sizeof(err), "%s/relay.err", dir);
+	for (long long end = now_ms() + timeout_ms; now_ms() < end;
+	     sleep_ms(20))
+		if (file_count(err, needle) >= n)
+			return 0;
+	return -1;
+}
+
+size_t
+wait_lines(const char *dir, size_t n, int timeout_ms)
+{
+	char out[4096];
+	snprintf(out, sizeof(out), "%s/relay.out", dir);
+	size_t got = 0;
+	for (long long end = now_ms() + timeout_ms;
+	     (got = file_count_lines(out)) < n && now_ms() < end; sleep_ms(20))
+		;
+	return got;
+}
+
+long
+mock_publish(int port, const char *channel, int count)
+{
+	char url[1024], enc[512], resp[512];
+	size_t o = 0;
+	for (const char *c = channel; *c != '\0' && o + 4 < sizeof(enc); c++) {
+		if (*c == '/')
+			o += (size_t)snprintf(enc + o, sizeof(enc) - o, "%%2F");
+		else
+			enc[o++] = *c;
+	}
+	enc[o] = '\0';
+	snprintf(url, sizeof(url),
+		 "http://127.0.0.1:%d/_mock/publish?channel=%s&count=%d", port,
+		 enc, count);
+	return http_call("POST", url, NULL, "", resp, sizeof(resp));
+}

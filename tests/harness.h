@@ -47,6 +47,24 @@ int proc_wait(struct proc *p, int timeout_ms);
  * dir/sfmock.log. Returns the port, or -1. */
 int sfmock_start(struct proc *p, const char *dir, const char *const *flags);
 
+/*
+ * sfrelay against the mock on port, with the mock's default identity,
+ * SFRELAY_STATE_DIR=dir/state, debug logs, stdout appended to
+ * dir/relay.out and stderr to dir/relay.err. extra: more "K=V" entries
+ * (NULL-terminated; may be NULL), which win over the defaults.
+ */
+int relay_start(struct proc *p, const char *dir, int port,
+		const char *channels, const char *const *extra);
+/* Waits until dir/relay.err holds at least n lines containing needle.
+ * Returns 0, or -1 after timeout_ms. */
+int wait_log(const char *dir, const char *needle, int n, int timeout_ms);
+/* Waits until dir/relay.out has at least n lines; returns the count. */
+size_t wait_lines(const char *dir, size_t n, int timeout_ms);
+/* Counts occurrences of needle in a file. */
+int file_count(const char *path, const char *needle);
+/* POSTs /_mock/publish for channel (URL-encoded here). Returns HTTP status. */
+long mock_publish(int port, const char *channel, int count);
+
 /* Blocking HTTP to loopback. Returns the HTTP status (0 on transport
  * failure); the body (NUL-terminated, truncated) goes to resp. */
 long http_call(const char *method, const char *url, const char *const *headers,

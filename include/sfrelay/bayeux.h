@@ -40,6 +40,9 @@ typedef int bayeux_ready_fn(void *arg);
  * client resubscribes the channel from opts.replay_invalid. */
 typedef void bayeux_gap_fn(void *arg, const char *channel,
 			   const char *rejected, const char *error);
+/* channel is now subscribed, replaying from `from` ("-1", "-2", an id). */
+typedef void bayeux_subscribed_fn(void *arg, const char *channel,
+				  const char *from);
 /* Unrecoverable (credentials refused): exit with code (77). */
 typedef void bayeux_fatal_fn(void *arg, int code, const char *msg);
 /* bayeux_stop() has finished. */
@@ -50,6 +53,7 @@ struct bayeux_callbacks {
 	bayeux_replay_fn *replay; /* NULL: always "-1" */
 	bayeux_ready_fn *ready;   /* NULL: always ready */
 	bayeux_gap_fn *gap;       /* NULL: only logged */
+	bayeux_subscribed_fn *subscribed; /* may be NULL */
 	bayeux_fatal_fn *fatal;
 	void *arg;
 };

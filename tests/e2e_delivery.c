@@ -1,0 +1,298 @@
+/*
+ * Delivery across restarts: checkpoints follow acknowledgements, a
+ * restart resumes where the sink stopped, SIGKILL loses nothing, a replay
+ * id past retention is reported as a gap, and a restarted server (which
+ * forgot the client and the token) is recovered from.
+ */
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+
+#define CH "/topic/Deliver"
+
+struct fixture {
+	char *dir;
+	struct proc mock;
+	struct proc relay;
+	int port;
+	char out[4096];
+	char ckpt[4096];
+	int ok;
+};
+
+static const char *const fast[] = {
+	"SFRELAY_BACKOFF_MIN=50ms",
+	"SFRELAY_BACKOFF_MAX=400ms",
+	"SFRELAY_CHECKPOINT_INTERVAL=100ms",
+	NULL,
+};
+
+static int
+start_mock(struct fixture *f, const char *const *flags)
+{
+	f->port = sfmock_start(&f->mock, f->dir, flags);
+	return f->port > 0 ? 0 : -1;
+}
+
+static int
+setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+	f->dir = harness_tmpdir("delivery");
+	assert_non_null(f->dir);
+	snprintf(f->out, sizeof(f->out), "%s/relay.out", f->dir);
+	snprintf(f->ckpt, sizeof(f->ckpt), "%s/state/checkpoints.json",
+		 f->dir);
+	*state = f;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	struct fixture *f = *state;
+	if (f->relay.pid > 0)
+		proc_stop(&f->relay, SIGKILL, 5000);
+	if (f->mock.pid > 0)
+		proc_stop(&f->mock, SIGTERM, 5000);
+	harness_rmdir(f->dir, !f->ok);
+	free(f->dir);
+	free(f);
+	return 0;
+}
+
+/* The sobject.Seq of every line, in file order; returns the count. */
+static size_t
+read_seqs(const char *path, int *seqs, size_t max)
+{
+	char *all = file_read(path, NULL);
+	size_t n = 0;
+	for (char *p = all; p != NULL && (p = strstr(p, " sobject.Seq=")) &&
+			    n < max;
+	     p++)
+		seqs[n++] = atoi(p + strlen(" sobject.Seq="));
+	free(all);
+	return n;
+}
+
+/* Every seq 1..total seen at least once, first appearances in order;
+ * returns the number of duplicate lines. */
+static size_t
+check_at_least_once(const int *seqs, size_t n, int total)
+{
+	char *seen = calloc((size_t)total + 1, 1);
+	int next = 1;
+	size_t dups = 0;
+	for (size_t i = 0; i < n; i++) {
+		assert_true(seqs[i] >= 1 && seqs[i] <= total);
+		if (seen[seqs[i]]) {
+			dups++;
+			continue;
+		}
+		/* A first appearance must be the next unseen one. */
+		assert_int_equal(seqs[i], next);
+		seen[seqs[i]] = 1;
+		next++;
+	}
+	assert_int_equal(next, total + 1);
+	free(seen);
+	return dups;
+}
+
+static void
+test_restart_resumes_from_checkpoint(void **state)
+{
+	struct fixture *f = *state;
+	const char *flags[] = {"--channel", CH, NULL};
+	assert_int_equal(start_mock(f, flags), 0);
+	assert_int_equal(relay_start(&f->relay, f->dir, f->port, CH, fast), 0);
+	assert_int_equal(wait_log(f->dir, "msg=subscribed", 1, 10000), 0);
+	assert_int_equal(mock_publish(f->port, CH, 100), 200);
+	assert_int_equal(wait_lines(f->dir, 100, 15000), 100);
+	assert_int_equal(proc_stop(&f->relay, SIGTERM, 15000), 0);
+	/* Shutdown saved the last acknowledged replay id. */
+	assert_true(file_contains(f->ckpt, "\"100\""));
+
+	assert_int_equal(mock_publish(f->port, CH, 50), 200); /* while down */
+	assert_int_equal(relay_start(&f->relay, f->dir, f->port, CH, fast), 0);
+	assert_int_equal(wait_lines(f->dir, 150, 15000), 150);
+	sleep_ms(200);
+	assert_int_equal(proc_stop(&f->relay, SIGTERM, 15000), 0);
+	assert_true(file_contains(f->dir == NULL ? "" : f->ckpt, "\"150\""));
+	char err[4096];
+	snprintf(err, sizeof(err), "%s/relay.err", f->dir);
+	assert_true(file_contains(err, "replay_from=100"));
+
+	int seqs[400];
+	size_t n = read_seqs(f->out, seqs, 400);
+	assert_int_equal(n, 150); /* clean stops: no duplicates */
+	assert_int_equal(check_at_least_once(seqs, n, 150), 0);
+	f->ok = 1;
+}
+
+static void
+test_replay_all_retained_on_first_start(void **state)
+{
+	struct fixture *f = *state;
+	const char *flags[] = {"--channel", CH, NULL};
+	assert_int_equal(start_mock(f, flags), 0);
+	assert_int_equal(mock_publish(f->port, CH, 30), 200);
+	const char *env[] = {"SFRELAY_REPLAY_FROM=-2", NULL};
+	assert_int_equal(relay_start(&f->relay, f->dir, f->port, CH, env), 0);
+	assert_int_equal(wait_lines(f->dir, 30, 15000), 30);
+	sleep_ms(200);
+	assert_int_equal(proc_stop(&f->relay, SIGTERM, 15000), 0);
+	int seqs[64];
+	size_t n = read_seqs(f->out, seqs, 64);
+	assert_int_equal(n, 30);
+	assert_int_equal(check_at_least_once(seqs, n, 30), 0);
+	f->ok = 1;
+}
+
+static void
+test_sigkill_loses_nothing(void **state)
+{
+	struct fixture *f = *state;
+	const char *flags[] = {"--channel", CH, NULL};
+	assert_int_equal(start_mock(f, flags), 0);
+	const int rounds = 6, per = 200;
+	unsigned seed = 12345;
+	for (int r = 0; r < rounds; r++) {
+		assert_int_equal(
+			relay_start(&f->relay, f->dir, f->port, CH, fast), 0);
+		assert_int_equal(
+			wait_log(f->dir, "msg=subscribed", r + 1, 10000), 0);
+		assert_int_equal(mock_publish(f->port, CH, per), 200);
+		/* Kill at a pseudo-random moment while lines are flowing. */
+		seed = seed * 1103515245u + 12345u;
+		sleep_ms((int)((seed >> 16) % 40));
+		assert_int_equal(proc_stop(&f->relay, SIGKILL, 5000),
+				 128 + SIGKILL);
+	}
+	/* A last run picks up whatever the kills left behind. */
+	assert_int_equal(relay_start(&f->relay, f->dir, f->port, CH, fast), 0);
+	int total = rounds * per;
+	int *seqs = calloc(20000, sizeof(int));
+	for (long long end = now_ms() + 20000; now_ms() < end; sleep_ms(50)) {
+		size_t n = read_seqs(f->out, seqs, 20000);
+		int max = 0;
+		for (size_t i = 0; i < n; i++)
+			max = seqs[i] > max ? seqs[i] : max;
+		if (max == total)
+			break;
+	}
+	sleep_ms(300);
+	assert_int_equal(proc_stop(&f->relay, SIGTERM, 15000), 0);
+	size_t n = read_seqs(f->out, seqs, 20000);
+	size_t dups = check_at_least_once(seqs, n, total);
+	print_message("# %d events, %zu lines, %zu duplicates after %d kills\n",
+		      total, n, dups, rounds);
+	assert_true(dups <= (size_t)total);
+	free(seqs);
+	f->ok = 1;
+}
+
+static void
+test_replay_id_past_retention_is_a_gap(void **state)
+{
+	struct fixture *f = *state;
+	const char *flags[] = {"--channel", CH, "--retention", "5", NULL};
+	assert_int_equal(start_mock(f, flags), 0);
+	assert_int_equal(relay_start(&f->relay, f->dir, f->port, CH, fast), 0);
+	assert_int_equal(wait_log(f->dir, "msg=subscribed", 1, 10000), 0);
+	assert_int_equal(mock_publish(f->port, CH, 5), 200);
+	assert_int_equal(wait_lines(f->dir, 5, 15000), 5);
+	assert_int_equal(proc_stop(&f->relay, SIGTERM, 15000), 0);
+
+	/* 20 more while down: the mock keeps only 21..25 now, so the
+	 * stored id 5 is past retention. */
+	assert_int_equal(mock_publish(f->port, CH, 20), 200);
+	assert_int_equal(relay_start(&f->relay, f->dir, f->port, CH, fast), 0);
+	assert_int_equal(wait_lines(f->dir, 10, 15000), 10);
+	sleep_ms(200);
+	assert_int_equal(proc_stop(&f->relay, SIGTERM, 15000), 0);
+
+	char err[4096];
+	snprintf(err, sizeof(err), "%s/relay.err", f->dir);
+	assert_true(file_contains(err, "msg=\"replay gap"));
+	assert_true(file_contains(err, "last_replay_id=5 "));
+	assert_true(file_contains(f->ckpt, "\"after_position\": \"5\"") ||
+		    file_contains(f->ckpt, "\"after_position\":\"5\""));
+	int seqs[64];
+	size_t n = read_seqs(f->out, seqs, 64);
+	assert_int_equal(n, 10);
+	for (int i = 0; i < 5; i++)
+		assert_int_equal(seqs[i], i + 1);
+	for (int i = 5; i < 10; i++) /* -2: every retained event */
+		assert_int_equal(seqs[i], 16 + i);
+	f->ok = 1;
+}
+
+static void
+test_server_restart_is_recovered(void **state)
+{
+	struct fixture *f = *state;
+	const char *flags[] = {"--channel", CH, NULL};
+	assert_int_equal(start_mock(f, flags), 0);
+	assert_int_equal(relay_start(&f->relay, f->dir, f->port, CH, fast), 0);
+	assert_int_equal(wait_log(f->dir, "msg=subscribed", 1, 10000), 0);
+	assert_int_equal(mock_publish(f->port, CH, 20), 200);
+	assert_int_equal(wait_lines(f->dir, 20, 15000), 20);
+
+	/* A new server on the same port: no token, no client, no events. */
+	proc_stop(&f->mock, SIGTERM, 5000);
+	char port[16];
+	snprintf(port, sizeof(port), "%d", f->port);
+	const char *again[] = {"--port", port, "--channel", CH, NULL};
+	char bin[512];
+	harness_bin("sfmock", bin, sizeof(bin));
+	const char *argv[] = {bin, "--port", port, "--channel", CH, NULL};
+	(void)again;
+	char log[4200];
+	snprintf(log, sizeof(log), "%s/sfmock2.log", f->dir);
+	assert_int_equal(proc_start(&f->mock, argv, NULL, NULL, log), 0);
+	char line[256];
+	assert_int_equal(proc_read_line(&f->mock, line, sizeof(line), 10000),
+			 0);
+	assert_int_equal(wait_log(f->dir, "msg=subscribed", 2, 15000), 0);
+	assert_int_equal(mock_publish(f->port, CH, 10), 200);
+	assert_int_equal(wait_lines(f->dir, 30, 15000), 30);
+	sleep_ms(200);
+	assert_int_equal(proc_stop(&f->relay, SIGTERM, 15000), 0);
+	char err[4096];
+	snprintf(err, sizeof(err), "%s/relay.err", f->dir);
+	/* The new server did not know the stored id: reported, not hidden. */
+	assert_true(file_contains(err, "last_replay_id=20"));
+	assert_true(file_contains(err, "msg=authenticated") );
+	assert_true(file_count(err, "msg=authenticated") >= 2);
+	f->ok = 1;
+}
+
+int
+main(void)
+{
+	signal(SIGPIPE, SIG_IGN);
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(
+			test_restart_resumes_from_checkpoint, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_replay_all_retained_on_first_start, setup,
+			teardown),
+		cmocka_unit_test_setup_teardown(test_sigkill_loses_nothing,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_replay_id_past_retention_is_a_gap, setup,
+			teardown),
+		cmocka_unit_test_setup_teardown(
+			test_server_restart_is_recovered, setup, teardown),
+	};
+	return cmocka_run_group_tests_name("e2e_delivery", tests, NULL, NULL);
+}
