@@ -22,9 +22,10 @@
 
 #define COMETD_MIN_MAJOR 37
 #define COMETD_ID_ALPHA "0123456789abcdefghijklmnopqrstuvwxyz"
-#define COMETD_COOKIE_ALPHA                                                  \
+#define COMETD_COOKIE_ALPHA                                                    \
 	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
-#define COMETD_JSON_FLAGS (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
+#define COMETD_JSON_FLAGS                                                      \
+	(JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
 
 #define ERR_NO_AUTH "401::Request requires authentication"
 #define ERR_AUTH "401::Authentication invalid"
@@ -34,7 +35,7 @@
 struct sub {
 	struct org_channel *ch;
 	char *subscription; /* as the client sent it, "?filter" included */
-	int64_t cursor;	    /* last replayId delivered */
+	int64_t cursor;     /* last replayId delivered */
 };
 
 struct client {
@@ -42,7 +43,7 @@ struct client {
 	struct cometd *cd;
 	char id[32];
 	char cookie[32];
-	int connected;	 /* its first connect was answered */
+	int connected;   /* its first connect was answered */
 	int events_last; /* next response with events puts the reply last */
 	int64_t last_ms; /* monotonic time of its last response */
 	struct sub *subs;
@@ -78,8 +79,8 @@ struct batch {
 };
 
 enum answer {
-	ANSWER_EVENTS,	/* deliver pending events (timeout, wake-up) */
-	ANSWER_EMPTY,	/* superseded or disconnected: no events */
+	ANSWER_EVENTS,  /* deliver pending events (timeout, wake-up) */
+	ANSWER_EMPTY,   /* superseded or disconnected: no events */
 	ANSWER_REVOKED, /* 401::Authentication invalid */
 	ANSWER_DROPPED, /* 403::Unknown client */
 };
@@ -94,13 +95,26 @@ batch_add(struct batch *b, const char *text, size_t len)
 	return evbuffer_add(b->out, text, len);
 }
 
+/* Moves every item of from to the end of b. */
+static void
+batch_move(struct batch *b, struct batch *from)
+{
+	if (from->n == 0)
+		return;
+	if (b->n > 0)
+		evbuffer_add(b->out, ",", 1);
+	evbuffer_add_buffer(b->out, from->out);
+	b->n += from->n;
+	from->n = 0;
+}
+
 /* Adds r to the batch and releases it. */
 static void
 batch_json(struct batch *b, struct json_object *r)
 {
 	size_t len;
 	const char *s =
-		json_object_to_json_string_length(r, COMETD_JSON_FLAGS, &len);
+	    json_object_to_json_string_length(r, COMETD_JSON_FLAGS, &len);
 
 	if (s != NULL)
 		batch_add(b, s, len);
@@ -120,19 +134,19 @@ get_str(struct json_object *msg, const char *key)
 
 /* A reply on channel that echoes the message's clientId and id. */
 static struct json_object *
-reply_new(const char *channel, struct json_object *msg, int with_client)
+reply_new(const char *channel, struct json_object *msg)
 {
 	struct json_object *r = json_object_new_object(), *id;
 	const char *cid = msg != NULL ? get_str(msg, "clientId") : NULL;
 
 	if (r == NULL)
 		return NULL;
-	if (with_client && cid != NULL)
+	if (cid != NULL)
 		json_object_object_add(r, "clientId",
-				       json_object_new_string(cid));
+		                       json_object_new_string(cid));
 	if (channel != NULL)
 		json_object_object_add(r, "channel",
-				       json_object_new_string(channel));
+		                       json_object_new_string(channel));
 	if (msg != NULL && json_object_object_get_ex(msg, "id", &id))
 		json_object_object_add(r, "id", json_object_get(id));
 	return r;
@@ -144,7 +158,7 @@ advice_new(const char *reconnect, int with_interval)
 	struct json_object *a = json_object_new_object();
 
 	json_object_object_add(a, "reconnect",
-			       json_object_new_string(reconnect));
+	                       json_object_new_string(reconnect));
 	if (with_interval)
 		json_object_object_add(a, "interval", json_object_new_int(0));
 	return a;
@@ -157,9 +171,9 @@ advice_new(const char *reconnect, int with_interval)
  */
 static void
 reply_error(struct batch *b, const char *channel, struct json_object *msg,
-	    const char *error, const char *reconnect)
+            const char *error, const char *reconnect)
 {
-	struct json_object *r = reply_new(channel, msg, 1);
+	struct json_object *r = reply_new(channel, msg);
 	const char *sub = msg != NULL ? get_str(msg, "subscription") : NULL;
 
 	if (r == NULL)
@@ -168,16 +182,15 @@ reply_error(struct batch *b, const char *channel, struct json_object *msg,
 	    (strcmp(channel, "/meta/subscribe") == 0 ||
 	     strcmp(channel, "/meta/unsubscribe") == 0))
 		json_object_object_add(r, "subscription",
-				       json_object_new_string(sub));
+		                       json_object_new_string(sub));
 	json_object_object_add(r, "error", json_object_new_string(error));
 	if (reconnect != NULL)
 		json_object_object_add(
-			r, "advice",
-			advice_new(reconnect,
-				   strcmp(reconnect, "handshake") == 0));
+		    r, "advice",
+		    advice_new(reconnect, strcmp(reconnect, "handshake") == 0));
 	json_object_object_add(r, "successful", json_object_new_boolean(0));
 	log_warn("bayeux error", "channel", channel != NULL ? channel : "",
-		 "error", error, NULL);
+	         "error", error, NULL);
 	batch_json(b, r);
 }
 
@@ -211,8 +224,8 @@ cookie_has(struct evhttp_request *req, const char *name, const char *value)
 			while (*p == ' ' || *p == ';')
 				p++;
 			n = strcspn(p, ";");
-			if (n == nlen + 1 + vlen && strncmp(p, name, nlen) == 0 &&
-			    p[nlen] == '=' &&
+			if (n == nlen + 1 + vlen &&
+			    strncmp(p, name, nlen) == 0 && p[nlen] == '=' &&
 			    strncmp(p + nlen + 1, value, vlen) == 0)
 				return 1;
 			p += n;
@@ -225,7 +238,7 @@ cookie_has(struct evhttp_request *req, const char *name, const char *value)
  * request must carry the BAYEUX_BROWSER cookie set at its handshake. */
 static struct client *
 client_for(struct cometd *cd, struct evhttp_request *req,
-	   struct json_object *msg)
+           struct json_object *msg)
 {
 	const char *id = get_str(msg, "clientId");
 	struct client *c = id != NULL ? client_find(cd, id) : NULL;
@@ -240,7 +253,7 @@ held_clear(struct client *c)
 {
 	if (c->held != NULL) {
 		struct evhttp_connection *evcon =
-			evhttp_request_get_connection(c->held);
+		    evhttp_request_get_connection(c->held);
 
 		if (evcon != NULL)
 			evhttp_connection_set_closecb(evcon, NULL, NULL);
@@ -407,7 +420,7 @@ collect_events(struct cometd *cd, struct client *c, struct batch *b)
 /* Adds the connect reply for c, with its pending events, to b. */
 static void
 connect_answer(struct cometd *cd, struct client *c, struct batch *b,
-	       const char *msgid, int first)
+               const char *msgid, int first)
 {
 	struct batch events = {.out = evbuffer_new()};
 	struct evbuffer *reply = evbuffer_new();
@@ -415,33 +428,26 @@ connect_answer(struct cometd *cd, struct client *c, struct batch *b,
 
 	if (events.out == NULL || reply == NULL)
 		goto out;
-	evbuffer_add_printf(reply, "{\"clientId\":\"%s\",\"channel\":\"/meta/connect\"",
-			    c->id);
+	evbuffer_add_printf(
+	    reply, "{\"clientId\":\"%s\",\"channel\":\"/meta/connect\"", c->id);
 	if (msgid != NULL)
 		evbuffer_add_printf(reply, ",\"id\":%s", msgid);
 	if (first)
-		evbuffer_add_printf(reply,
-				    ",\"advice\":{\"timeout\":%lld,\"interval\":0,"
-				    "\"reconnect\":\"retry\"}",
-				    (long long)org_config(cd->org)
-					    ->connect_timeout_ms);
+		evbuffer_add_printf(
+		    reply,
+		    ",\"advice\":{\"timeout\":%lld,\"interval\":0,"
+		    "\"reconnect\":\"retry\"}",
+		    (long long)org_config(cd->org)->connect_timeout_ms);
 	evbuffer_add_printf(reply, ",\"successful\":true}");
 
 	nev = collect_events(cd, c, &events);
 	/* Alternating where the reply sits makes every client cope with
 	 * both orders, as it must with Salesforce. */
-	if (nev > 0 && c->events_last) {
-		batch_add(b, (const char *)evbuffer_pullup(events.out, -1),
-			  evbuffer_get_length(events.out));
-		b->n += nev - 1;
-	}
+	if (c->events_last)
+		batch_move(b, &events);
 	batch_add(b, (const char *)evbuffer_pullup(reply, -1),
-		  evbuffer_get_length(reply));
-	if (nev > 0 && !c->events_last) {
-		batch_add(b, (const char *)evbuffer_pullup(events.out, -1),
-			  evbuffer_get_length(events.out));
-		b->n += nev - 1;
-	}
+	          evbuffer_get_length(reply));
+	batch_move(b, &events);
 	if (nev > 0)
 		c->events_last = !c->events_last;
 	c->connected = 1;
@@ -484,35 +490,35 @@ answer_held(struct cometd *cd, struct client *c, enum answer how)
 		break;
 	case ANSWER_EMPTY:
 		/* No events: they stay pending for the next connect. */
-		evbuffer_add_printf(b.out,
-				    "%s{\"clientId\":\"%s\",\"channel\":"
-				    "\"/meta/connect\"%s%s,\"successful\":true}",
-				    b.n > 0 ? "," : "", c->id,
-				    c->held_msgid != NULL ? ",\"id\":" : "",
-				    c->held_msgid != NULL ? c->held_msgid : "");
+		evbuffer_add_printf(
+		    b.out,
+		    "%s{\"clientId\":\"%s\",\"channel\":"
+		    "\"/meta/connect\"%s%s,\"successful\":true}",
+		    b.n > 0 ? "," : "", c->id,
+		    c->held_msgid != NULL ? ",\"id\":" : "",
+		    c->held_msgid != NULL ? c->held_msgid : "");
 		c->last_ms = util_mono_ms();
 		break;
 	case ANSWER_REVOKED:
 	case ANSWER_DROPPED:
 		r = json_object_new_object();
 		json_object_object_add(r, "clientId",
-				       json_object_new_string(c->id));
+		                       json_object_new_string(c->id));
 		json_object_object_add(r, "channel",
-				       json_object_new_string("/meta/connect"));
+		                       json_object_new_string("/meta/connect"));
 		if (c->held_msgid != NULL)
 			json_object_object_add(
-				r, "id", json_tokener_parse(c->held_msgid));
-		json_object_object_add(r, "error",
-				       json_object_new_string(
-					       how == ANSWER_REVOKED
-						       ? ERR_AUTH
-						       : ERR_UNKNOWN_CLIENT));
+			    r, "id", json_tokener_parse(c->held_msgid));
 		json_object_object_add(
-			r, "advice",
-			how == ANSWER_REVOKED ? advice_new("none", 0)
-					      : advice_new("handshake", 1));
+		    r, "error",
+		    json_object_new_string(
+		        how == ANSWER_REVOKED ? ERR_AUTH : ERR_UNKNOWN_CLIENT));
+		json_object_object_add(r, "advice",
+		                       how == ANSWER_REVOKED
+		                           ? advice_new("none", 0)
+		                           : advice_new("handshake", 1));
 		json_object_object_add(r, "successful",
-				       json_object_new_boolean(0));
+		                       json_object_new_boolean(0));
 		batch_json(&b, r);
 		break;
 	}
@@ -539,7 +545,7 @@ held_closed_cb(struct evhttp_connection *evcon, void *arg)
 	held_clear(c);
 	c->last_ms = util_mono_ms();
 	log_debug("held connect dropped: connection closed", "client", c->id,
-		  NULL);
+	          NULL);
 }
 
 /*
@@ -558,7 +564,8 @@ held_watch_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)what;
 	n = recv(fd, &byte, 1, MSG_PEEK);
-	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+	if (n < 0 &&
+	    (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
 		return;
 	if (n > 0) {
 		/* Pipelined bytes: not a close. Stop watching rather than
@@ -574,9 +581,10 @@ held_watch_cb(evutil_socket_t fd, short what, void *arg)
 static void
 held_watch_start(struct cometd *cd, struct client *c)
 {
-	struct evhttp_connection *evcon = evhttp_request_get_connection(c->held);
+	struct evhttp_connection *evcon =
+	    evhttp_request_get_connection(c->held);
 	struct bufferevent *bev =
-		evcon != NULL ? evhttp_connection_get_bufferevent(evcon) : NULL;
+	    evcon != NULL ? evhttp_connection_get_bufferevent(evcon) : NULL;
 	evutil_socket_t fd = bev != NULL ? bufferevent_getfd(bev) : -1;
 
 	if (evcon == NULL)
@@ -584,15 +592,15 @@ held_watch_start(struct cometd *cd, struct client *c)
 	evhttp_connection_set_closecb(evcon, held_closed_cb, c);
 	if (fd < 0)
 		return;
-	c->held_watch = event_new(cd->base, fd, EV_READ | EV_PERSIST,
-				  held_watch_cb, c);
+	c->held_watch =
+	    event_new(cd->base, fd, EV_READ | EV_PERSIST, held_watch_cb, c);
 	if (c->held_watch != NULL)
 		event_add(c->held_watch, NULL);
 }
 
 static void
 do_handshake(struct cometd *cd, struct evhttp_request *req,
-	     struct json_object *msg, struct batch *b)
+             struct json_object *msg, struct batch *b)
 {
 	struct evkeyvalq *out = evhttp_request_get_output_headers(req);
 	struct json_object *r, *ext, *types;
@@ -602,11 +610,11 @@ do_handshake(struct cometd *cd, struct evhttp_request *req,
 	c = client_new(cd);
 	if (c == NULL) {
 		reply_error(b, "/meta/handshake", msg, "500::Out of memory",
-			    NULL);
+		            NULL);
 		return;
 	}
 	snprintf(cookie, sizeof(cookie), "BAYEUX_BROWSER=%s; Path=/; HttpOnly",
-		 c->cookie);
+	         c->cookie);
 	evhttp_add_header(out, "Set-Cookie", cookie);
 	util_rng_text(org_rng(cd->org), stream, 40, COMETD_COOKIE_ALPHA);
 	snprintf(cookie, sizeof(cookie), "sfdc-stream=!%s; Path=/", stream);
@@ -616,16 +624,16 @@ do_handshake(struct cometd *cd, struct evhttp_request *req,
 	ext = json_object_new_object();
 	json_object_object_add(ext, "replay", json_object_new_boolean(1));
 	json_object_object_add(ext, "payload.format",
-			       json_object_new_boolean(1));
+	                       json_object_new_boolean(1));
 	json_object_object_add(r, "ext", ext);
 	json_object_object_add(r, "minimumVersion",
-			       json_object_new_string("1.0"));
+	                       json_object_new_string("1.0"));
 	json_object_object_add(r, "clientId", json_object_new_string(c->id));
 	types = json_object_new_array();
 	json_object_array_add(types, json_object_new_string("long-polling"));
 	json_object_object_add(r, "supportedConnectionTypes", types);
 	json_object_object_add(r, "channel",
-			       json_object_new_string("/meta/handshake"));
+	                       json_object_new_string("/meta/handshake"));
 	if (json_object_object_get_ex(msg, "id", &ext))
 		json_object_object_add(r, "id", json_object_get(ext));
 	json_object_object_add(r, "version", json_object_new_string("1.0"));
@@ -642,19 +650,19 @@ handshake_denied(struct batch *b, struct json_object *msg)
 	ext = json_object_new_object();
 	sfdc = json_object_new_object();
 	json_object_object_add(sfdc, "failureReason",
-			       json_object_new_string(ERR_AUTH));
+	                       json_object_new_string(ERR_AUTH));
 	json_object_object_add(ext, "sfdc", sfdc);
 	json_object_object_add(ext, "replay", json_object_new_boolean(1));
 	json_object_object_add(r, "ext", ext);
 	json_object_object_add(r, "advice", advice_new("none", 0));
 	json_object_object_add(r, "channel",
-			       json_object_new_string("/meta/handshake"));
+	                       json_object_new_string("/meta/handshake"));
 	if (json_object_object_get_ex(msg, "id", &id))
 		json_object_object_add(r, "id", json_object_get(id));
 	json_object_object_add(r, "error", json_object_new_string(ERR_DENIED));
 	json_object_object_add(r, "successful", json_object_new_boolean(0));
 	log_warn("bayeux error", "channel", "/meta/handshake", "error",
-		 ERR_DENIED, "reason", ERR_AUTH, NULL);
+	         ERR_DENIED, "reason", ERR_AUTH, NULL);
 	batch_json(b, r);
 }
 
@@ -665,7 +673,7 @@ handshake_denied(struct batch *b, struct json_object *msg)
  */
 static int
 replay_from(struct json_object *msg, const char *name, size_t len,
-	    int64_t *from, char *bad, size_t badlen)
+            int64_t *from, char *bad, size_t badlen)
 {
 	struct json_object *ext, *replay, *v = NULL;
 	char key[256];
@@ -684,18 +692,18 @@ replay_from(struct json_object *msg, const char *name, size_t len,
 	}
 	if (json_object_is_type(v, json_type_string) &&
 	    util_parse_i64(json_object_get_string(v), INT64_MIN, INT64_MAX,
-			   from) == 0)
+	                   from) == 0)
 		return 0;
 	snprintf(bad, badlen, "%s",
-		 json_object_is_type(v, json_type_string)
-			 ? json_object_get_string(v)
-			 : json_object_to_json_string_ext(v, COMETD_JSON_FLAGS));
+	         json_object_is_type(v, json_type_string)
+	             ? json_object_get_string(v)
+	             : json_object_to_json_string_ext(v, COMETD_JSON_FLAGS));
 	return -1;
 }
 
 static void
 do_subscribe(struct cometd *cd, struct evhttp_request *req,
-	     struct json_object *msg, struct batch *b)
+             struct json_object *msg, struct batch *b)
 {
 	struct client *c = client_for(cd, req, msg);
 	const char *subscription = get_str(msg, "subscription");
@@ -709,35 +717,34 @@ do_subscribe(struct cometd *cd, struct evhttp_request *req,
 	org_stats(cd->org)->subscribes++;
 	if (c == NULL) {
 		reply_error(b, "/meta/subscribe", msg, ERR_UNKNOWN_CLIENT,
-			    "handshake");
+		            "handshake");
 		return;
 	}
 	if (subscription == NULL || *subscription == '\0') {
 		reply_error(b, "/meta/subscribe", msg,
-			    "400::Channel name not specified", NULL);
+		            "400::Channel name not specified", NULL);
 		return;
 	}
 	if (*subscription != '/') {
 		reply_error(b, "/meta/subscribe", msg,
-			    "400::Channel subscriptions must start with a "
-			    "leading '/'",
-			    NULL);
+		            "400::Channel subscriptions must start with a "
+		            "leading '/'",
+		            NULL);
 		return;
 	}
 	len = strcspn(subscription, "?");
 	ch = org_channel_find(cd->org, subscription, len);
 	if (ch == NULL) {
 		snprintf(err, sizeof(err),
-			 "400::The channel you requested to subscribe to does "
-			 "not exist {%.*s}",
-			 (int)(len > 300 ? 300 : len), subscription);
+		         "400::The channel you requested to subscribe to does "
+		         "not exist {%.*s}",
+		         (int)(len > 300 ? 300 : len), subscription);
 		reply_error(b, "/meta/subscribe", msg, err, NULL);
 		return;
 	}
 	latest = org_channel_latest(ch);
 	oldest = org_channel_oldest(ch);
-	if (replay_from(msg, subscription, len, &from, bad, sizeof(bad)) ==
-	    0) {
+	if (replay_from(msg, subscription, len, &from, bad, sizeof(bad)) == 0) {
 		if (from == -1)
 			cursor = latest;
 		else if (from == -2)
@@ -753,10 +760,10 @@ do_subscribe(struct cometd *cd, struct evhttp_request *req,
 	}
 	if (cursor < 0) {
 		snprintf(err, sizeof(err),
-			 "400::The replayId {%s} you provided was invalid.  "
-			 "Please provide a valid ID, -2 to replay all events, "
-			 "or -1 to replay only new events.",
-			 bad);
+		         "400::The replayId {%s} you provided was invalid.  "
+		         "Please provide a valid ID, -2 to replay all events, "
+		         "or -1 to replay only new events.",
+		         bad);
 		reply_error(b, "/meta/subscribe", msg, err, NULL);
 		return;
 	}
@@ -769,7 +776,7 @@ do_subscribe(struct cometd *cd, struct evhttp_request *req,
 
 			if (p == NULL) {
 				reply_error(b, "/meta/subscribe", msg,
-					    "500::Out of memory", NULL);
+				            "500::Out of memory", NULL);
 				return;
 			}
 			c->subs = p;
@@ -784,18 +791,18 @@ do_subscribe(struct cometd *cd, struct evhttp_request *req,
 	s->subscription = strdup(subscription);
 	s->cursor = cursor;
 
-	r = reply_new("/meta/subscribe", msg, 1);
+	r = reply_new("/meta/subscribe", msg);
 	json_object_object_add(r, "subscription",
-			       json_object_new_string(subscription));
+	                       json_object_new_string(subscription));
 	json_object_object_add(r, "successful", json_object_new_boolean(1));
 	batch_json(b, r);
 	log_debug("subscribed", "client", c->id, "channel",
-		  org_channel_name(ch), NULL);
+	          org_channel_name(ch), NULL);
 }
 
 static void
 do_unsubscribe(struct cometd *cd, struct evhttp_request *req,
-	       struct json_object *msg, struct batch *b)
+               struct json_object *msg, struct batch *b)
 {
 	struct client *c = client_for(cd, req, msg);
 	const char *subscription = get_str(msg, "subscription");
@@ -804,28 +811,28 @@ do_unsubscribe(struct cometd *cd, struct evhttp_request *req,
 
 	if (c == NULL) {
 		reply_error(b, "/meta/unsubscribe", msg, ERR_UNKNOWN_CLIENT,
-			    "handshake");
+		            "handshake");
 		return;
 	}
 	if (subscription == NULL) {
 		reply_error(b, "/meta/unsubscribe", msg,
-			    "400::Channel name not specified", NULL);
+		            "400::Channel name not specified", NULL);
 		return;
 	}
 	for (i = 0; i < c->nsubs; i++) {
 		const char *name = org_channel_name(c->subs[i].ch);
 
 		if (strncmp(name, subscription, strcspn(subscription, "?")) ==
-			    0 &&
+		        0 &&
 		    name[strcspn(subscription, "?")] == '\0') {
 			free(c->subs[i].subscription);
 			c->subs[i] = c->subs[--c->nsubs];
 			break;
 		}
 	}
-	r = reply_new("/meta/unsubscribe", msg, 1);
+	r = reply_new("/meta/unsubscribe", msg);
 	json_object_object_add(r, "subscription",
-			       json_object_new_string(subscription));
+	                       json_object_new_string(subscription));
 	json_object_object_add(r, "successful", json_object_new_boolean(1));
 	batch_json(b, r);
 }
@@ -842,7 +849,7 @@ msgid_text(struct json_object *msg)
 
 static void
 do_connect(struct cometd *cd, struct evhttp_request *req,
-	   struct json_object *msg, struct batch *b)
+           struct json_object *msg, struct batch *b)
 {
 	struct client *c = client_for(cd, req, msg);
 	const char *type = get_str(msg, "connectionType");
@@ -851,14 +858,14 @@ do_connect(struct cometd *cd, struct evhttp_request *req,
 	org_stats(cd->org)->connects++;
 	if (c == NULL) {
 		reply_error(b, "/meta/connect", msg, ERR_UNKNOWN_CLIENT,
-			    "handshake");
+		            "handshake");
 		return;
 	}
 	if (type != NULL && strcmp(type, "long-polling") != 0) {
 		char err[256];
 
-		snprintf(err, sizeof(err), "400::Invalid connection type {%.100s}",
-			 type);
+		snprintf(err, sizeof(err),
+		         "400::Invalid connection type {%.100s}", type);
 		reply_error(b, "/meta/connect", msg, err, NULL);
 		return;
 	}
@@ -880,18 +887,18 @@ do_connect(struct cometd *cd, struct evhttp_request *req,
 
 static void
 do_disconnect(struct cometd *cd, struct evhttp_request *req,
-	      struct json_object *msg, struct batch *b)
+              struct json_object *msg, struct batch *b)
 {
 	struct client *c = client_for(cd, req, msg);
 	struct json_object *r;
 
 	if (c == NULL) {
 		reply_error(b, "/meta/disconnect", msg, ERR_UNKNOWN_CLIENT,
-			    "handshake");
+		            "handshake");
 		return;
 	}
 	answer_held(cd, c, ANSWER_EMPTY);
-	r = reply_new("/meta/disconnect", msg, 1);
+	r = reply_new("/meta/disconnect", msg);
 	json_object_object_add(r, "successful", json_object_new_boolean(1));
 	batch_json(b, r);
 	log_debug("disconnect", "client", c->id, NULL);
@@ -901,7 +908,7 @@ do_disconnect(struct cometd *cd, struct evhttp_request *req,
 /* authed: 1 valid token, 0 a token this org never issued (or revoked). */
 static void
 handle_message(struct cometd *cd, struct evhttp_request *req,
-	       struct json_object *msg, int authed, struct batch *b)
+               struct json_object *msg, int authed, struct batch *b)
 {
 	const char *channel;
 
@@ -912,7 +919,7 @@ handle_message(struct cometd *cd, struct evhttp_request *req,
 	channel = get_str(msg, "channel");
 	if (channel == NULL) {
 		reply_error(b, NULL, msg, "400::Channel name not specified",
-			    NULL);
+		            NULL);
 		return;
 	}
 	if (strcmp(channel, "/meta/handshake") == 0) {
@@ -946,7 +953,7 @@ handle_message(struct cometd *cd, struct evhttp_request *req,
 /* Replies to every message with error and the HTTP status code. */
 static void
 reject_all(struct evhttp_request *req, struct json_object *msgs, int code,
-	   const char *error, const char *reconnect)
+           const char *error, const char *reconnect)
 {
 	struct batch b = {.out = evbuffer_new()};
 	size_t i, n;
@@ -958,15 +965,16 @@ reject_all(struct evhttp_request *req, struct json_object *msgs, int code,
 	if (json_object_is_type(msgs, json_type_array)) {
 		n = json_object_array_length(msgs);
 		for (i = 0; i < n; i++) {
-			struct json_object *m = json_object_array_get_idx(msgs, i);
+			struct json_object *m =
+			    json_object_array_get_idx(msgs, i);
 			int obj = json_object_is_type(m, json_type_object);
 
 			reply_error(&b, obj ? get_str(m, "channel") : NULL,
-				    obj ? m : NULL, error, reconnect);
+			            obj ? m : NULL, error, reconnect);
 		}
 	} else {
 		reply_error(&b, get_str(msgs, "channel"), msgs, error,
-			    reconnect);
+		            reconnect);
 	}
 	send_batch(req, code, &b);
 	evbuffer_free(b.out);
@@ -999,26 +1007,6 @@ path_version(const char *path)
 	return (*p == '\0' || *p == '/') ? major : -1;
 }
 
-/* The token of "Authorization: Bearer <t>" or "OAuth <t>", or NULL. */
-static const char *
-bearer(struct evhttp_request *req)
-{
-	const char *h = evhttp_find_header(evhttp_request_get_input_headers(req),
-					   "Authorization");
-
-	if (h == NULL)
-		return NULL;
-	if (strncasecmp(h, "Bearer ", 7) == 0)
-		h += 7;
-	else if (strncasecmp(h, "OAuth ", 6) == 0)
-		h += 6;
-	else
-		return NULL;
-	while (*h == ' ')
-		h++;
-	return *h != '\0' ? h : NULL;
-}
-
 static struct json_object *
 parse_body(struct evhttp_request *req)
 {
@@ -1039,11 +1027,10 @@ parse_body(struct evhttp_request *req)
 		size_t end = json_tokener_get_parse_end(tok);
 
 		while (end < n && (p[end] == ' ' || p[end] == '\n' ||
-				   p[end] == '\r' || p[end] == '\t'))
+		                   p[end] == '\r' || p[end] == '\t'))
 			end++;
-		if (end != n ||
-		    !(json_object_is_type(v, json_type_array) ||
-		      json_object_is_type(v, json_type_object))) {
+		if (end != n || !(json_object_is_type(v, json_type_array) ||
+		                  json_object_is_type(v, json_type_object))) {
 			json_object_put(v);
 			v = NULL;
 		}
@@ -1066,38 +1053,38 @@ cometd_handle(struct cometd *cd, struct evhttp_request *req)
 
 	if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
 		evhttp_add_header(evhttp_request_get_output_headers(req),
-				  "Allow", "POST");
+		                  "Allow", "POST");
 		util_reply_text(req, 405,
-				"[{\"successful\":false,\"error\":\"405::"
-				"Method not allowed\"}]",
-				"cometd needs POST");
+		                "[{\"successful\":false,\"error\":\"405::"
+		                "Method not allowed\"}]",
+		                "cometd needs POST");
 		return;
 	}
 	msgs = parse_body(req);
 	if (msgs == NULL) {
 		util_reply_text(req, 400,
-				"[{\"successful\":false,\"error\":\"400::"
-				"Malformed JSON\"}]",
-				"malformed Bayeux body");
+		                "[{\"successful\":false,\"error\":\"400::"
+		                "Malformed JSON\"}]",
+		                "malformed Bayeux body");
 		return;
 	}
 	version = path != NULL ? path_version(path) : -1;
 	if (version == 0) {
 		reject_all(req, msgs, 400,
-			   "400::API version in the URI is mandatory. URI "
-			   "format: '/cometd/61.0'",
-			   NULL);
+		           "400::API version in the URI is mandatory. URI "
+		           "format: '/cometd/61.0'",
+		           NULL);
 		goto done;
 	}
 	if (version < COMETD_MIN_MAJOR) {
 		reject_all(req, msgs, 400,
-			   "400::Unsupported API version. Only API versions "
-			   "'37.0' and above are supported. URI format: "
-			   "'/cometd/61.0'",
-			   NULL);
+		           "400::Unsupported API version. Only API versions "
+		           "'37.0' and above are supported. URI format: "
+		           "'/cometd/61.0'",
+		           NULL);
 		goto done;
 	}
-	token = bearer(req);
+	token = util_bearer(req);
 	if (token == NULL) {
 		reject_all(req, msgs, 401, ERR_NO_AUTH, "none");
 		goto done;
@@ -1112,22 +1099,24 @@ cometd_handle(struct cometd *cd, struct evhttp_request *req)
 		size_t n = json_object_array_length(msgs);
 
 		for (i = 0; i < n; i++)
-			handle_message(cd, req, json_object_array_get_idx(msgs, i),
-				       org_token_valid(cd->org, token), &b);
+			handle_message(cd, req,
+			               json_object_array_get_idx(msgs, i),
+			               org_token_valid(cd->org, token), &b);
 	} else {
 		handle_message(cd, req, msgs, org_token_valid(cd->org, token),
-			       &b);
+		               &b);
 	}
 
 	c = b.hold ? client_find(cd, b.hold_client) : NULL;
 	if (b.hold && c == NULL) {
 		/* Disconnected by a later message of the same request. */
-		evbuffer_add_printf(b.out,
-				    "%s{\"clientId\":\"%s\",\"channel\":"
-				    "\"/meta/connect\"%s%s,\"successful\":true}",
-				    b.n++ > 0 ? "," : "", b.hold_client,
-				    b.hold_msgid != NULL ? ",\"id\":" : "",
-				    b.hold_msgid != NULL ? b.hold_msgid : "");
+		evbuffer_add_printf(
+		    b.out,
+		    "%s{\"clientId\":\"%s\",\"channel\":"
+		    "\"/meta/connect\"%s%s,\"successful\":true}",
+		    b.n++ > 0 ? "," : "", b.hold_client,
+		    b.hold_msgid != NULL ? ",\"id\":" : "",
+		    b.hold_msgid != NULL ? b.hold_msgid : "");
 	} else if (c != NULL && has_pending(c)) {
 		/* A later subscribe of the same request replayed events. */
 		connect_answer(cd, c, &b, b.hold_msgid, 0);

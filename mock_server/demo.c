@@ -21,8 +21,9 @@ struct demo {
 	struct event *timer;
 	struct util_rng rng;
 	struct evbuffer *members;
-	int per_tick;
-	uint64_t n;
+	int rate;
+	int64_t start_ms; /* monotonic */
+	uint64_t n;       /* events published so far */
 	int64_t commits;
 	uint64_t orders;
 	struct org_channel *account, *login, *cdc, *order;
@@ -32,38 +33,37 @@ static const struct {
 	const char *id;
 	const char *name;
 } accounts[] = {
-	{"001xx000003DGb2AAG", "Acme Corp"},
-	{"001xx000003DGb3AAG", "Globex"},
-	{"001xx000003DGb4AAG", "Initech"},
-	{"001xx000003DGb5AAG", "Umbrella Health"},
-	{"001xx000003DGb6AAG", "Stark Industries"},
-	{"001xx000003DGb7AAG", "Wayne Enterprises"},
-	{"001xx000003DGb8AAG", "Hooli"},
-	{"001xx000003DGb9AAG", "Soylent"},
+    {"001xx000003DGb2AAG", "Acme Corp"},
+    {"001xx000003DGb3AAG", "Globex"},
+    {"001xx000003DGb4AAG", "Initech"},
+    {"001xx000003DGb5AAG", "Umbrella Health"},
+    {"001xx000003DGb6AAG", "Stark Industries"},
+    {"001xx000003DGb7AAG", "Wayne Enterprises"},
+    {"001xx000003DGb8AAG", "Hooli"},
+    {"001xx000003DGb9AAG", "Soylent"},
 };
 
 static const struct {
 	const char *id;
 	const char *username;
 } users[] = {
-	{"005xx000001X8UzAAK", "admin@sfmock.test"},
-	{"005xx000001X8V0AAK", "jdoe@example.com"},
-	{"005xx000001X8V1AAK", "asmith@example.com"},
-	{"005xx000001X8V2AAK", "integration@example.com"},
+    {"005xx000001X8UzAAK", "admin@sfmock.test"},
+    {"005xx000001X8V0AAK", "jdoe@example.com"},
+    {"005xx000001X8V1AAK", "asmith@example.com"},
+    {"005xx000001X8V2AAK", "integration@example.com"},
 };
 
 static const char *const industries[] = {
-	"Technology", "Manufacturing", "Finance", "Healthcare",
-	"Retail",     "Energy",	       "Media",
+    "Technology", "Manufacturing", "Finance", "Healthcare",
+    "Retail",     "Energy",        "Media",
 };
-static const char *const browsers[] = {"Chrome 126", "Firefox 127",
-				       "Safari 17", "Unknown"};
+static const char *const browsers[] = {"Chrome 126", "Firefox 127", "Safari 17",
+                                       "Unknown"};
 static const char *const platforms[] = {"Mac OSX", "Windows 10", "Linux",
-					"iOS"};
+                                        "iOS"};
 static const char *const apps[] = {"Browser", "Salesforce for iOS",
-				   "Dataloader Partner", "sfrelay"};
-static const char *const login_types[] = {"Application",
-					  "Remote Access 2.0"};
+                                   "Dataloader Partner", "Workbench"};
+static const char *const login_types[] = {"Application", "Remote Access 2.0"};
 
 #define PICK(d, a) (a[util_rng_below(&(d)->rng, NELEM(a))])
 
@@ -86,29 +86,29 @@ build(void *arg, struct evbuffer *out, const struct org_channel *ch,
 	if (ch == d->account) {
 		s.type = "updated";
 		evbuffer_add_printf(m,
-				    "\"Id\":\"%s\",\"Name\":\"%s\","
-				    "\"Industry\":\"%s\",\"OwnerId\":\"%s\","
-				    "\"LastModifiedById\":\"%s\"",
-				    accounts[a].id, accounts[a].name,
-				    PICK(d, industries), users[0].id,
-				    users[u].id);
+		                    "\"Id\":\"%s\",\"Name\":\"%s\","
+		                    "\"Industry\":\"%s\",\"OwnerId\":\"%s\","
+		                    "\"LastModifiedById\":\"%s\"",
+		                    accounts[a].id, accounts[a].name,
+		                    PICK(d, industries), users[0].id,
+		                    users[u].id);
 	} else if (ch == d->login) {
 		/* About one login in six fails, as in a real org's noise. */
 		int failed = util_rng_below(&d->rng, 6) == 0;
 
 		evbuffer_add_printf(
-			m,
-			"\"EventIdentifier\":\"%s\",\"UserId\":\"%s\","
-			"\"Username\":\"%s\",\"SourceIp\":\"203.0.113.%u\","
-			"\"LoginUrl\":\"login.salesforce.com\","
-			"\"Status\":\"%s\",\"Browser\":\"%s\","
-			"\"Platform\":\"%s\",\"Application\":\"%s\","
-			"\"LoginType\":\"%s\",\"EventDate\":\"%s\"",
-			uuid, users[u].id, users[u].username,
-			(unsigned)util_rng_below(&d->rng, 254) + 1,
-			failed ? "Failed: Invalid Password" : "Success",
-			PICK(d, browsers), PICK(d, platforms), PICK(d, apps),
-			PICK(d, login_types), now);
+		    m,
+		    "\"EventIdentifier\":\"%s\",\"UserId\":\"%s\","
+		    "\"Username\":\"%s\",\"SourceIp\":\"203.0.113.%u\","
+		    "\"LoginUrl\":\"login.salesforce.com\","
+		    "\"Status\":\"%s\",\"Browser\":\"%s\","
+		    "\"Platform\":\"%s\",\"Application\":\"%s\","
+		    "\"LoginType\":\"%s\",\"EventDate\":\"%s\"",
+		    uuid, users[u].id, users[u].username,
+		    (unsigned)util_rng_below(&d->rng, 254) + 1,
+		    failed ? "Failed: Invalid Password" : "Success",
+		    PICK(d, browsers), PICK(d, platforms), PICK(d, apps),
+		    PICK(d, login_types), now);
 		s.uuid = txn;
 	} else if (ch == d->cdc) {
 		s.record_id = accounts[a].id;
@@ -117,19 +117,20 @@ build(void *arg, struct evbuffer *out, const struct org_channel *ch,
 		s.uuid = txn;
 		s.commit_number = d->commits++;
 		evbuffer_add_printf(m,
-				    "\"Industry\":\"%s\","
-				    "\"LastModifiedDate\":\"%s\"",
-				    PICK(d, industries), now);
+		                    "\"Industry\":\"%s\","
+		                    "\"LastModifiedDate\":\"%s\"",
+		                    PICK(d, industries), now);
 	} else {
-		unsigned cents = (unsigned)util_rng_below(&d->rng, 500000) + 999;
+		unsigned cents =
+		    (unsigned)util_rng_below(&d->rng, 500000) + 999;
 
 		evbuffer_add_printf(m,
-				    "\"OrderNumber__c\":\"ORD-%06llu\","
-				    "\"Amount__c\":%u.%02u,"
-				    "\"Currency__c\":\"USD\","
-				    "\"AccountId__c\":\"%s\"",
-				    (unsigned long long)++d->orders,
-				    cents / 100, cents % 100, accounts[a].id);
+		                    "\"OrderNumber__c\":\"ORD-%06llu\","
+		                    "\"Amount__c\":%u.%02u,"
+		                    "\"Currency__c\":\"USD\","
+		                    "\"AccountId__c\":\"%s\"",
+		                    (unsigned long long)++d->orders,
+		                    cents / 100, cents % 100, accounts[a].id);
 		s.uuid = uuid;
 	}
 	s.members = (const char *)evbuffer_pullup(m, -1);
@@ -141,11 +142,18 @@ static void
 tick_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct demo *d = arg;
-	int i;
+	uint64_t due;
 
 	(void)fd;
 	(void)what;
-	for (i = 0; i < d->per_tick; i++) {
+	/* Publish what the clock says is due, so timer slack does not
+	 * lower the rate; after a stall of over a second, skip ahead
+	 * rather than burst. */
+	due =
+	    (uint64_t)(util_mono_ms() - d->start_ms) * (uint64_t)d->rate / 1000;
+	if (due > d->n + (uint64_t)d->rate)
+		d->n = due - (uint64_t)d->rate;
+	while (d->n < due) {
 		struct org_channel *ch;
 		uint64_t n = d->n++;
 
@@ -161,7 +169,7 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 			ch = d->cdc;
 		if (org_publish(d->org, ch, build, d) < 0)
 			log_warn("demo publish failed", "channel",
-				 org_channel_name(ch), NULL);
+			         org_channel_name(ch), NULL);
 	}
 }
 
@@ -187,14 +195,10 @@ demo_new(struct event_base *base, struct org *org, int rate)
 		goto fail;
 	if (rate <= 0)
 		return d;
-	/* Up to 1000/s one event per tick; beyond, several per 1 ms tick. */
-	if (rate <= 1000) {
-		us = 1000000L / rate;
-		d->per_tick = 1;
-	} else {
-		us = 1000;
-		d->per_tick = rate / 1000;
-	}
+	/* One event per tick up to 100/s; beyond, 10 ms ticks. */
+	us = rate <= 100 ? 1000000L / rate : 10000L;
+	d->rate = rate;
+	d->start_ms = util_mono_ms();
 	d->timer = event_new(base, -1, EV_PERSIST, tick_cb, d);
 	if (d->timer == NULL)
 		goto fail;

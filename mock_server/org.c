@@ -67,8 +67,8 @@ org_new(const struct org_config *cfg)
 	}
 	/* Ids, cookies and tokens only need to differ between runs. */
 	util_rng_seed(&org->rng, (uint64_t)util_now_ms() ^
-					 ((uint64_t)getpid() << 32) ^
-					 (uint64_t)(uintptr_t)org);
+	                             ((uint64_t)getpid() << 32) ^
+	                             (uint64_t)(uintptr_t)org);
 	org_set_instance_url(org, cfg->port);
 	return org;
 }
@@ -125,7 +125,7 @@ void
 org_set_instance_url(struct org *org, int port)
 {
 	snprintf(org->instance_url, sizeof(org->instance_url),
-		 "http://127.0.0.1:%d", port);
+	         "http://127.0.0.1:%d", port);
 }
 
 const char *
@@ -141,10 +141,10 @@ org_kind_of(const char *name, enum org_kind *kind)
 		const char *prefix;
 		enum org_kind kind;
 	} prefixes[] = {
-		{"/topic/", ORG_TOPIC},
-		{"/event/", ORG_EVENT},
-		{"/data/", ORG_DATA},
-		{"/u/", ORG_GENERIC},
+	    {"/topic/", ORG_TOPIC},
+	    {"/event/", ORG_EVENT},
+	    {"/data/", ORG_DATA},
+	    {"/u/", ORG_GENERIC},
 	};
 	size_t i, n = strlen(name);
 
@@ -175,7 +175,7 @@ static void
 make_schema(char *out, const char *name)
 {
 	static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-				  "abcdefghijklmnopqrstuvwxyz0123456789-_";
+	                          "abcdefghijklmnopqrstuvwxyz0123456789-_";
 	struct util_rng r;
 	uint64_t h = UINT64_C(0xcbf29ce484222325);
 	size_t i;
@@ -202,7 +202,7 @@ org_channel_declare(struct org *org, const char *name)
 	if (org->nchannels == org->channels_cap) {
 		size_t cap = org->channels_cap ? org->channels_cap * 2 : 8;
 		struct org_channel **p =
-			realloc(org->channels, cap * sizeof(*p));
+		    realloc(org->channels, cap * sizeof(*p));
 
 		if (p == NULL)
 			return NULL;
@@ -286,8 +286,8 @@ org_channel_published(const struct org_channel *ch)
 }
 
 const char *
-org_channel_event(const struct org_channel *ch, int64_t replay_id,
-		  size_t *len, uint64_t *seq)
+org_channel_event(const struct org_channel *ch, int64_t replay_id, size_t *len,
+                  uint64_t *seq)
 {
 	const struct slot *s;
 	int64_t oldest = org_channel_oldest(ch);
@@ -328,7 +328,7 @@ ring_reserve(struct org_channel *ch, size_t retention)
 
 int64_t
 org_publish(struct org *org, struct org_channel *ch, org_build_fn *build,
-	    void *arg)
+            void *arg)
 {
 	struct slot s;
 	int64_t id = ch->latest + 1;
@@ -336,7 +336,7 @@ org_publish(struct org *org, struct org_channel *ch, org_build_fn *build,
 
 	evbuffer_drain(org->scratch, evbuffer_get_length(org->scratch));
 	if (build(arg, org->scratch, ch, id, ch->published + 1,
-		  util_now_ms()) != 0)
+	          util_now_ms()) != 0)
 		return -1;
 	if (ring_reserve(ch, org->cfg.retention) != 0)
 		return -1;
@@ -376,7 +376,7 @@ int
 org_token_issue(struct org *org, char *buf, size_t len)
 {
 	static const char alpha[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-				    "abcdefghijklmnopqrstuvwxyz0123456789._";
+	                            "abcdefghijklmnopqrstuvwxyz0123456789._";
 	char rnd[64];
 	char *copy;
 
@@ -392,7 +392,7 @@ org_token_issue(struct org *org, char *buf, size_t len)
 	util_rng_text(&org->rng, rnd, 48, alpha);
 	/* The serial keeps tokens unique even if the generator repeats. */
 	snprintf(buf, len, "00Dxx0000001gPL!AQ%06llx%s",
-		 (unsigned long long)++org->token_serial, rnd);
+	         (unsigned long long)++org->token_serial, rnd);
 	copy = strdup(buf);
 	if (copy == NULL)
 		return -1;

@@ -26,16 +26,16 @@ enum org_kind {
 struct org_config {
 	int port;
 	int demo;
-	int demo_rate;			 /* demo events per second */
+	int demo_rate; /* demo events per second */
 	const char *client_id;
 	const char *client_secret;
 	const char *username;
 	const char *password;
-	const char *security_token;	 /* appended to the password */
-	int64_t connect_timeout_ms;	 /* long-poll hold, advice.timeout */
-	int64_t client_expiry_ms;	 /* forget clients idle this long */
-	size_t retention;		 /* events kept per channel */
-	size_t max_batch;		 /* events in one connect response */
+	const char *security_token; /* appended to the password */
+	int64_t connect_timeout_ms; /* long-poll hold, advice.timeout */
+	int64_t client_expiry_ms;   /* forget clients idle this long */
+	size_t retention;           /* events kept per channel */
+	size_t max_batch;           /* events in one connect response */
 };
 
 /* Counters for /_mock/stats; the endpoints update them in place. */
@@ -77,7 +77,7 @@ int org_kind_of(const char *name, enum org_kind *kind);
 struct org_channel *org_channel_declare(struct org *org, const char *name);
 /* Looks a channel up by the first len bytes of name. Borrowed or NULL. */
 struct org_channel *org_channel_find(const struct org *org, const char *name,
-				     size_t len);
+                                     size_t len);
 size_t org_channel_count(const struct org *org);
 struct org_channel *org_channel_at(const struct org *org, size_t i);
 
@@ -97,7 +97,7 @@ uint64_t org_channel_published(const struct org_channel *ch);
  * lets a reader merge several channels oldest first.
  */
 const char *org_channel_event(const struct org_channel *ch, int64_t replay_id,
-			      size_t *len, uint64_t *seq);
+                              size_t *len, uint64_t *seq);
 
 /*
  * Writes one event's whole Bayeux message into out (empty on entry), for
@@ -105,8 +105,8 @@ const char *org_channel_event(const struct org_channel *ch, int64_t replay_id,
  * (1 for the first), now_ms is the publish time. Returns 0 or -1.
  */
 typedef int org_build_fn(void *arg, struct evbuffer *out,
-			 const struct org_channel *ch, int64_t replay_id,
-			 uint64_t seq, int64_t now_ms);
+                         const struct org_channel *ch, int64_t replay_id,
+                         uint64_t seq, int64_t now_ms);
 
 /*
  * Publishes one event on ch: assigns the next replayId, lets build write
@@ -115,7 +115,7 @@ typedef int org_build_fn(void *arg, struct evbuffer *out,
  * replayId, or -1 (nothing published) when build fails or memory ran out.
  */
 int64_t org_publish(struct org *org, struct org_channel *ch,
-		    org_build_fn *build, void *arg);
+                    org_build_fn *build, void *arg);
 
 /* Called after every publish (must not publish itself). One hook; NULL
  * removes it. */

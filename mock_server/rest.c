@@ -1,7 +1,7 @@
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include <event2/buffer.h>
 #include <event2/http.h>
@@ -16,15 +16,16 @@
 #include "shapes.h"
 #include "util.h"
 
-#define REST_JSON_FLAGS (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
+#define REST_JSON_FLAGS                                                        \
+	(JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
 #define REST_MAX_COUNT 1000000
 #define REST_API_LIMIT 15000
 
-#define NOT_FOUND                                                             \
+#define NOT_FOUND                                                              \
 	"[{\"errorCode\":\"NOT_FOUND\",\"message\":\"The requested resource "  \
 	"does not exist\"}]"
-#define INVALID_SESSION                                                       \
-	"[{\"message\":\"Session expired or invalid\",\"errorCode\":"         \
+#define INVALID_SESSION                                                        \
+	"[{\"message\":\"Session expired or invalid\",\"errorCode\":"          \
 	"\"INVALID_SESSION_ID\"}]"
 
 struct rest {
@@ -38,11 +39,11 @@ struct rest {
 struct mock_pub {
 	struct rest *rest;
 	struct evbuffer *members;
-	const char *extra;	 /* the body's members, no braces, or "" */
+	const char *extra; /* the body's members, no braces, or "" */
 	size_t extra_len;
 	struct json_object *body; /* NULL when the request had none */
-	const char *text;	 /* /u: the body's "payload" string or NULL */
-	char *changed;		 /* /data: changedFields JSON text */
+	const char *text;         /* /u: the body's "payload" string or NULL */
+	char *changed;            /* /data: changedFields JSON text */
 };
 
 /* One REST publish of a platform event. */
@@ -71,32 +72,13 @@ rest_free(struct rest *rest)
 	free(rest);
 }
 
-static const char *
-bearer(struct evhttp_request *req)
-{
-	const char *h = evhttp_find_header(evhttp_request_get_input_headers(req),
-					   "Authorization");
-
-	if (h == NULL)
-		return NULL;
-	if (strncasecmp(h, "Bearer ", 7) == 0)
-		h += 7;
-	else if (strncasecmp(h, "OAuth ", 6) == 0)
-		h += 6;
-	else
-		return NULL;
-	while (*h == ' ')
-		h++;
-	return h;
-}
-
-/* Replies with {"<k1>":"<v1>",...} built by json-c (values escaped). */
+/* Replies with o serialized (json-c escapes every string) and frees it. */
 static void
 reply_obj(struct evhttp_request *req, int code, struct json_object *o,
-	  const char *why)
+          const char *why)
 {
-	util_reply_text(req, code, json_object_to_json_string_ext(o, REST_JSON_FLAGS),
-			why);
+	util_reply_text(
+	    req, code, json_object_to_json_string_ext(o, REST_JSON_FLAGS), why);
 	json_object_put(o);
 }
 
@@ -107,7 +89,7 @@ oauth_error(struct evhttp_request *req, const char *error, const char *desc)
 
 	json_object_object_add(o, "error", json_object_new_string(error));
 	json_object_object_add(o, "error_description",
-			       json_object_new_string(desc));
+	                       json_object_new_string(desc));
 	reply_obj(req, 400, o, error);
 }
 
@@ -137,7 +119,7 @@ do_token(struct rest *rest, struct evhttp_request *req)
 	form.tqh_first = NULL;
 	form.tqh_last = &form.tqh_first;
 	if (util_form_parse((const char *)evbuffer_pullup(in, -1),
-			    evbuffer_get_length(in), &form) != 0) {
+	                    evbuffer_get_length(in), &form) != 0) {
 		oauth_error(req, "invalid_request", "malformed request body");
 		goto done;
 	}
@@ -148,16 +130,17 @@ do_token(struct rest *rest, struct evhttp_request *req)
 	pass = evhttp_find_header(&form, "password");
 	if (grant == NULL || strcmp(grant, "password") != 0) {
 		oauth_error(req, "unsupported_grant_type",
-			    "grant type not supported");
+		            "grant type not supported");
 		goto done;
 	}
 	if (id == NULL || strcmp(id, cfg->client_id) != 0) {
 		oauth_error(req, "invalid_client_id",
-			    "client identifier invalid");
+		            "client identifier invalid");
 		goto done;
 	}
 	if (secret == NULL || strcmp(secret, cfg->client_secret) != 0) {
-		oauth_error(req, "invalid_client", "invalid client credentials");
+		oauth_error(req, "invalid_client",
+		            "invalid client credentials");
 		goto done;
 	}
 	if (user == NULL || pass == NULL || strcmp(user, cfg->username) != 0 ||
@@ -166,7 +149,8 @@ do_token(struct rest *rest, struct evhttp_request *req)
 		goto done;
 	}
 	out = evbuffer_new();
-	if (out == NULL || org_token_issue(rest->org, token, sizeof(token)) != 0) {
+	if (out == NULL ||
+	    org_token_issue(rest->org, token, sizeof(token)) != 0) {
 		evhttp_send_error(req, 500, NULL);
 		goto done;
 	}
@@ -174,12 +158,12 @@ do_token(struct rest *rest, struct evhttp_request *req)
 	for (i = 0; i < sizeof(sig); i++)
 		sig[i] = (unsigned char)util_rng_next(org_rng(rest->org));
 	evbuffer_add_printf(out,
-			    "{\"access_token\":\"%s\",\"instance_url\":\"%s\","
-			    "\"id\":\"%s/id/00Dxx0000001gPLEAY/"
-			    "005xx000001X8UzAAK\",\"token_type\":\"Bearer\","
-			    "\"issued_at\":\"%lld\",\"signature\":\"",
-			    token, org_instance_url(rest->org),
-			    org_instance_url(rest->org), (long long)now);
+	                    "{\"access_token\":\"%s\",\"instance_url\":\"%s\","
+	                    "\"id\":\"%s/id/00Dxx0000001gPLEAY/"
+	                    "005xx000001X8UzAAK\",\"token_type\":\"Bearer\","
+	                    "\"issued_at\":\"%lld\",\"signature\":\"",
+	                    token, org_instance_url(rest->org),
+	                    org_instance_url(rest->org), (long long)now);
 	util_base64(out, sig, sizeof(sig));
 	evbuffer_add(out, "\"}", 2);
 	log_info("token issued", "username", user, NULL);
@@ -214,25 +198,25 @@ body_object(struct evhttp_request *req, char *err, size_t errlen)
 	end = v != NULL ? json_tokener_get_parse_end(tok) : 0;
 	while (v != NULL && end < n &&
 	       (p[end] == ' ' || p[end] == '\n' || p[end] == '\r' ||
-		p[end] == '\t'))
+	        p[end] == '\t'))
 		end++;
 	if (v == NULL || end != n) {
 		enum json_tokener_error e = json_tokener_get_error(tok);
 
 		snprintf(err, errlen, "Unexpected %s at [line:1, column:%zu]",
-			 n == 0 || e == json_tokener_continue
-				 ? "end-of-input"
-				 : json_tokener_error_desc(e),
-			 (v != NULL ? end : json_tokener_get_parse_end(tok)) + 1);
+		         n == 0 || e == json_tokener_continue
+		             ? "end-of-input"
+		             : json_tokener_error_desc(e),
+		         (v != NULL ? end : json_tokener_get_parse_end(tok)) +
+		             1);
 		json_object_put(v);
 		v = NULL;
 	} else if (!json_object_is_type(v, json_type_object)) {
 		snprintf(err, errlen,
-			 "Can not deserialize SObject out of %s token at "
-			 "[line:1, column:1]",
-			 json_object_is_type(v, json_type_array)
-				 ? "START_ARRAY"
-				 : "VALUE");
+		         "Can not deserialize SObject out of %s token at "
+		         "[line:1, column:1]",
+		         json_object_is_type(v, json_type_array) ? "START_ARRAY"
+		                                                 : "VALUE");
 		json_object_put(v);
 		v = NULL;
 	}
@@ -246,7 +230,7 @@ members_of(struct json_object *obj, size_t *len)
 {
 	size_t n;
 	const char *s =
-		json_object_to_json_string_length(obj, REST_JSON_FLAGS, &n);
+	    json_object_to_json_string_length(obj, REST_JSON_FLAGS, &n);
 
 	*len = n >= 2 ? n - 2 : 0;
 	return s + 1;
@@ -254,7 +238,7 @@ members_of(struct json_object *obj, size_t *len)
 
 static int
 build_sobject(void *arg, struct evbuffer *out, const struct org_channel *ch,
-	      int64_t replay_id, uint64_t seq, int64_t now_ms)
+              int64_t replay_id, uint64_t seq, int64_t now_ms)
 {
 	struct sobject_pub *p = arg;
 	struct shape s = {0};
@@ -279,24 +263,24 @@ do_sobject(struct rest *rest, struct evhttp_request *req, const char *name)
 	int64_t id;
 
 	snprintf(limit, sizeof(limit), "api-usage=%llu/%d",
-		 (unsigned long long)++st->api_calls, REST_API_LIMIT);
+	         (unsigned long long)++st->api_calls, REST_API_LIMIT);
 	evhttp_add_header(evhttp_request_get_output_headers(req),
-			  "Sforce-Limit-Info", limit);
+	                  "Sforce-Limit-Info", limit);
 	if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
 		evhttp_add_header(evhttp_request_get_output_headers(req),
-				  "Allow", "HEAD,POST");
+		                  "Allow", "HEAD,POST");
 		snprintf(reply, sizeof(reply),
-			 "[{\"errorCode\":\"METHOD_NOT_ALLOWED\",\"message\":"
-			 "\"HTTP Method '%s' not allowed. Allowed are "
-			 "HEAD,POST\"}]",
-			 util_method(req));
+		         "[{\"errorCode\":\"METHOD_NOT_ALLOWED\",\"message\":"
+		         "\"HTTP Method '%s' not allowed. Allowed are "
+		         "HEAD,POST\"}]",
+		         util_method(req));
 		util_reply_text(req, 405, reply, "method not allowed");
 		return;
 	}
 	snprintf(chan, sizeof(chan), "/event/%s", name);
 	ch = strlen(name) > 3 && strcmp(name + strlen(name) - 3, "__e") == 0
-		     ? org_channel_find(rest->org, chan, strlen(chan))
-		     : NULL;
+	         ? org_channel_find(rest->org, chan, strlen(chan))
+	         : NULL;
 	if (ch == NULL) {
 		util_reply_text(req, 404, NOT_FOUND, "no such event");
 		return;
@@ -306,9 +290,11 @@ do_sobject(struct rest *rest, struct evhttp_request *req, const char *name)
 		struct json_object *e = json_object_new_array();
 		struct json_object *o = json_object_new_object();
 
-		json_object_object_add(o, "message", json_object_new_string(err));
-		json_object_object_add(o, "errorCode",
-				       json_object_new_string("JSON_PARSER_ERROR"));
+		json_object_object_add(o, "message",
+		                       json_object_new_string(err));
+		json_object_object_add(
+		    o, "errorCode",
+		    json_object_new_string("JSON_PARSER_ERROR"));
 		json_object_array_add(e, o);
 		reply_obj(req, 400, e, "body is not a JSON object");
 		return;
@@ -324,8 +310,8 @@ do_sobject(struct rest *rest, struct evhttp_request *req, const char *name)
 		return;
 	}
 	snprintf(reply, sizeof(reply),
-		 "{\"id\":\"e00xx%010lluAAA\",\"success\":true,\"errors\":[]}",
-		 (unsigned long long)++rest->record_ids % 10000000000ULL);
+	         "{\"id\":\"e00xx%010lluAAA\",\"success\":true,\"errors\":[]}",
+	         (unsigned long long)++rest->record_ids % 10000000000ULL);
 	util_reply_text(req, 201, reply, NULL);
 }
 
@@ -335,7 +321,7 @@ static void
 do_data(struct rest *rest, struct evhttp_request *req, const char *path)
 {
 	const char *p = path + strlen("/services/data/v");
-	const char *token = bearer(req);
+	const char *token = util_bearer(req);
 	static const char sobjects[] = "/sobjects/";
 
 	if (token == NULL || !org_token_valid(rest->org, token)) {
@@ -361,34 +347,55 @@ notfound:
 	util_reply_text(req, 404, NOT_FOUND, "not found");
 }
 
+/* Appends one object member to m, with a comma unless it is the first. */
+static void member(struct evbuffer *m, int *first, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+member(struct evbuffer *m, int *first, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!*first)
+		evbuffer_add(m, ",", 1);
+	*first = 0;
+	va_start(ap, fmt);
+	evbuffer_add_vprintf(m, fmt, ap);
+	va_end(ap);
+}
+
+/* Default fields yield to the request body's fields of the same name. */
+static int
+overridden(const struct mock_pub *p, const char *key)
+{
+	return p->body != NULL && json_object_object_get_ex(p->body, key, NULL);
+}
+
 static int
 build_mock(void *arg, struct evbuffer *out, const struct org_channel *ch,
-	   int64_t replay_id, uint64_t seq, int64_t now_ms)
+           int64_t replay_id, uint64_t seq, int64_t now_ms)
 {
 	struct mock_pub *p = arg;
 	struct evbuffer *m = p->members;
 	struct shape s = {0};
 	char uuid[37], rid[32], text[64];
 	unsigned long long k = (unsigned long long)seq;
+	enum org_kind kind = org_channel_kind(ch);
 	int first = 1;
 
-#define HAS(key) (p->body != NULL && json_object_object_get_ex(p->body, key, NULL))
-#define SEP() (first ? (first = 0, "") : ",")
 	evbuffer_drain(m, evbuffer_get_length(m));
 	snprintf(rid, sizeof(rid), "001xx%010lluAAA", k % 10000000000ULL);
-	switch (org_channel_kind(ch)) {
+	switch (kind) {
 	case ORG_TOPIC:
 		s.type = "created";
-		if (!HAS("Id"))
-			evbuffer_add_printf(m, "%s\"Id\":\"%s\"", SEP(), rid);
-		if (!HAS("Name"))
-			evbuffer_add_printf(m, "%s\"Name\":\"Account %llu\"",
-					    SEP(), k);
+		if (!overridden(p, "Id"))
+			member(m, &first, "\"Id\":\"%s\"", rid);
+		if (!overridden(p, "Name"))
+			member(m, &first, "\"Name\":\"Account %llu\"", k);
 		break;
 	case ORG_EVENT:
-		if (!HAS("Message"))
-			evbuffer_add_printf(m, "%s\"Message\":\"event %llu\"",
-					    SEP(), k);
+		if (!overridden(p, "Message"))
+			member(m, &first, "\"Message\":\"event %llu\"", k);
 		break;
 	case ORG_DATA:
 		s.record_id = rid;
@@ -401,17 +408,13 @@ build_mock(void *arg, struct evbuffer *out, const struct org_channel *ch,
 		s.text = p->text != NULL ? p->text : text;
 		break;
 	}
-	if (org_channel_kind(ch) != ORG_GENERIC) {
-		if (!HAS("Seq"))
-			evbuffer_add_printf(m, "%s\"Seq\":%llu", SEP(), k);
-		if (p->extra_len > 0) {
-			evbuffer_add_printf(m, "%s", SEP());
-			evbuffer_add(m, p->extra, p->extra_len);
-		}
+	if (kind != ORG_GENERIC) {
+		if (!overridden(p, "Seq"))
+			member(m, &first, "\"Seq\":%llu", k);
+		if (p->extra_len > 0)
+			member(m, &first, "%.*s", (int)p->extra_len, p->extra);
 	}
-#undef HAS
-#undef SEP
-	if (org_channel_kind(ch) == ORG_EVENT || org_channel_kind(ch) == ORG_DATA) {
+	if (kind == ORG_EVENT || kind == ORG_DATA) {
 		util_rng_uuid(org_rng(p->rest->org), uuid);
 		s.uuid = uuid;
 	}
@@ -433,8 +436,8 @@ changed_fields(struct json_object *body)
 		{
 			(void)val;
 			if (strcmp(key, "Seq") != 0)
-				json_object_array_add(a,
-						      json_object_new_string(key));
+				json_object_array_add(
+				    a, json_object_new_string(key));
 		}
 	}
 	s = strdup(json_object_to_json_string_ext(a, REST_JSON_FLAGS));
@@ -444,28 +447,30 @@ changed_fields(struct json_object *body)
 
 static void
 mock_error(struct evhttp_request *req, int code, const char *error,
-	   const char *channel)
+           const char *channel)
 {
 	struct json_object *o = json_object_new_object();
 
 	json_object_object_add(o, "error", json_object_new_string(error));
 	if (channel != NULL)
 		json_object_object_add(o, "channel",
-				       json_object_new_string(channel));
+		                       json_object_new_string(channel));
 	reply_obj(req, code, o, error);
 }
 
 static void
 do_mock_publish(struct rest *rest, struct evhttp_request *req)
 {
-	const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+	const char *query =
+	    evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
 	struct evkeyvalq q;
 	struct mock_pub pub = {.rest = rest};
 	struct org_channel *ch;
 	const char *name, *count_s;
 	int64_t count = 1, i, first = 0, last = 0;
 	char err[256], reply[160];
-	size_t body_len = evbuffer_get_length(evhttp_request_get_input_buffer(req));
+	size_t body_len =
+	    evbuffer_get_length(evhttp_request_get_input_buffer(req));
 
 	q.tqh_first = NULL;
 	q.tqh_last = &q.tqh_first;
@@ -500,7 +505,8 @@ do_mock_publish(struct rest *rest, struct evhttp_request *req)
 		if (org_channel_kind(ch) == ORG_GENERIC) {
 			struct json_object *t;
 
-			if (json_object_object_get_ex(pub.body, "payload", &t) &&
+			if (json_object_object_get_ex(pub.body, "payload",
+			                              &t) &&
 			    json_object_is_type(t, json_type_string))
 				pub.text = json_object_get_string(t);
 		}
@@ -526,9 +532,9 @@ do_mock_publish(struct rest *rest, struct evhttp_request *req)
 		goto done;
 	}
 	snprintf(reply, sizeof(reply),
-		 "{\"published\":%lld,\"first_replay_id\":%lld,"
-		 "\"last_replay_id\":%lld}",
-		 (long long)i, (long long)first, (long long)last);
+	         "{\"published\":%lld,\"first_replay_id\":%lld,"
+	         "\"last_replay_id\":%lld}",
+	         (long long)i, (long long)first, (long long)last);
 	util_reply_text(req, 200, reply, NULL);
 done:
 	if (pub.members != NULL)
@@ -550,30 +556,30 @@ do_stats(struct rest *rest, struct evhttp_request *req)
 		return;
 	}
 	evbuffer_add_printf(out,
-			    "{\"handshakes\":%llu,\"connects\":%llu,"
-			    "\"subscribes\":%llu,\"clients\":%llu,"
-			    "\"tokens_issued\":%llu,\"api_calls\":%llu,"
-			    "\"channels\":{",
-			    (unsigned long long)st->handshakes,
-			    (unsigned long long)st->connects,
-			    (unsigned long long)st->subscribes,
-			    (unsigned long long)st->clients,
-			    (unsigned long long)st->tokens_issued,
-			    (unsigned long long)st->api_calls);
+	                    "{\"handshakes\":%llu,\"connects\":%llu,"
+	                    "\"subscribes\":%llu,\"clients\":%llu,"
+	                    "\"tokens_issued\":%llu,\"api_calls\":%llu,"
+	                    "\"channels\":{",
+	                    (unsigned long long)st->handshakes,
+	                    (unsigned long long)st->connects,
+	                    (unsigned long long)st->subscribes,
+	                    (unsigned long long)st->clients,
+	                    (unsigned long long)st->tokens_issued,
+	                    (unsigned long long)st->api_calls);
 	for (i = 0; i < n; i++) {
 		const struct org_channel *ch = org_channel_at(rest->org, i);
 		int64_t latest = org_channel_latest(ch);
 
 		/* Channel names are restricted to JSON-safe characters. */
-		evbuffer_add_printf(out,
-				    "%s\"%s\":{\"published\":%llu,"
-				    "\"latest_replay_id\":%lld,"
-				    "\"oldest_replay_id\":%lld,\"retained\":%lld}",
-				    i > 0 ? "," : "", org_channel_name(ch),
-				    (unsigned long long)org_channel_published(ch),
-				    (long long)latest,
-				    (long long)org_channel_oldest(ch),
-				    (long long)(latest - org_channel_oldest(ch) + 1));
+		evbuffer_add_printf(
+		    out,
+		    "%s\"%s\":{\"published\":%llu,"
+		    "\"latest_replay_id\":%lld,"
+		    "\"oldest_replay_id\":%lld,\"retained\":%lld}",
+		    i > 0 ? "," : "", org_channel_name(ch),
+		    (unsigned long long)org_channel_published(ch),
+		    (long long)latest, (long long)org_channel_oldest(ch),
+		    (long long)(latest - org_channel_oldest(ch) + 1));
 	}
 	evbuffer_add(out, "}}", 2);
 	util_reply(req, 200, UTIL_JSON_UTF8, out, NULL);
@@ -586,11 +592,11 @@ method_is(struct evhttp_request *req, enum evhttp_cmd_type cmd)
 	if (evhttp_request_get_command(req) == cmd)
 		return 1;
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Allow",
-			  cmd == EVHTTP_REQ_GET ? "GET" : "POST");
+	                  cmd == EVHTTP_REQ_GET ? "GET" : "POST");
 	util_reply_text(req, 405,
-			"[{\"errorCode\":\"METHOD_NOT_ALLOWED\",\"message\":"
-			"\"Method not allowed\"}]",
-			"method not allowed");
+	                "[{\"errorCode\":\"METHOD_NOT_ALLOWED\",\"message\":"
+	                "\"Method not allowed\"}]",
+	                "method not allowed");
 	return 0;
 }
 
@@ -624,7 +630,7 @@ rest_handle(struct rest *rest, struct evhttp_request *req)
 	} else if (strcmp(path, "/_mock/drop-clients") == 0) {
 		if (method_is(req, EVHTTP_REQ_POST)) {
 			snprintf(reply, sizeof(reply), "{\"dropped\":%u}",
-				 cometd_drop_clients(rest->cd));
+			         cometd_drop_clients(rest->cd));
 			log_info("clients dropped", NULL);
 			util_reply_text(req, 200, reply, NULL);
 		}

@@ -53,37 +53,36 @@ static const struct opt {
 	int64_t min, max;
 	const char *help;
 } opts[] = {
-	{"port", OPT_PORT, "N", 0, 65535,
-	 "TCP port on 127.0.0.1; 0 picks a free one (default 0)"},
-	{"demo", OPT_DEMO, NULL, 0, 0,
-	 "declare the demo channels and publish a demo stream"},
-	{"channel", OPT_CHANNEL, "NAME", 0, 0,
-	 "declare a channel: /topic/X, /event/X, /data/X or /u/X "
-	 "(repeatable)"},
-	{"client-id", OPT_CLIENT_ID, "ID", 0, 0,
-	 "OAuth client id (default sfmock-client-id)"},
-	{"client-secret", OPT_CLIENT_SECRET, "S", 0, 0,
-	 "OAuth client secret (default sfmock-client-secret)"},
-	{"username", OPT_USERNAME, "U", 0, 0,
-	 "user name (default relay@sfmock.test)"},
-	{"password", OPT_PASSWORD, "P", 0, 0,
-	 "password (default sfmock-password)"},
-	{"security-token", OPT_SECURITY_TOKEN, "T", 0, 0,
-	 "security token appended to the password (default empty)"},
-	{"connect-timeout", OPT_CONNECT_TIMEOUT, "MS", 1, 86400000,
-	 "long-poll hold and advice.timeout (default 110000)"},
-	{"client-expiry", OPT_CLIENT_EXPIRY, "MS", 1, 86400000,
-	 "forget a client idle this long after its last response "
-	 "(default 40000)"},
-	{"retention", OPT_RETENTION, "N", 1, 100000000,
-	 "events kept per channel (default 100000)"},
-	{"max-batch", OPT_MAX_BATCH, "N", 1, 10000000,
-	 "most events in one connect response (default 1000)"},
-	{"demo-rate", OPT_DEMO_RATE, "N", 0, 1000000,
-	 "demo events per second (default 3)"},
-	{"log-level", OPT_LOG_LEVEL, "L", 0, 0,
-	 "debug, info, warn or error (default info)"},
-	{"help", OPT_HELP, NULL, 0, 0, "show this help"},
+    {"port", OPT_PORT, "N", 0, 65535,
+     "TCP port on 127.0.0.1; 0 picks a free one (default 0)"},
+    {"demo", OPT_DEMO, NULL, 0, 0,
+     "declare the demo channels and publish a demo stream"},
+    {"channel", OPT_CHANNEL, "NAME", 0, 0,
+     "declare a channel: /topic/X, /event/X, /data/X or /u/X "
+     "(repeatable)"},
+    {"client-id", OPT_CLIENT_ID, "ID", 0, 0,
+     "OAuth client id (default sfmock-client-id)"},
+    {"client-secret", OPT_CLIENT_SECRET, "S", 0, 0,
+     "OAuth client secret (default sfmock-client-secret)"},
+    {"username", OPT_USERNAME, "U", 0, 0,
+     "user name (default relay@sfmock.test)"},
+    {"password", OPT_PASSWORD, "P", 0, 0, "password (default sfmock-password)"},
+    {"security-token", OPT_SECURITY_TOKEN, "T", 0, 0,
+     "security token appended to the password (default empty)"},
+    {"connect-timeout", OPT_CONNECT_TIMEOUT, "MS", 1, 86400000,
+     "long-poll hold and advice.timeout (default 110000)"},
+    {"client-expiry", OPT_CLIENT_EXPIRY, "MS", 1, 86400000,
+     "forget a client idle this long after its last response "
+     "(default 40000)"},
+    {"retention", OPT_RETENTION, "N", 1, 100000000,
+     "events kept per channel (default 100000)"},
+    {"max-batch", OPT_MAX_BATCH, "N", 1, 10000000,
+     "most events in one connect response (default 1000)"},
+    {"demo-rate", OPT_DEMO_RATE, "N", 0, 1000000,
+     "demo events per second (default 3)"},
+    {"log-level", OPT_LOG_LEVEL, "L", 0, 0,
+     "debug, info, warn or error (default info)"},
+    {"help", OPT_HELP, NULL, 0, 0, "show this help"},
 };
 
 struct cli {
@@ -105,14 +104,14 @@ usage(FILE *f)
 	size_t i;
 
 	fprintf(f, "usage: sfmock [options]\n\n"
-		   "A fake Salesforce org on 127.0.0.1 (OAuth, CometD with "
-		   "replay, event publishing).\n\n");
+	           "A fake Salesforce org on 127.0.0.1 (OAuth, CometD with "
+	           "replay, event publishing).\n\n");
 	for (i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
 		char left[40];
 
 		snprintf(left, sizeof(left), "--%s%s%s", opts[i].name,
-			 opts[i].arg != NULL ? " " : "",
-			 opts[i].arg != NULL ? opts[i].arg : "");
+		         opts[i].arg != NULL ? " " : "",
+		         opts[i].arg != NULL ? opts[i].arg : "");
 		fprintf(f, "  %-24s %s\n", left, opts[i].help);
 	}
 }
@@ -138,7 +137,7 @@ opt_apply(struct cli *cli, const struct opt *o, const char *val)
 
 	if (o->max > 0 && util_parse_i64(val, o->min, o->max, &n) != 0) {
 		fprintf(stderr, "sfmock: --%s needs a number in %lld..%lld\n",
-			o->name, (long long)o->min, (long long)o->max);
+		        o->name, (long long)o->min, (long long)o->max);
 		return -1;
 	}
 	switch (o->id) {
@@ -151,10 +150,10 @@ opt_apply(struct cli *cli, const struct opt *o, const char *val)
 	case OPT_CHANNEL:
 		if (org_kind_of(val, &kind) != 0) {
 			fprintf(stderr,
-				"sfmock: --channel %s: want /topic/X, "
-				"/event/X, /data/X or /u/X with X of "
-				"[A-Za-z0-9_.-]\n",
-				val);
+			        "sfmock: --channel %s: want /topic/X, "
+			        "/event/X, /data/X or /u/X with X of "
+			        "[A-Za-z0-9_.-]\n",
+			        val);
 			return -1;
 		}
 		cli->channels[cli->nchannels++] = val;
@@ -191,9 +190,10 @@ opt_apply(struct cli *cli, const struct opt *o, const char *val)
 		break;
 	case OPT_LOG_LEVEL:
 		if (log_level_parse(val, &cli->level) != 0) {
-			fprintf(stderr, "sfmock: --log-level %s: want debug, "
-					"info, warn or error\n",
-				val);
+			fprintf(stderr,
+			        "sfmock: --log-level %s: want debug, "
+			        "info, warn or error\n",
+			        val);
 			return -1;
 		}
 		break;
@@ -233,19 +233,21 @@ cli_parse(struct cli *cli, int argc, char **argv)
 		const struct opt *o;
 
 		if (strncmp(a, "--", 2) != 0) {
-			fprintf(stderr, "sfmock: unexpected argument '%s'\n", a);
+			fprintf(stderr, "sfmock: unexpected argument '%s'\n",
+			        a);
 			goto bad;
 		}
 		a += 2;
 		eq = strchr(a, '=');
 		o = opt_find(a, eq != NULL ? (size_t)(eq - a) : strlen(a));
 		if (o == NULL) {
-			fprintf(stderr, "sfmock: unknown option '%s'\n", argv[i]);
+			fprintf(stderr, "sfmock: unknown option '%s'\n",
+			        argv[i]);
 			goto bad;
 		}
 		if (o->arg == NULL && eq != NULL) {
 			fprintf(stderr, "sfmock: --%s takes no value\n",
-				o->name);
+			        o->name);
 			goto bad;
 		}
 		if (o->arg != NULL) {
@@ -255,7 +257,7 @@ cli_parse(struct cli *cli, int argc, char **argv)
 				val = argv[++i];
 			else {
 				fprintf(stderr, "sfmock: --%s needs a value\n",
-					o->name);
+				        o->name);
 				goto bad;
 			}
 		}
@@ -289,7 +291,7 @@ stop_cb(evutil_socket_t sig, short what, void *arg)
 
 	(void)what;
 	log_info("stopping", "signal", sig == SIGINT ? "SIGINT" : "SIGTERM",
-		 NULL);
+	         NULL);
 	event_base_loopbreak(base);
 }
 
@@ -309,7 +311,7 @@ bound_port(struct evhttp_bound_socket *bound)
 	socklen_t len = sizeof(sin);
 
 	if (getsockname(evhttp_bound_socket_get_fd(bound),
-			(struct sockaddr *)&sin, &len) != 0)
+	                (struct sockaddr *)&sin, &len) != 0)
 		return -1;
 	return ntohs(sin.sin_port);
 }
@@ -359,7 +361,7 @@ main(int argc, char **argv)
 	for (i = 0; i < cli.nchannels; i++) {
 		if (org_channel_declare(org, cli.channels[i]) == NULL) {
 			log_error("cannot declare channel", "channel",
-				  cli.channels[i], NULL);
+			          cli.channels[i], NULL);
 			goto out;
 		}
 	}
@@ -381,12 +383,12 @@ main(int argc, char **argv)
 	tv.tv_usec = 0;
 	evhttp_set_timeout_tv(http, &tv);
 	bound = evhttp_bind_socket_with_handle(http, "127.0.0.1",
-					       (ev_uint16_t)cli.cfg.port);
+	                                       (ev_uint16_t)cli.cfg.port);
 	port = bound != NULL ? bound_port(bound) : -1;
 	if (port < 0) {
 		snprintf(portbuf, sizeof(portbuf), "%d", cli.cfg.port);
 		log_error("cannot listen", "address", "127.0.0.1", "port",
-			  portbuf, NULL);
+		          portbuf, NULL);
 		goto out;
 	}
 	org_set_instance_url(org, port);
@@ -406,7 +408,7 @@ main(int argc, char **argv)
 	printf("sfmock listening on %s\n", org_instance_url(org));
 	fflush(stdout);
 	log_info("listening", "url", org_instance_url(org), "demo",
-		 cli.cfg.demo ? "on" : "off", NULL);
+	         cli.cfg.demo ? "on" : "off", NULL);
 
 	event_base_dispatch(base);
 	rc = 0;

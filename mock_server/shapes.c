@@ -45,52 +45,55 @@ topic(struct evbuffer *out, const struct org_channel *ch, int64_t id,
 {
 	int rc = 0;
 
-	rc |= evbuffer_add_printf(out,
-				  "{\"data\":{\"event\":{\"createdDate\":\"%s\","
-				  "\"replayId\":%lld,\"type\":\"%s\"},"
-				  "\"sobject\":{",
-				  created, (long long)id,
-				  s->type != NULL ? s->type : "created") < 0;
+	rc |=
+	    evbuffer_add_printf(out,
+	                        "{\"data\":{\"event\":{\"createdDate\":\"%s\","
+	                        "\"replayId\":%lld,\"type\":\"%s\"},"
+	                        "\"sobject\":{",
+	                        created, (long long)id,
+	                        s->type != NULL ? s->type : "created") < 0;
 	rc |= members(out, s, 0);
 	rc |= evbuffer_add_printf(out, "}},\"channel\":\"%s\"}",
-				  org_channel_name(ch)) < 0;
+	                          org_channel_name(ch)) < 0;
 	return rc ? -1 : 0;
 }
 
 static int
 generic(struct evbuffer *out, const struct org_channel *ch, int64_t id,
-	const char *created, const struct shape *s)
+        const char *created, const struct shape *s)
 {
 	int rc = 0;
 
-	rc |= evbuffer_add_printf(out,
-				  "{\"data\":{\"event\":{\"createdDate\":\"%s\","
-				  "\"replayId\":%lld},\"payload\":",
-				  created, (long long)id) < 0;
+	rc |=
+	    evbuffer_add_printf(out,
+	                        "{\"data\":{\"event\":{\"createdDate\":\"%s\","
+	                        "\"replayId\":%lld},\"payload\":",
+	                        created, (long long)id) < 0;
 	rc |= util_json_str(out, s->text != NULL ? s->text : "");
 	rc |= evbuffer_add_printf(out, "},\"channel\":\"%s\"}",
-				  org_channel_name(ch)) < 0;
+	                          org_channel_name(ch)) < 0;
 	return rc ? -1 : 0;
 }
 
 static int
 platform(struct evbuffer *out, const struct org_channel *ch, int64_t id,
-	 const char *created, const struct shape *s)
+         const char *created, const struct shape *s)
 {
 	int rc = 0;
 
-	rc |= evbuffer_add_printf(out, "{\"data\":{\"schema\":\"%s\",\"payload\":{",
-				  org_channel_schema(ch)) < 0;
+	rc |= evbuffer_add_printf(out,
+	                          "{\"data\":{\"schema\":\"%s\",\"payload\":{",
+	                          org_channel_schema(ch)) < 0;
 	rc |= members(out, s, 1);
 	rc |= evbuffer_add_printf(out,
-				  "\"CreatedDate\":\"%s\","
-				  "\"CreatedById\":\"" SHAPE_USER_ID "\"",
-				  created) < 0;
+	                          "\"CreatedDate\":\"%s\","
+	                          "\"CreatedById\":\"" SHAPE_USER_ID "\"",
+	                          created) < 0;
 	rc |= evbuffer_add_printf(out,
-				  "},\"event\":{\"EventUuid\":\"%s\","
-				  "\"replayId\":%lld}},\"channel\":\"%s\"}",
-				  s->uuid != NULL ? s->uuid : "", (long long)id,
-				  org_channel_name(ch)) < 0;
+	                          "},\"event\":{\"EventUuid\":\"%s\","
+	                          "\"replayId\":%lld}},\"channel\":\"%s\"}",
+	                          s->uuid != NULL ? s->uuid : "", (long long)id,
+	                          org_channel_name(ch)) < 0;
 	return rc ? -1 : 0;
 }
 
@@ -103,37 +106,37 @@ cdc(struct evbuffer *out, const struct org_channel *ch, int64_t id,
 
 	shape_entity(org_channel_name(ch), entity, sizeof(entity));
 	rc |= evbuffer_add_printf(
-		      out,
-		      "{\"data\":{\"schema\":\"%s\",\"payload\":{"
-		      "\"ChangeEventHeader\":{\"entityName\":\"%s\","
-		      "\"recordIds\":[\"%s\"],\"changeType\":\"%s\","
-		      "\"changedFields\":%s,\"nulledFields\":[],"
-		      "\"diffFields\":[],"
-		      "\"changeOrigin\":\"com/salesforce/api/soap/61.0;"
-		      "client=sfmock\",\"transactionKey\":\"%s\","
-		      "\"sequenceNumber\":1,\"commitTimestamp\":%lld,"
-		      "\"commitNumber\":%lld,"
-		      "\"commitUser\":\"" SHAPE_USER_ID "\"}",
-		      org_channel_schema(ch), entity,
-		      s->record_id != NULL ? s->record_id : "",
-		      s->change_type != NULL ? s->change_type : "UPDATE",
-		      s->changed_fields != NULL ? s->changed_fields : "[]",
-		      s->uuid != NULL ? s->uuid : "", (long long)now_ms,
-		      (long long)s->commit_number) < 0;
+	          out,
+	          "{\"data\":{\"schema\":\"%s\",\"payload\":{"
+	          "\"ChangeEventHeader\":{\"entityName\":\"%s\","
+	          "\"recordIds\":[\"%s\"],\"changeType\":\"%s\","
+	          "\"changedFields\":%s,\"nulledFields\":[],"
+	          "\"diffFields\":[],"
+	          "\"changeOrigin\":\"com/salesforce/api/soap/61.0;"
+	          "client=sfmock\",\"transactionKey\":\"%s\","
+	          "\"sequenceNumber\":1,\"commitTimestamp\":%lld,"
+	          "\"commitNumber\":%lld,"
+	          "\"commitUser\":\"" SHAPE_USER_ID "\"}",
+	          org_channel_schema(ch), entity,
+	          s->record_id != NULL ? s->record_id : "",
+	          s->change_type != NULL ? s->change_type : "UPDATE",
+	          s->changed_fields != NULL ? s->changed_fields : "[]",
+	          s->uuid != NULL ? s->uuid : "", (long long)now_ms,
+	          (long long)s->commit_number) < 0;
 	if (s->members != NULL && s->members_len > 0) {
 		rc |= evbuffer_add(out, ",", 1);
 		rc |= members(out, s, 0);
 	}
 	rc |= evbuffer_add_printf(out,
-				  "},\"event\":{\"replayId\":%lld}},"
-				  "\"channel\":\"%s\"}",
-				  (long long)id, org_channel_name(ch)) < 0;
+	                          "},\"event\":{\"replayId\":%lld}},"
+	                          "\"channel\":\"%s\"}",
+	                          (long long)id, org_channel_name(ch)) < 0;
 	return rc ? -1 : 0;
 }
 
 int
 shape_event(struct evbuffer *out, const struct org_channel *ch,
-	    int64_t replay_id, int64_t now_ms, const struct shape *s)
+            int64_t replay_id, int64_t now_ms, const struct shape *s)
 {
 	char created[32];
 

@@ -30,19 +30,19 @@ struct shape {
 	 * shape adds itself (CreatedDate and CreatedById for events). */
 	const char *members;
 	size_t members_len;
-	const char *type;	   /* topic: "created", "updated", ... */
-	const char *text;	   /* generic: the payload string */
-	const char *uuid;	   /* event: EventUuid; data: transactionKey */
-	const char *record_id;	   /* data: recordIds[0] */
-	const char *change_type;   /* data: "UPDATE", "CREATE", ... */
+	const char *type;           /* topic: "created", "updated", ... */
+	const char *text;           /* generic: the payload string */
+	const char *uuid;           /* event: EventUuid; data: transactionKey */
+	const char *record_id;      /* data: recordIds[0] */
+	const char *change_type;    /* data: "UPDATE", "CREATE", ... */
 	const char *changed_fields; /* data: JSON array text, or NULL */
-	int64_t commit_number;	   /* data */
+	int64_t commit_number;      /* data */
 };
 
 /* Appends the message for an event of ch with replay_id, published at
  * now_ms, to out. Returns 0 or -1 (allocation failure). */
 int shape_event(struct evbuffer *out, const struct org_channel *ch,
-		int64_t replay_id, int64_t now_ms, const struct shape *s);
+                int64_t replay_id, int64_t now_ms, const struct shape *s);
 
 /* The entity a CDC channel reports on: "/data/AccountChangeEvent" ->
  * "Account", "/data/Foo__ChangeEvent" -> "Foo__c", anything else ->

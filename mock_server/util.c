@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include <event2/buffer.h>
@@ -38,8 +39,7 @@ util_rng_below(struct util_rng *rng, uint64_t n)
 }
 
 void
-util_rng_text(struct util_rng *rng, char *buf, size_t len,
-	      const char *alphabet)
+util_rng_text(struct util_rng *rng, char *buf, size_t len, const char *alphabet)
 {
 	size_t n = strlen(alphabet);
 	size_t i;
@@ -98,8 +98,8 @@ util_iso_ms(char *buf, size_t len, int64_t epoch_ms)
 
 	gmtime_r(&secs, &tm);
 	snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
-		 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-		 tm.tm_min, tm.tm_sec, (int)(epoch_ms % 1000));
+	         tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+	         tm.tm_min, tm.tm_sec, (int)(epoch_ms % 1000));
 	return buf;
 }
 
@@ -174,10 +174,10 @@ util_form_parse(const char *s, size_t n, struct evkeyvalq *out)
 		if (end > i) {
 			key = form_decode(s + i, eq - i);
 			val = eq < end ? form_decode(s + eq + 1, end - eq - 1)
-				       : form_decode("", 0);
+			               : form_decode("", 0);
 			rc = (key != NULL && val != NULL)
-				     ? evhttp_add_header(out, key, val)
-				     : -1;
+			         ? evhttp_add_header(out, key, val)
+			         : -1;
 			free(key);
 			free(val);
 			if (rc != 0)
@@ -192,13 +192,13 @@ int
 util_base64(struct evbuffer *out, const unsigned char *p, size_t n)
 {
 	static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-				  "abcdefghijklmnopqrstuvwxyz0123456789+/";
+	                          "abcdefghijklmnopqrstuvwxyz0123456789+/";
 	size_t i;
 	char q[4];
 
 	for (i = 0; i + 2 < n; i += 3) {
-		uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 |
-			     p[i + 2];
+		uint32_t v =
+		    (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
 
 		q[0] = tab[v >> 18];
 		q[1] = tab[(v >> 12) & 63];
@@ -280,6 +280,25 @@ util_parse_i64(const char *s, int64_t min, int64_t max, int64_t *out)
 }
 
 const char *
+util_bearer(struct evhttp_request *req)
+{
+	const char *h = evhttp_find_header(
+	    evhttp_request_get_input_headers(req), "Authorization");
+
+	if (h == NULL)
+		return NULL;
+	if (strncasecmp(h, "Bearer ", 7) == 0)
+		h += 7;
+	else if (strncasecmp(h, "OAuth ", 6) == 0)
+		h += 6;
+	else
+		return NULL;
+	while (*h == ' ')
+		h++;
+	return *h != '\0' ? h : NULL;
+}
+
+const char *
 util_method(struct evhttp_request *req)
 {
 	switch (evhttp_request_get_command(req)) {
@@ -304,31 +323,31 @@ util_method(struct evhttp_request *req)
 
 void
 util_reply(struct evhttp_request *req, int code, const char *ctype,
-	   struct evbuffer *body, const char *why)
+           struct evbuffer *body, const char *why)
 {
 	char status[16], bytes[32];
 	const char *uri = evhttp_request_get_uri(req);
 
 	if (ctype != NULL)
 		evhttp_add_header(evhttp_request_get_output_headers(req),
-				  "Content-Type", ctype);
+		                  "Content-Type", ctype);
 	snprintf(status, sizeof(status), "%d", code);
 	snprintf(bytes, sizeof(bytes), "%zu",
-		 body != NULL ? evbuffer_get_length(body) : (size_t)0);
+	         body != NULL ? evbuffer_get_length(body) : (size_t)0);
 	if (why != NULL)
 		log_warn("client error", "method", util_method(req), "path",
-			 uri != NULL ? uri : "", "status", status, "error", why,
-			 NULL);
+		         uri != NULL ? uri : "", "status", status, "error", why,
+		         NULL);
 	else
 		log_debug("request", "method", util_method(req), "path",
-			  uri != NULL ? uri : "", "status", status, "bytes",
-			  bytes, NULL);
+		          uri != NULL ? uri : "", "status", status, "bytes",
+		          bytes, NULL);
 	evhttp_send_reply(req, code, NULL, body);
 }
 
 void
 util_reply_text(struct evhttp_request *req, int code, const char *json,
-		const char *why)
+                const char *why)
 {
 	struct evbuffer *body = evbuffer_new();
 

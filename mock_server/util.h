@@ -27,7 +27,7 @@ uint64_t util_rng_below(struct util_rng *rng, uint64_t n);
 /* Writes len characters drawn from alphabet (NUL-terminated) into buf and
  * a terminating NUL; buf must hold len + 1 bytes. */
 void util_rng_text(struct util_rng *rng, char *buf, size_t len,
-		   const char *alphabet);
+                   const char *alphabet);
 /* Writes a version-4 UUID in text form (36 chars + NUL) into buf[37]. */
 void util_rng_uuid(struct util_rng *rng, char *buf);
 
@@ -58,6 +58,11 @@ int util_json_str(struct evbuffer *out, const char *s);
  * Returns 0 or -1. */
 int util_parse_i64(const char *s, int64_t min, int64_t max, int64_t *out);
 
+/* The token of an "Authorization: Bearer <t>" or "OAuth <t>" header
+ * (Salesforce takes both), borrowed from the request; NULL when there is
+ * no such header or it is empty. */
+const char *util_bearer(struct evhttp_request *req);
+
 /* "POST", "GET", ... for a request (or "?"). */
 const char *util_method(struct evhttp_request *req);
 
@@ -68,11 +73,11 @@ const char *util_method(struct evhttp_request *req);
  * client error worth seeing). After this call req is gone.
  */
 void util_reply(struct evhttp_request *req, int code, const char *ctype,
-		struct evbuffer *body, const char *why);
+                struct evbuffer *body, const char *why);
 
 /* Replies with a literal JSON body (NUL-terminated text). */
 void util_reply_text(struct evhttp_request *req, int code, const char *json,
-		     const char *why);
+                     const char *why);
 
 #define UTIL_JSON_UTF8 "application/json;charset=UTF-8"
 
