@@ -8,7 +8,7 @@ PREFIX  ?= /usr/local
 DESTDIR ?=
 B       ?= build
 
-PKGS      := libcurl json-c libevent
+PKGS      := libcurl json-c libevent libcrypto
 TEST_PKGS := cmocka
 
 WARN := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes \
