@@ -33,6 +33,9 @@ struct http_request {
 	struct evbuffer *resp;
 	char *limit_info;
 	int overflow;
+	int aborted;
+	http_data_fn *on_data;
+	void *data_arg;
 	http_done_fn *cb;
 	void *arg;
 	struct http_request *prev, *next; /* http's list of running requests */
@@ -272,6 +275,13 @@ http_request_body(struct http_request *req, const void *body, size_t len)
 }
 
 void
+http_request_on_data(struct http_request *req, http_data_fn *fn, void *arg)
+{
+	req->on_data = fn;
+	req->data_arg = arg;
+}
+
+void
 http_request_timeout(struct http_request *req, long timeout_ms)
 {
 	req->timeout_ms = timeout_ms;
@@ -303,6 +313,13 @@ write_cb(char *data, size_t size, size_t nmemb, void *userp)
 {
 	struct http_request *req = userp;
 	size_t n = size * nmemb;
+	if (req->on_data != NULL) {
+		if (req->on_data(req->data_arg, data, n) != 0) {
+			req->aborted = 1;
+			return 0;
+		}
+		return n;
+	}
 	if (evbuffer_get_length(req->resp) + n > req->http->max_body) {
 		req->overflow = 1;
 		return 0; /* makes curl fail the transfer with a write error */
@@ -412,6 +429,8 @@ finish(struct http *http, struct http_request *req, CURLcode code)
 		if (req->overflow)
 			snprintf(msg, sizeof(msg),
 				 "response body over %zu bytes", http->max_body);
+		else if (req->aborted)
+			snprintf(msg, sizeof(msg), "aborted by the receiver");
 		else
 			snprintf(msg, sizeof(msg), "%s",
 				 req->errbuf[0] != '\0'

@@ -59,6 +59,17 @@ int http_request_header(struct http_request *req, const char *name,
 			const char *value);
 /* Sets the request body (copied). */
 int http_request_body(struct http_request *req, const void *body, size_t len);
+/*
+ * Streams the response body to fn as it arrives instead of buffering it
+ * (the completion's body is then empty): a multi-megabyte long-poll reply
+ * is decoded chunk by chunk within a bounded buffer. fn returns 0 to go on
+ * or -1 to abort the transfer (the completion then reports a transport
+ * error "aborted by the receiver"). Called from the event loop, never
+ * re-entrantly; it must not cancel or free this request.
+ */
+typedef int http_data_fn(void *arg, const char *data, size_t len);
+void http_request_on_data(struct http_request *req, http_data_fn *fn,
+			  void *arg);
 /* Whole-request timeout for this request (long polls need more). */
 void http_request_timeout(struct http_request *req, long timeout_ms);
 /* Frees a request that was never submitted. NULL is a no-op. */
