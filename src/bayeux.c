@@ -339,6 +339,12 @@ recover_from(struct bayeux *b, const struct bayeux_msg *m,
 	} else if (m->has_advice &&
 		   m->advice.reconnect == BAYEUX_RECONNECT_HANDSHAKE) {
 		rehandshake(b, why);
+	} else if (m->has_advice &&
+		   m->advice.reconnect == BAYEUX_RECONNECT_NONE) {
+		/* "Do not retry this session": a relay must not give up, so
+		 * it drops the session and starts a new one after back-off. */
+		set_client_id(b, NULL);
+		back_off(b, NEXT_HANDSHAKE, why);
 	} else {
 		back_off(b, retry, why);
 	}
