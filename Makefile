@@ -8,7 +8,7 @@ PREFIX  ?= /usr/local
 DESTDIR ?=
 B       ?= build
 
-PKGS      := libcurl json-c libevent libcrypto
+PKGS      := libcurl json-c libevent libcrypto libevent_openssl libssl
 TEST_PKGS := cmocka
 
 WARN := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes \
@@ -110,4 +110,4 @@ clean:
 # Benchmarks against peer clients: make bench, make bench-quick.
 -include bench/bench.mk
 
--include $(shell find $(B) -name '*.d' 2>/dev/null)
+-include $(shell find $(B) -name '*.d' -type f 2>/dev/null)
