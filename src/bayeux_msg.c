@@ -314,6 +314,12 @@ decode_one(struct slot *s, json_object *o, size_t i, char *err, size_t errlen)
 		set_err(err, errlen, "element %zu: \"channel\" is empty", i);
 		return -1;
 	}
+	/* A NUL inside would silently shorten the channel we act on. */
+	if (strlen(json_object_get_string(ch)) !=
+	    (size_t)json_object_get_string_len(ch)) {
+		set_err(err, errlen, "element %zu: \"channel\" holds a NUL", i);
+		return -1;
+	}
 
 	m->channel = json_object_get_string(ch);
 	m->advice.interval_ms = -1;
@@ -337,6 +343,85 @@ decode_one(struct slot *s, json_object *o, size_t i, char *err, size_t errlen)
 		return -1;
 	}
 	return 0;
+}
+
+/* Length of an RFC 8259 number at p (at most n bytes), or 0. */
+static size_t
+number_len(const char *p, size_t n)
+{
+	size_t i = 0;
+	if (i < n && p[i] == '-')
+		i++;
+	if (i < n && p[i] == '0')
+		i++;
+	else if (i < n && p[i] >= '1' && p[i] <= '9')
+		while (i < n && p[i] >= '0' && p[i] <= '9')
+			i++;
+	else
+		return 0;
+	if (i < n && p[i] == '.') {
+		size_t start = ++i;
+		while (i < n && p[i] >= '0' && p[i] <= '9')
+			i++;
+		if (i == start)
+			return 0;
+	}
+	if (i < n && (p[i] == 'e' || p[i] == 'E')) {
+		i++;
+		if (i < n && (p[i] == '+' || p[i] == '-'))
+			i++;
+		size_t start = i;
+		while (i < n && p[i] >= '0' && p[i] <= '9')
+			i++;
+		if (i == start)
+			return 0;
+	}
+	/* "01" would be read as 0 then 1: reject a digit right after. */
+	if (i < n && ((p[i] >= '0' && p[i] <= '9') || p[i] == '.'))
+		return 0;
+	return i;
+}
+
+/*
+ * json-c, even strict, accepts NaN, Infinity, 01, 1. and keeps their text
+ * when it writes the payload back out, which would hand the formatter
+ * something that is not JSON. Outside strings, only RFC 8259 numbers and
+ * the three literals may appear. Returns the offset of the first bad
+ * token, or len when all is well.
+ */
+static size_t
+first_nonstandard_token(const char *body, size_t len)
+{
+	size_t i = 0;
+	while (i < len) {
+		char c = body[i];
+		if (c == '"') {
+			for (i++; i < len && body[i] != '"'; i++)
+				if (body[i] == '\\')
+					i++;
+			i++;
+		} else if (c == '-' || (c >= '0' && c <= '9')) {
+			size_t nl = number_len(body + i, len - i);
+			if (nl == 0)
+				return i;
+			i += nl;
+		} else if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) {
+			static const char *const lits[] = {"true", "false",
+							   "null"};
+			size_t k, l = 0;
+			for (k = 0; k < 3; k++) {
+				l = strlen(lits[k]);
+				if (len - i >= l && memcmp(body + i, lits[k], l) == 0)
+					break;
+			}
+			if (k == 3)
+				return i;
+			i += l;
+		} else {
+			i++;
+		}
+	}
+	return len;
 }
 
 static json_object *
@@ -394,6 +479,14 @@ parse_body(const char *body, size_t len, char *err, size_t errlen)
 	}
 	if (root == NULL || !json_object_is_type(root, json_type_array)) {
 		set_err(err, errlen, "body is not a JSON array");
+		json_object_put(root);
+		root = NULL;
+		goto out;
+	}
+	size_t bad = first_nonstandard_token(body, len);
+	if (bad < len) {
+		set_err(err, errlen,
+		        "invalid JSON at byte %zu: not a standard JSON value", bad);
 		json_object_put(root);
 		root = NULL;
 	}

@@ -900,6 +900,24 @@ static const struct bad_case bad_cases[] = {
      "element 0: \"channel\" is not a string"},
     {"empty channel", "[{\"channel\":\"\"}]", 0,
      "element 0: \"channel\" is empty"},
+    /* Found by fuzzing: json-c accepts these and writes them back out
+     * verbatim, which would give the formatter a payload that is not
+     * JSON. */
+    {"NaN in data", "[{\"channel\":\"/topic/T\",\"data\":NaN}]", 0,
+     "not a standard JSON value"},
+    {"Infinity in data", "[{\"channel\":\"/topic/T\",\"data\":{\"n\":-Infinity}}]",
+     0, "not a standard JSON value"},
+    {"number with trailing dot",
+     "[{\"channel\":\"/topic/T\",\"data\":{\"n\":1.}}]", 0,
+     "not a standard JSON value"},
+    {"number with leading zero",
+     "[{\"channel\":\"/topic/T\",\"data\":{\"n\":0625000.5}}]", 0,
+     "not a standard JSON value"},
+    {"exponent without digits",
+     "[{\"channel\":\"/topic/T\",\"data\":{\"n\":1e}}]", 0,
+     "invalid JSON"},
+    {"channel with a NUL", "[{\"channel\":\"\\u0000/topic/T\"}]", 0,
+     "\"channel\" holds a NUL"},
 };
 
 static void
