@@ -15,6 +15,7 @@
 
 #include "sfrelay/auth.h"
 #include "sfrelay/bayeux_msg.h"
+#include "sfrelay/bayeux_stream.h"
 #include "sfrelay/http.h"
 #include "sfrelay/log.h"
 
@@ -22,6 +23,22 @@
 /* The long poll may legitimately take the server's whole timeout. */
 #define BAYEUX_POLL_MARGIN_MS 30000L
 #define BAYEUX_HOLD_CHECK_MS 50L
+/* Largest single message in a long-poll reply (a platform event is at
+ * most 1 MB); the reply itself may be any size. */
+#define BAYEUX_MAX_MSG_BYTES (2u * 1024u * 1024u)
+/* How much of a non-200 long-poll reply is kept for the log. */
+#define BAYEUX_ERROR_BODY_MAX 4096u
+
+/* The /meta/connect reply of the running long poll, copied out of the
+ * stream (its strings are only borrowed during the stream callback). */
+struct poll_reply {
+	int seen;
+	int successful;
+	char *error;
+	char *failure_reason;
+	int has_advice;
+	struct bayeux_advice advice;
+};
 
 /* What to do once the current wait ends. */
 enum bayeux_next {
@@ -58,6 +75,9 @@ struct bayeux {
 	unsigned long handshakes;
 	struct chan *chans; /* one per opts.channels entry */
 	struct http_request *side; /* a resubscribe beside the long poll */
+	struct bayeux_stream *stream; /* decodes long-poll replies as they come */
+	struct poll_reply reply;
+	struct evbuffer *error_body; /* start of a non-200 long-poll reply */
 	struct event *resub_timer;
 	long long last_handshake_ms;
 
@@ -69,6 +89,7 @@ static void handshake(struct bayeux *b);
 static void connect_now(struct bayeux *b);
 static void begin_auth(struct bayeux *b);
 static void on_resub_timer(evutil_socket_t fd, short what, void *arg);
+static int on_poll_msg(void *arg, const struct bayeux_msg *m);
 
 static void
 on_timer(evutil_socket_t fd, short what, void *arg)
@@ -117,8 +138,11 @@ bayeux_new(struct event_base *base, struct http *http, struct auth *auth,
 	b->advice_timeout_ms = BAYEUX_DEFAULT_TIMEOUT_MS;
 	b->timer = evtimer_new(base, on_timer, b);
 	b->resub_timer = evtimer_new(base, on_resub_timer, b);
+	b->stream = bayeux_stream_new(BAYEUX_MAX_MSG_BYTES, on_poll_msg, b);
+	b->error_body = evbuffer_new();
 	b->chans = calloc(opts->nchannels + 1, sizeof(*b->chans));
-	if (b->timer == NULL || b->resub_timer == NULL || b->chans == NULL) {
+	if (b->timer == NULL || b->resub_timer == NULL || b->chans == NULL ||
+	    b->stream == NULL || b->error_body == NULL) {
 		bayeux_free(b);
 		return NULL;
 	}
@@ -155,6 +179,11 @@ bayeux_free(struct bayeux *b)
 	if (b->chans != NULL)
 		reset_channels(b);
 	free(b->chans);
+	bayeux_stream_free(b->stream);
+	if (b->error_body != NULL)
+		evbuffer_free(b->error_body);
+	free(b->reply.error);
+	free(b->reply.failure_reason);
 	free(b->client_id);
 	free(b->token_used);
 	free(b);
@@ -241,7 +270,7 @@ rehandshake(struct bayeux *b, const char *why)
  * (the main request or the side one). */
 static int
 send_on(struct bayeux *b, struct http_request **slot, struct evbuffer *body,
-	long timeout_ms, http_done_fn *cb)
+	long timeout_ms, http_done_fn *cb, http_data_fn *data)
 {
 	const char *token = auth_access_token(b->auth);
 	const char *base_url = auth_instance_url(b->auth);
@@ -265,6 +294,10 @@ send_on(struct bayeux *b, struct http_request **slot, struct evbuffer *body,
 		return -1;
 	}
 	http_request_timeout(req, timeout_ms);
+	if (data != NULL) {
+		http_request_on_data(req, data, b);
+		http_request_no_resend(req);
+	}
 	free(b->token_used);
 	b->token_used = strdup(token);
 	*slot = req;
@@ -279,7 +312,21 @@ static int
 send_request(struct bayeux *b, struct evbuffer *body, long timeout_ms,
 	     http_done_fn *cb)
 {
-	return send_on(b, &b->inflight, body, timeout_ms, cb);
+	return send_on(b, &b->inflight, body, timeout_ms, cb, NULL);
+}
+
+/*
+ * Backs off before `next`. A failed long poll may have carried events we
+ * never saw, which the server counts as delivered: only a new session,
+ * subscribed from the acknowledged checkpoints, gets them back, so a
+ * retry that starts with a handshake drops the session first.
+ */
+static void
+new_session_after(struct bayeux *b, enum bayeux_next next, const char *why)
+{
+	if (next == NEXT_HANDSHAKE)
+		set_client_id(b, NULL);
+	back_off(b, next, why);
 }
 
 /*
@@ -294,7 +341,7 @@ decode_reply(struct bayeux *b, const struct http_response *resp,
 	b->inflight = NULL;
 	if (!resp->transport_ok) {
 		snprintf(why, sizeof(why), "%s failed: %s", what, resp->error);
-		back_off(b, retry, why);
+		new_session_after(b, retry, why);
 		return NULL;
 	}
 	if (resp->status == 401) {
@@ -315,7 +362,7 @@ decode_reply(struct bayeux *b, const struct http_response *resp,
 		else
 			snprintf(why, sizeof(why), "%s reply malformed: %s",
 				 what, err);
-		back_off(b, retry, why);
+		new_session_after(b, retry, why);
 	}
 	return batch;
 }
@@ -609,7 +656,7 @@ on_resub_timer(evutil_socket_t fd, short what, void *arg)
 	if (body != NULL && k > 0 &&
 	    bayeux_build_subscribe(body, b->client_id, chans, ids, k) == 0)
 		rc = send_on(b, &b->side, body, b->opts.request_timeout_ms,
-			     on_resubscribe);
+			     on_resubscribe, NULL);
 	if (body != NULL)
 		evbuffer_free(body);
 	free(chans);
@@ -712,52 +759,128 @@ subscribe(struct bayeux *b)
 }
 
 static void
-deliver_events(struct bayeux *b, const struct bayeux_batch *batch)
+reset_poll(struct bayeux *b)
 {
-	for (size_t i = 0; i < bayeux_batch_count(batch); i++) {
-		const struct bayeux_msg *m = bayeux_batch_msg(batch, i);
-		if (m->kind != BAYEUX_MSG_EVENT)
-			continue;
+	free(b->reply.error);
+	free(b->reply.failure_reason);
+	memset(&b->reply, 0, sizeof(b->reply));
+	bayeux_stream_reset(b->stream);
+	evbuffer_drain(b->error_body, evbuffer_get_length(b->error_body));
+}
+
+/*
+ * One message of the long-poll reply, as soon as its bytes arrived:
+ * events go straight on (nothing of a large reply is held), the connect
+ * reply is kept for the end of the body.
+ */
+static int
+on_poll_msg(void *arg, const struct bayeux_msg *m)
+{
+	struct bayeux *b = arg;
+	if (m->kind == BAYEUX_MSG_EVENT) {
 		if (m->ev.position[0] == '\0')
 			log_warn("event without a replayId", "channel",
 				 m->channel, NULL);
 		if (b->cbs.event != NULL)
 			b->cbs.event(b->cbs.arg, &m->ev);
+		return 0;
 	}
+	if (strcmp(m->channel, "/meta/connect") != 0 || b->reply.seen)
+		return 0;
+	b->reply.seen = 1;
+	b->reply.successful = m->successful;
+	b->reply.error = m->error != NULL ? strdup(m->error) : NULL;
+	b->reply.failure_reason =
+		m->failure_reason != NULL ? strdup(m->failure_reason) : NULL;
+	b->reply.has_advice = m->has_advice;
+	b->reply.advice = m->advice;
+	return 0;
+}
+
+static int
+on_poll_data(void *arg, long status, const char *data, size_t len)
+{
+	struct bayeux *b = arg;
+	if (status != 200) {
+		size_t have = evbuffer_get_length(b->error_body);
+		if (have < BAYEUX_ERROR_BODY_MAX)
+			evbuffer_add(b->error_body, data,
+				     len < BAYEUX_ERROR_BODY_MAX - have
+					     ? len
+					     : BAYEUX_ERROR_BODY_MAX - have);
+		return 0;
+	}
+	return bayeux_stream_feed(b->stream, data, len);
+}
+
+static void
+poll_succeeded(struct bayeux *b)
+{
+	if (b->reply.has_advice &&
+	    b->reply.advice.reconnect == BAYEUX_RECONNECT_NONE) {
+		/* "Do not connect again on this session": start a new one. */
+		new_session_after(b, NEXT_HANDSHAKE,
+				  "server advised reconnect=none");
+		return;
+	}
+	b->attempt = 0;
+	if (b->reply.has_advice) {
+		if (b->reply.advice.timeout_ms > 0)
+			b->advice_timeout_ms = b->reply.advice.timeout_ms;
+		if (b->reply.advice.interval_ms >= 0)
+			b->advice_interval_ms = b->reply.advice.interval_ms;
+	}
+	if (b->reply.has_advice &&
+	    b->reply.advice.reconnect == BAYEUX_RECONNECT_HANDSHAKE)
+		rehandshake(b, "server advised handshake");
+	else if (b->advice_interval_ms > 0)
+		wait_then(b, b->advice_interval_ms, NEXT_CONNECT);
+	else
+		connect_now(b);
 }
 
 static void
 on_connect(void *arg, const struct http_response *resp)
 {
 	struct bayeux *b = arg;
-	struct bayeux_batch *batch =
-		decode_reply(b, resp, NEXT_CONNECT, "connect");
-	if (batch == NULL)
-		return;
-	/* Events first: they were delivered whatever the reply says. */
-	deliver_events(b, batch);
-	const struct bayeux_msg *m = find_meta(batch, "/meta/connect");
-	if (m == NULL) {
-		back_off(b, NEXT_CONNECT, "connect reply missing");
-	} else if (!m->successful) {
-		recover_from(b, m, NEXT_CONNECT);
+	char why[512];
+	b->inflight = NULL;
+	if (resp->status == 401) {
+		reauthenticate(b, "connect answered HTTP 401");
+	} else if (resp->transport_ok && resp->status != 200) {
+		snprintf(why, sizeof(why), "connect answered HTTP %ld",
+			 resp->status);
+		new_session_after(b, NEXT_HANDSHAKE, why);
+	} else if (!resp->transport_ok &&
+		   strcmp(resp->error, "aborted by the receiver") != 0) {
+		/* Events already delivered stay delivered; the new session
+		 * replays from the acknowledged checkpoints anyway. */
+		snprintf(why, sizeof(why), "connect failed: %s", resp->error);
+		new_session_after(b, NEXT_HANDSHAKE, why);
+	} else if (!resp->transport_ok ||
+		   bayeux_stream_finish(b->stream) != 0) {
+		snprintf(why, sizeof(why), "connect reply malformed: %s",
+			 bayeux_stream_errstr(b->stream) != NULL
+				 ? bayeux_stream_errstr(b->stream)
+				 : "unknown");
+		new_session_after(b, NEXT_HANDSHAKE, why);
+	} else if (!b->reply.seen) {
+		new_session_after(b, NEXT_HANDSHAKE, "connect reply missing");
+
+	} else if (!b->reply.successful) {
+		struct bayeux_msg m;
+		memset(&m, 0, sizeof(m));
+		m.kind = BAYEUX_MSG_META;
+		m.channel = "/meta/connect";
+		m.error = b->reply.error;
+		m.failure_reason = b->reply.failure_reason;
+		m.has_advice = b->reply.has_advice;
+		m.advice = b->reply.advice;
+		set_client_id(b, NULL);
+		recover_from(b, &m, NEXT_HANDSHAKE);
 	} else {
-		b->attempt = 0;
-		if (m->has_advice) {
-			if (m->advice.timeout_ms > 0)
-				b->advice_timeout_ms = m->advice.timeout_ms;
-			if (m->advice.interval_ms >= 0)
-				b->advice_interval_ms = m->advice.interval_ms;
-		}
-		if (m->has_advice &&
-		    m->advice.reconnect == BAYEUX_RECONNECT_HANDSHAKE)
-			rehandshake(b, "server advised handshake");
-		else if (b->advice_interval_ms > 0)
-			wait_then(b, b->advice_interval_ms, NEXT_CONNECT);
-		else
-			connect_now(b);
+		poll_succeeded(b);
 	}
-	bayeux_batch_free(batch);
 }
 
 static void
@@ -776,10 +899,11 @@ connect_now(struct bayeux *b)
 	}
 	struct evbuffer *body = evbuffer_new();
 	int rc = body != NULL ? bayeux_build_connect(body, b->client_id) : -1;
+	reset_poll(b);
 	if (rc == 0)
-		rc = send_request(b, body,
-				  b->advice_timeout_ms + BAYEUX_POLL_MARGIN_MS,
-				  on_connect);
+		rc = send_on(b, &b->inflight, body,
+			     b->advice_timeout_ms + BAYEUX_POLL_MARGIN_MS,
+			     on_connect, on_poll_data);
 	if (body != NULL)
 		evbuffer_free(body);
 	if (rc != 0)

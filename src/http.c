@@ -36,6 +36,9 @@ struct http_request {
 	int aborted;
 	http_data_fn *on_data;
 	void *data_arg;
+	struct event *data_ev; /* hands streamed bytes over outside curl */
+	int no_resend;
+	int sends; /* request headers sent, when no_resend */
 	http_done_fn *cb;
 	void *arg;
 	struct http_request *prev, *next; /* http's list of running requests */
@@ -281,6 +284,33 @@ http_request_on_data(struct http_request *req, http_data_fn *fn, void *arg)
 	req->data_arg = arg;
 }
 
+/* Hands the buffered bytes of a streamed response to its receiver. */
+static void
+deliver_data(struct http_request *req)
+{
+	long status = 0;
+	curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &status);
+	while (!req->aborted && evbuffer_get_length(req->resp) > 0) {
+		struct evbuffer_iovec v;
+		if (evbuffer_peek(req->resp, -1, NULL, &v, 1) < 1)
+			break;
+		if (req->on_data(req->data_arg, status, v.iov_base,
+				 v.iov_len) != 0)
+			req->aborted = 1;
+		evbuffer_drain(req->resp, v.iov_len);
+	}
+	if (req->aborted)
+		evbuffer_drain(req->resp, evbuffer_get_length(req->resp));
+}
+
+static void
+on_data_ready(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	deliver_data(arg);
+}
+
 void
 http_request_timeout(struct http_request *req, long timeout_ms)
 {
@@ -296,6 +326,8 @@ http_request_free(struct http_request *req)
 		curl_easy_cleanup(req->easy);
 	if (req->headers != NULL)
 		curl_slist_free_all(req->headers);
+	if (req->data_ev != NULL)
+		event_free(req->data_ev);
 	if (req->resp != NULL)
 		evbuffer_free(req->resp);
 	if (req->body != NULL) {
@@ -313,11 +345,15 @@ write_cb(char *data, size_t size, size_t nmemb, void *userp)
 {
 	struct http_request *req = userp;
 	size_t n = size * nmemb;
+	if (req->aborted && req->sends > 1)
+		return 0;
 	if (req->on_data != NULL) {
-		if (req->on_data(req->data_arg, data, n) != 0) {
-			req->aborted = 1;
+		/* Never call the receiver from inside libcurl: it may start
+		 * other transfers. The bytes wait for the next loop turn
+		 * (bounded by what one socket read brings). */
+		if (req->aborted || evbuffer_add(req->resp, data, n) != 0)
 			return 0;
-		}
+		event_active(req->data_ev, EV_TIMEOUT, 0);
 		return n;
 	}
 	if (evbuffer_get_length(req->resp) + n > req->http->max_body) {
@@ -347,6 +383,27 @@ header_cb(char *data, size_t size, size_t nmemb, void *userp)
 		req->limit_info = strndup(v, vn);
 	}
 	return n;
+}
+
+void
+http_request_no_resend(struct http_request *req)
+{
+	req->no_resend = 1;
+}
+
+/* Debug hook, used only to notice a request's headers going out more
+ * than once; it never logs (the headers hold the token). */
+static int
+debug_cb(CURL *easy, curl_infotype type, char *data, size_t size, void *userp)
+{
+	(void)easy;
+	(void)data;
+	(void)size;
+	struct http_request *req = userp;
+	/* The flag makes the next write callback fail the transfer. */
+	if (type == CURLINFO_HEADER_OUT && ++req->sends > 1)
+		req->aborted = 1;
+	return 0;
 }
 
 static int
@@ -382,6 +439,11 @@ setup_easy(struct http *http, struct http_request *req)
 		curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
 				 (curl_off_t)req->body_len);
 	}
+	if (req->no_resend) {
+		curl_easy_setopt(e, CURLOPT_DEBUGFUNCTION, debug_cb);
+		curl_easy_setopt(e, CURLOPT_DEBUGDATA, req);
+		curl_easy_setopt(e, CURLOPT_VERBOSE, 1L);
+	}
 	/* An empty Expect: saves a round trip on large POST bodies. */
 	req->headers = curl_slist_append(req->headers, "Expect:");
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, req->headers);
@@ -395,6 +457,12 @@ http_submit(struct http *http, struct http_request *req, http_done_fn *cb,
 	req->http = http;
 	req->cb = cb;
 	req->arg = arg;
+	if (req->on_data != NULL &&
+	    (req->data_ev = event_new(http->base, -1, 0, on_data_ready, req)) ==
+		    NULL) {
+		http_request_free(req);
+		return -1;
+	}
 	if (setup_easy(http, req) != 0 ||
 	    curl_multi_add_handle(http->multi, req->easy) != CURLM_OK) {
 		http_request_free(req);
@@ -423,12 +491,20 @@ finish(struct http *http, struct http_request *req, CURLcode code)
 	struct http_response resp = {0};
 	char msg[CURL_ERROR_SIZE + 64];
 
+	/* Every streamed byte reaches the receiver before the completion. */
+	if (req->on_data != NULL && !(req->aborted && req->sends > 1))
+		deliver_data(req);
+	if (req->aborted && code == CURLE_OK)
+		code = CURLE_WRITE_ERROR;
 	curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &resp.status);
 	resp.transport_ok = code == CURLE_OK;
 	if (!resp.transport_ok) {
 		if (req->overflow)
 			snprintf(msg, sizeof(msg),
 				 "response body over %zu bytes", http->max_body);
+		else if (req->aborted && req->sends > 1)
+			snprintf(msg, sizeof(msg),
+				 "request re-sent after a dropped connection");
 		else if (req->aborted)
 			snprintf(msg, sizeof(msg), "aborted by the receiver");
 		else

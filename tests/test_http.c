@@ -223,10 +223,11 @@ test_body_over_limit_fails(void **state)
 }
 
 static int
-count_chunks(void *arg, const char *data, size_t len)
+count_chunks(void *arg, long status, const char *data, size_t len)
 {
 	(void)data;
 	struct env *e = arg;
+	assert_int_equal(status, 200);
 	e->streamed += len;
 	e->chunks++;
 	return 0;
@@ -249,9 +250,10 @@ test_streaming_has_no_body_limit(void **state)
 }
 
 static int
-refuse_data(void *arg, const char *data, size_t len)
+refuse_data(void *arg, long status, const char *data, size_t len)
 {
 	(void)arg;
+	(void)status;
 	(void)data;
 	(void)len;
 	return -1;

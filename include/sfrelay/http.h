@@ -62,14 +62,26 @@ int http_request_body(struct http_request *req, const void *body, size_t len);
 /*
  * Streams the response body to fn as it arrives instead of buffering it
  * (the completion's body is then empty): a multi-megabyte long-poll reply
- * is decoded chunk by chunk within a bounded buffer. fn returns 0 to go on
- * or -1 to abort the transfer (the completion then reports a transport
- * error "aborted by the receiver"). Called from the event loop, never
- * re-entrantly; it must not cancel or free this request.
+ * is decoded chunk by chunk within a bounded buffer. status is the HTTP
+ * status of the response the bytes belong to. fn runs from the event
+ * loop, never from inside libcurl (so it may submit other requests), and
+ * every byte has been handed to it before the completion callback runs.
+ * fn returns 0 to go on or -1 to stop: no more data is delivered and the
+ * completion reports a transport error "aborted by the receiver". fn must
+ * not cancel or free this request.
  */
-typedef int http_data_fn(void *arg, const char *data, size_t len);
+typedef int http_data_fn(void *arg, long status, const char *data,
+			 size_t len);
 void http_request_on_data(struct http_request *req, http_data_fn *fn,
 			  void *arg);
+/*
+ * libcurl silently sends a request again when a reused connection turns
+ * out closed before any reply byte. For a long poll that hides a loss:
+ * the server may have handed events to the first send. With this set, a
+ * re-sent request fails instead (transport error "request re-sent after
+ * a dropped connection") and none of the second reply is delivered.
+ */
+void http_request_no_resend(struct http_request *req);
 /* Whole-request timeout for this request (long polls need more). */
 void http_request_timeout(struct http_request *req, long timeout_ms);
 /* Frees a request that was never submitted. NULL is a no-op. */

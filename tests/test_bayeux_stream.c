@@ -1,0 +1,2416 @@
+/*
+ * Tests for the streaming Bayeux decoder (bayeux_stream.h).
+ *
+ * The reference is bayeux_decode() (bayeux_msg.h): for any body both
+ * accept, the two must give the same messages, field by field; payloads
+ * are compared as JSON values (the stream hands on the original text,
+ * bayeux_decode json-c's re-serialization), and every payload the stream
+ * gives must be strict JSON by an independent checker written here
+ * ("oracle", below), since json-c is lenient. Where the two decoders are
+ * documented to differ (bayeux_stream.h) the test detects that case
+ * explicitly and asserts the documented behaviour instead.
+ *
+ * The stream must also give the same result however the body is cut: at
+ * every single split point, in 1-byte chunks, in pseudo-random chunks;
+ * and it must keep its memory bounded by max_msg_bytes however long the
+ * body is. Data files are read from tests/data/bayeux/ relative to the
+ * repository root, the working directory of `make test`.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <json-c/json.h>
+
+#include "sfrelay/bayeux_msg.h"
+#include "sfrelay/bayeux_stream.h"
+
+#define DATA_DIR "tests/data/bayeux/"
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+#define BIG_MAX ((size_t)1 << 20)
+
+/* ---- small helpers ---------------------------------------------------- */
+
+static void *
+xmalloc(size_t n)
+{
+	void *p = malloc(n == 0 ? 1 : n);
+
+	assert_non_null(p);
+	return p;
+}
+
+static char *
+xstrdup(const char *s)
+{
+	char *d;
+
+	if (s == NULL)
+		return NULL;
+	d = xmalloc(strlen(s) + 1);
+	strcpy(d, s);
+	return d;
+}
+
+static char *
+load_path(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	char *buf;
+	long size;
+
+	if (f == NULL)
+		fail_msg("cannot open %s (run from the repository root)", path);
+	assert_int_equal(fseek(f, 0, SEEK_END), 0);
+	size = ftell(f);
+	assert_true(size >= 0);
+	assert_int_equal(fseek(f, 0, SEEK_SET), 0);
+	buf = xmalloc((size_t)size + 1);
+	assert_int_equal(fread(buf, 1, (size_t)size, f), (size_t)size);
+	buf[size] = '\0';
+	fclose(f);
+	*len = (size_t)size;
+	return buf;
+}
+
+/* xorshift64*: deterministic, so every failure replays. */
+static uint64_t
+rnd(uint64_t *state)
+{
+	uint64_t x = *state;
+
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	*state = x;
+	return x * UINT64_C(2685821657736338717);
+}
+
+static size_t
+rnd_range(uint64_t *state, size_t lo, size_t hi)
+{
+	return lo + (size_t)(rnd(state) % (uint64_t)(hi - lo + 1));
+}
+
+static const char *
+show(const char *s)
+{
+	return s == NULL ? "(null)" : s;
+}
+
+/* ---- an independent strict JSON checker ---------------------------------- */
+
+/*
+ * RFC 8259, written as plainly as possible: whitespace is space, tab, LF,
+ * CR; strings reject raw bytes below 0x20 and take any \uXXXX (bytes
+ * 0x80-0xff unchecked, as the decoder documents); numbers follow the
+ * grammar exactly. A value deeper than max_level (the top value is level
+ * 1, as json-c counts) is refused.
+ */
+struct oracle {
+	const char *s;
+	size_t n;
+	size_t i;
+	int max_level;
+};
+
+static int
+o_peek(const struct oracle *o)
+{
+	return o->i < o->n ? (unsigned char)o->s[o->i] : -1;
+}
+
+static void
+o_ws(struct oracle *o)
+{
+	int c;
+
+	while ((c = o_peek(o)) == ' ' || c == '\t' || c == '\n' || c == '\r')
+		o->i++;
+}
+
+static int
+o_is_digit(int c)
+{
+	return c >= '0' && c <= '9';
+}
+
+static int
+o_string(struct oracle *o)
+{
+	int c, k;
+
+	if (o_peek(o) != '"')
+		return 0;
+	o->i++;
+	while ((c = o_peek(o)) >= 0) {
+		o->i++;
+		if (c == '"')
+			return 1;
+		if (c < 0x20)
+			return 0;
+		if (c != '\\')
+			continue;
+		c = o_peek(o);
+		o->i++;
+		if (c == 'u') {
+			for (k = 0; k < 4; k++) {
+				c = o_peek(o);
+				o->i++;
+				if (!o_is_digit(c) && !(c >= 'a' && c <= 'f') &&
+				    !(c >= 'A' && c <= 'F'))
+					return 0;
+			}
+		} else if (c < 0 || strchr("\"\\/bfnrt", c) == NULL || c == 0) {
+			return 0;
+		}
+	}
+	return 0;
+}
+
+static int
+o_digits(struct oracle *o)
+{
+	size_t start = o->i;
+
+	while (o_is_digit(o_peek(o)))
+		o->i++;
+	return o->i > start;
+}
+
+static int
+o_number(struct oracle *o)
+{
+	if (o_peek(o) == '-')
+		o->i++;
+	if (o_peek(o) == '0')
+		o->i++;
+	else if (o_peek(o) >= '1' && o_peek(o) <= '9')
+		o_digits(o);
+	else
+		return 0;
+	if (o_peek(o) == '.') {
+		o->i++;
+		if (!o_digits(o))
+			return 0;
+	}
+	if (o_peek(o) == 'e' || o_peek(o) == 'E') {
+		o->i++;
+		if (o_peek(o) == '+' || o_peek(o) == '-')
+			o->i++;
+		if (!o_digits(o))
+			return 0;
+	}
+	return 1;
+}
+
+static int
+o_word(struct oracle *o, const char *w)
+{
+	size_t n = strlen(w);
+
+	if (o->n - o->i < n || memcmp(o->s + o->i, w, n) != 0)
+		return 0;
+	o->i += n;
+	return 1;
+}
+
+static int
+o_value(struct oracle *o, int level)
+{
+	int close;
+
+	if (level > o->max_level)
+		return 0;
+	o_ws(o);
+	switch (o_peek(o)) {
+	case '{':
+	case '[':
+		close = o_peek(o) == '{' ? '}' : ']';
+		o->i++;
+		o_ws(o);
+		if (o_peek(o) == close) {
+			o->i++;
+			return 1;
+		}
+		for (;;) {
+			if (close == '}') {
+				o_ws(o);
+				if (!o_string(o))
+					return 0;
+				o_ws(o);
+				if (o_peek(o) != ':')
+					return 0;
+				o->i++;
+			}
+			if (!o_value(o, level + 1))
+				return 0;
+			o_ws(o);
+			if (o_peek(o) == ',') {
+				o->i++;
+				continue;
+			}
+			if (o_peek(o) != close)
+				return 0;
+			o->i++;
+			return 1;
+		}
+	case '"':
+		return o_string(o);
+	case 't':
+		return o_word(o, "true");
+	case 'f':
+		return o_word(o, "false");
+	case 'n':
+		return o_word(o, "null");
+	default:
+		return o_number(o);
+	}
+}
+
+static int
+oracle_ok(const char *s, size_t n, int max_level)
+{
+	struct oracle o = {s, n, 0, max_level};
+
+	if (!o_value(&o, 1))
+		return 0;
+	o_ws(&o);
+	return o.i == n;
+}
+
+/* A whole body as the decoders see it: strict JSON within 64 levels. */
+static int
+body_strict(const char *s, size_t n)
+{
+	return oracle_ok(s, n, 64);
+}
+
+/* ---- recorded messages -------------------------------------------------- */
+
+/* A message copied out of a callback or a batch: every pointer owned. */
+static void
+msg_copy(struct bayeux_msg *d, const struct bayeux_msg *m)
+{
+	char *payload = xmalloc(m->ev.payload_len);
+
+	*d = *m;
+	memcpy(payload, m->ev.payload, m->ev.payload_len);
+	d->channel = xstrdup(m->channel);
+	d->client_id = xstrdup(m->client_id);
+	d->error = xstrdup(m->error);
+	d->subscription = xstrdup(m->subscription);
+	d->failure_reason = xstrdup(m->failure_reason);
+	d->ev.channel = xstrdup(m->ev.channel);
+	d->ev.position = xstrdup(m->ev.position);
+	d->ev.event_type = xstrdup(m->ev.event_type);
+	d->ev.created = xstrdup(m->ev.created);
+	d->ev.payload = payload;
+}
+
+static void
+msg_release(struct bayeux_msg *m)
+{
+	free((char *)(uintptr_t)m->channel);
+	free((char *)(uintptr_t)m->client_id);
+	free((char *)(uintptr_t)m->error);
+	free((char *)(uintptr_t)m->subscription);
+	free((char *)(uintptr_t)m->failure_reason);
+	free((char *)(uintptr_t)m->ev.channel);
+	free((char *)(uintptr_t)m->ev.position);
+	free((char *)(uintptr_t)m->ev.event_type);
+	free((char *)(uintptr_t)m->ev.created);
+	free((char *)(uintptr_t)m->ev.payload);
+}
+
+struct run {
+	struct bayeux_msg *v;
+	size_t n;
+	size_t cap;
+	struct bayeux_stream *s; /* sampled for its buffer capacity */
+	size_t max_cap;
+	size_t stop_at; /* the callback returns -1 at this count (0: never) */
+};
+
+static void
+run_push(struct run *r, const struct bayeux_msg *m)
+{
+	if (r->n == r->cap) {
+		r->cap = r->cap ? r->cap * 2 : 16;
+		r->v = realloc(r->v, r->cap * sizeof(*r->v));
+		assert_non_null(r->v);
+	}
+	msg_copy(&r->v[r->n++], m);
+}
+
+static void
+run_clear(struct run *r)
+{
+	size_t i;
+
+	for (i = 0; i < r->n; i++)
+		msg_release(&r->v[i]);
+	free(r->v);
+	memset(r, 0, sizeof(*r));
+}
+
+/* Promises every delivered message keeps, whatever the body. */
+static void
+check_promises(const struct bayeux_msg *m)
+{
+	assert_non_null(m);
+	assert_non_null(m->channel);
+	assert_true(m->channel[0] != '\0');
+	assert_int_equal(m->kind == BAYEUX_MSG_META,
+	                 strncmp(m->channel, "/meta/", 6) == 0);
+	assert_int_equal(m->ev.src, EVENT_SRC_STREAM);
+	assert_non_null(m->ev.channel);
+	assert_string_equal(m->ev.channel, m->channel);
+	assert_non_null(m->ev.position);
+	assert_non_null(m->ev.payload);
+	if (m->kind == BAYEUX_MSG_EVENT &&
+	    !oracle_ok(m->ev.payload, m->ev.payload_len, 64))
+		fail_msg("payload is not strict JSON: %.*s",
+		         (int)m->ev.payload_len, m->ev.payload);
+}
+
+static int
+record_cb(void *arg, const struct bayeux_msg *m)
+{
+	struct run *r = arg;
+	size_t cap;
+
+	check_promises(m);
+	run_push(r, m);
+	if (r->s != NULL) {
+		cap = bayeux_stream_buffer_capacity(r->s);
+		if (cap > r->max_cap)
+			r->max_cap = cap;
+	}
+	return r->stop_at != 0 && r->n == r->stop_at ? -1 : 0;
+}
+
+/* bayeux_decode() into r. Returns 0 or -1 (reason in err). */
+static int
+ref_decode(const char *body, size_t len, struct run *r, char *err,
+           size_t errlen)
+{
+	struct bayeux_batch *b = bayeux_decode(body, len, err, errlen);
+	size_t i;
+
+	if (b == NULL)
+		return -1;
+	for (i = 0; i < bayeux_batch_count(b); i++)
+		run_push(r, bayeux_batch_msg(b, i));
+	bayeux_batch_free(b);
+	return 0;
+}
+
+/* How a body is cut into chunks. */
+enum plan_kind {
+	PLAN_WHOLE,
+	PLAN_SPLIT,  /* two chunks, cut at arg */
+	PLAN_FIXED,  /* chunks of arg bytes */
+	PLAN_RANDOM, /* chunks of 1..arg bytes, from seed */
+};
+
+struct plan {
+	enum plan_kind kind;
+	size_t arg;
+	uint64_t seed;
+};
+
+static size_t
+plan_next(const struct plan *pl, uint64_t *rng, size_t off, size_t left)
+{
+	size_t n = left;
+
+	switch (pl->kind) {
+	case PLAN_WHOLE:
+		break;
+	case PLAN_SPLIT:
+		n = off < pl->arg ? pl->arg - off : left;
+		break;
+	case PLAN_FIXED:
+		n = pl->arg;
+		break;
+	case PLAN_RANDOM:
+		n = rnd_range(rng, 1, pl->arg);
+		break;
+	}
+	return n > left ? left : n;
+}
+
+/*
+ * Feeds body to a fresh stream as the plan says, then finishes it.
+ * Returns 0 or -1 (error text in err). *fed gets the bytes fed up to and
+ * including the failing chunk.
+ */
+static int
+stream_decode(const char *body, size_t len, size_t max_msg,
+              const struct plan *pl, struct run *r, char *err, size_t errlen,
+              size_t *fed)
+{
+	struct bayeux_stream *s = bayeux_stream_new(max_msg, record_cb, r);
+	uint64_t rng = pl->seed ? pl->seed : 1;
+	size_t off = 0, n;
+	int rc = 0;
+
+	assert_non_null(s);
+	r->s = s;
+	while (off < len && rc == 0) {
+		n = plan_next(pl, &rng, off, len - off);
+		rc = bayeux_stream_feed(s, body + off, n);
+		off += n;
+	}
+	if (rc == 0)
+		rc = bayeux_stream_finish(s);
+	if (rc != 0) {
+		snprintf(err, errlen, "%s", bayeux_stream_errstr(s));
+		assert_true(err[0] != '\0');
+		/* Sticky: nothing works until a reset. */
+		assert_int_equal(bayeux_stream_feed(s, "[", 1), -1);
+		assert_int_equal(bayeux_stream_finish(s), -1);
+	} else {
+		assert_string_equal(bayeux_stream_errstr(s), "");
+	}
+	assert_int_equal(bayeux_stream_count(s), r->n);
+	if (fed != NULL)
+		*fed = off;
+	r->s = NULL;
+	bayeux_stream_free(s);
+	return rc;
+}
+
+/* ---- comparing messages ------------------------------------------------- */
+
+static void
+expect_str(const char *ctx, const char *field, const char *want,
+           const char *got)
+{
+	if (want == NULL && got == NULL)
+		return;
+	if (want == NULL || got == NULL || strcmp(want, got) != 0)
+		fail_msg("%s: %s: want \"%s\", got \"%s\"", ctx, field,
+		         show(want), show(got));
+}
+
+static void
+expect_long(const char *ctx, const char *field, long want, long got)
+{
+	if (want != got)
+		fail_msg("%s: %s: want %ld, got %ld", ctx, field, want, got);
+}
+
+static json_object *
+parse_json(const char *s, size_t n)
+{
+	struct json_tokener *tok = json_tokener_new_ex(128);
+	json_object *o;
+
+	assert_non_null(tok);
+	o = json_tokener_parse_ex(tok, s, (int)n);
+	if (json_tokener_get_error(tok) == json_tokener_continue)
+		o = json_tokener_parse_ex(tok, "", 1);
+	if (json_tokener_get_error(tok) != json_tokener_success)
+		fail_msg("json-c cannot parse %.*s", (int)n, s);
+	json_tokener_free(tok);
+	return o;
+}
+
+/* Everything but the payload, which callers compare as they need. */
+static void
+expect_fields(const char *ctx, const struct bayeux_msg *w,
+              const struct bayeux_msg *g)
+{
+	expect_long(ctx, "kind", w->kind, g->kind);
+	expect_str(ctx, "channel", w->channel, g->channel);
+	expect_long(ctx, "successful", w->successful, g->successful);
+	expect_str(ctx, "client_id", w->client_id, g->client_id);
+	expect_str(ctx, "error", w->error, g->error);
+	expect_str(ctx, "subscription", w->subscription, g->subscription);
+	expect_str(ctx, "failure_reason", w->failure_reason, g->failure_reason);
+	expect_long(ctx, "has_advice", w->has_advice, g->has_advice);
+	expect_long(ctx, "reconnect", w->advice.reconnect, g->advice.reconnect);
+	expect_long(ctx, "interval", w->advice.interval_ms,
+	            g->advice.interval_ms);
+	expect_long(ctx, "timeout", w->advice.timeout_ms, g->advice.timeout_ms);
+	expect_long(ctx, "multiple_clients", w->advice.multiple_clients,
+	            g->advice.multiple_clients);
+	expect_long(ctx, "replay_supported", w->replay_supported,
+	            g->replay_supported);
+	expect_long(ctx, "ev.src", w->ev.src, g->ev.src);
+	expect_str(ctx, "ev.channel", w->ev.channel, g->ev.channel);
+	expect_str(ctx, "position", w->ev.position, g->ev.position);
+	expect_str(ctx, "event_type", w->ev.event_type, g->ev.event_type);
+	expect_str(ctx, "created", w->ev.created, g->ev.created);
+}
+
+/* want from bayeux_decode, got from the stream: same JSON value. */
+static void
+expect_same_value(const char *ctx, const struct bayeux_msg *w,
+                  const struct bayeux_msg *g)
+{
+	json_object *a, *b;
+
+	if (!oracle_ok(g->ev.payload, g->ev.payload_len, 64))
+		fail_msg("%s: payload is not strict JSON: %.*s", ctx,
+		         (int)g->ev.payload_len, g->ev.payload);
+	a = parse_json(w->ev.payload, w->ev.payload_len);
+	b = parse_json(g->ev.payload, g->ev.payload_len);
+	if (!json_object_equal(a, b))
+		fail_msg("%s: payload differs:\n  want %.*s\n  got  %.*s", ctx,
+		         (int)w->ev.payload_len, w->ev.payload,
+		         (int)g->ev.payload_len, g->ev.payload);
+	json_object_put(a);
+	json_object_put(b);
+}
+
+static void
+expect_like_reference(const char *ctx, const struct run *want,
+                      const struct run *got)
+{
+	char sub[192];
+	size_t i;
+
+	expect_long(ctx, "count", (long)want->n, (long)got->n);
+	for (i = 0; i < want->n; i++) {
+		snprintf(sub, sizeof(sub), "%s[%zu]", ctx, i);
+		expect_fields(sub, &want->v[i], &got->v[i]);
+		expect_same_value(sub, &want->v[i], &got->v[i]);
+	}
+}
+
+/* Two stream runs over the same body: the very same bytes. */
+static void
+expect_identical(const char *ctx, const struct run *a, const struct run *b)
+{
+	char sub[192];
+	size_t i;
+
+	expect_long(ctx, "count", (long)a->n, (long)b->n);
+	for (i = 0; i < a->n; i++) {
+		snprintf(sub, sizeof(sub), "%s[%zu]", ctx, i);
+		expect_fields(sub, &a->v[i], &b->v[i]);
+		if (a->v[i].ev.payload_len != b->v[i].ev.payload_len ||
+		    memcmp(a->v[i].ev.payload, b->v[i].ev.payload,
+		           a->v[i].ev.payload_len) != 0)
+			fail_msg("%s: payload bytes differ", sub);
+	}
+}
+
+/*
+ * The differential check: the body through bayeux_decode and through the
+ * stream (cut as pl says) gives the same success and the same messages.
+ */
+static void
+expect_same_as_reference(const char *ctx, const char *body, size_t len,
+                         const struct plan *pl)
+{
+	struct run want = {0}, got = {0};
+	char err1[256], err2[256];
+	int rc1, rc2;
+
+	rc1 = ref_decode(body, len, &want, err1, sizeof(err1));
+	rc2 = stream_decode(body, len, BIG_MAX, pl, &got, err2, sizeof(err2),
+	                    NULL);
+	if (rc1 != rc2)
+		fail_msg("%s: bayeux_decode %s (%s), stream %s (%s)", ctx,
+		         rc1 == 0 ? "accepts" : "refuses", rc1 ? err1 : "",
+		         rc2 == 0 ? "accepts" : "refuses", rc2 ? err2 : "");
+	if (rc1 == 0)
+		expect_like_reference(ctx, &want, &got);
+	run_clear(&want);
+	run_clear(&got);
+}
+
+/* ---- data files --------------------------------------------------------- */
+
+static int
+cmp_names(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Every *.json under DATA_DIR, sorted; owned array of owned names. */
+static char **
+list_data_files(size_t *count)
+{
+	DIR *d = opendir(DATA_DIR);
+	struct dirent *e;
+	char **names = NULL;
+	size_t n = 0, len;
+
+	if (d == NULL)
+		fail_msg("cannot open " DATA_DIR " (run from the repository "
+		         "root)");
+	while ((e = readdir(d)) != NULL) {
+		len = strlen(e->d_name);
+		if (len < 6 || strcmp(e->d_name + len - 5, ".json") != 0)
+			continue;
+		names = realloc(names, (n + 1) * sizeof(*names));
+		assert_non_null(names);
+		names[n++] = xstrdup(e->d_name);
+	}
+	closedir(d);
+	qsort(names, n, sizeof(*names), cmp_names);
+	*count = n;
+	return names;
+}
+
+static char *
+load_data(const char *name, size_t *len)
+{
+	char path[512];
+
+	snprintf(path, sizeof(path), DATA_DIR "%s", name);
+	return load_path(path, len);
+}
+
+static void
+free_names(char **names, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+}
+
+static void
+test_data_files_whole(void **state)
+{
+	const struct plan whole = {PLAN_WHOLE, 0, 0};
+	size_t n, i, len, ok = 0;
+	char **names = list_data_files(&n);
+	char err[256];
+	struct run r = {0};
+
+	(void)state;
+	/* The decoder's own suite ships 21 files; none may go unnoticed. */
+	assert_true(n >= 21);
+	for (i = 0; i < n; i++) {
+		char *body = load_data(names[i], &len);
+
+		expect_same_as_reference(names[i], body, len, &whole);
+		if (ref_decode(body, len, &r, err, sizeof(err)) == 0)
+			ok++;
+		run_clear(&r);
+		free(body);
+	}
+	/* All but truncated_connect.json decode. */
+	assert_int_equal(ok, n - 1);
+	free_names(names, n);
+}
+
+/* Every cut of every file, and 1-byte chunks: the very same messages as
+ * the whole body, byte for byte (checked against bayeux_decode above). */
+static void
+test_data_files_every_split(void **state)
+{
+	const struct plan whole = {PLAN_WHOLE, 0, 0};
+	const struct plan bytes = {PLAN_FIXED, 1, 0};
+	size_t n, i, k, len;
+	char **names = list_data_files(&n);
+	char ctx[256], err0[256], err[256];
+
+	(void)state;
+	for (i = 0; i < n; i++) {
+		char *body = load_data(names[i], &len);
+		struct run base = {0};
+		int rc0 = stream_decode(body, len, BIG_MAX, &whole, &base, err0,
+		                        sizeof(err0), NULL);
+
+		for (k = 0; k <= len; k++) {
+			const struct plan split = {PLAN_SPLIT, k, 0};
+			struct run r = {0};
+
+			snprintf(ctx, sizeof(ctx), "%s cut at %zu", names[i],
+			         k);
+			expect_long(ctx, "rc", rc0,
+			            stream_decode(body, len, BIG_MAX, &split,
+			                          &r, err, sizeof(err), NULL));
+			expect_identical(ctx, &base, &r);
+			if (rc0 != 0)
+				expect_str(ctx, "error", err0, err);
+			run_clear(&r);
+		}
+		{
+			struct run r = {0};
+
+			snprintf(ctx, sizeof(ctx), "%s in 1-byte chunks",
+			         names[i]);
+			expect_long(ctx, "rc", rc0,
+			            stream_decode(body, len, BIG_MAX, &bytes,
+			                          &r, err, sizeof(err), NULL));
+			expect_identical(ctx, &base, &r);
+			if (rc0 != 0)
+				expect_str(ctx, "error", err0, err);
+			run_clear(&r);
+		}
+		run_clear(&base);
+		free(body);
+	}
+	free_names(names, n);
+}
+
+/* ---- generated bodies --------------------------------------------------- */
+
+static const char *const texts[] = {
+    "plain text",
+    "quote \\\" and backslash \\\\ and slash \\/",
+    "tab\\tnew\\nline\\r\\b\\f",
+    "caf\\u00e9 \\u4e2d\\u6587 \\ud83d\\ude00",
+    "lone \\ud800 high, lone \\udc00 low",
+    "raw UTF-8 caf\xc3\xa9 \xe6\x97\xa5",
+    "",
+    "https://acme.example.com/a?b=c&d=e",
+};
+
+/* One event (or, for kind 9, a meta reply) with id as its replayId, or
+ * with replay_text (JSON) when that is not NULL. */
+static size_t
+gen_event(char *out, size_t cap, size_t id, const char *replay_text,
+          uint64_t *rng)
+{
+	unsigned kind = (unsigned)(rnd(rng) % 10);
+	const char *t1 = texts[rnd(rng) % ARRAY_LEN(texts)];
+	const char *t2 = texts[rnd(rng) % ARRAY_LEN(texts)];
+	char replay[32];
+	int n = 0;
+
+	if (replay_text != NULL)
+		snprintf(replay, sizeof(replay), "%s", replay_text);
+	else if (rnd(rng) % 4 == 0)
+		snprintf(replay, sizeof(replay), "\"%zu\"", id);
+	else
+		snprintf(replay, sizeof(replay), "%zu", id);
+	switch (kind) {
+	case 0:
+	case 1:
+	case 2:
+		n = snprintf(
+		    out, cap,
+		    "{\"channel\":\"/topic/AccountWatch\",\"data\":{\"event\":{"
+		    "\"createdDate\":\"2025-11-26T19:%02u:%02u.000Z\","
+		    "\"replayId\":%s,\"type\":\"%s\"},\"sobject\":{\"Id\":"
+		    "\"001xx000003DGb%04zuAAG\",\"Name\":\"Acme %s\","
+		    "\"AnnualRevenue\":%zu.5,\"IsDeleted\":false,\"ParentId\":"
+		    "null,\"Tags\":[1,-2.5e3,true,{\"k\":\"%s\"}],"
+		    "\"Description\":\"%s\"}}}",
+		    (unsigned)(id % 60), (unsigned)(id * 7 % 60), replay,
+		    kind == 0 ? "created" : "updated", id % 10000, t1, id * 3,
+		    t2, t1);
+		break;
+	case 3:
+	case 4:
+		n = snprintf(
+		    out, cap,
+		    "{\"data\":{\"schema\":\"IeRuaY6cbI_HsV8Rv1Mc5g\","
+		    "\"payload\":{\"ChangeEventHeader\":{\"entityName\":"
+		    "\"Account\",\"recordIds\":[\"001xx000003DGb2AAG\"],"
+		    "\"changeType\":\"%s\",\"commitTimestamp\":%" PRId64 ","
+		    "\"commitNumber\":10704285426,\"changedFields\":[\"Name\"]}"
+		    ","
+		    "\"Name\":\"%s\"},\"event\":{\"replayId\":%s}},\"channel\":"
+		    "\"/data/AccountChangeEvent\"}",
+		    kind == 3 ? "UPDATE" : "DELETE",
+		    INT64_C(1764185273000) + (int64_t)(id * 997), t1, replay);
+		break;
+	case 5:
+	case 6:
+		n = snprintf(
+		    out, cap,
+		    "{\"channel\":\"/event/LoginEventStream\",\"data\":{"
+		    "\"schema\":\"Y9Sw8sA1cTgg2kbA8r9kYQ\",\"payload\":{"
+		    "\"CreatedDate\":\"2025-11-26T19:40:%02u.250Z\","
+		    "\"Username\":\"%s\",\"SourceIp\":\"203.0.113.7\"},"
+		    "\"event\":{\"replayId\":%s,\"EventUuid\":\"b4e8f3d2\"}}}",
+		    (unsigned)(id % 60), t1, replay);
+		break;
+	case 7:
+	case 8:
+		n = snprintf(out, cap,
+		             "{\"channel\":\"/u/Notifications\",\"data\":{"
+		             "\"event\":{\"createdDate\":\"2025-11-26T19:30:"
+		             "02.117Z\",\"replayId\":%s},\"payload\":\"%s\"}}",
+		             replay, t1);
+		break;
+	default:
+		n = snprintf(out, cap,
+		             "{\"clientId\":\"4l1t6d8mk1hf6h1jyfezmqhbymtz\","
+		             "\"advice\":{\"interval\":0,\"timeout\":110000,"
+		             "\"reconnect\":\"retry\"},\"channel\":"
+		             "\"/meta/connect\",\"successful\":true}");
+		break;
+	}
+	assert_true(n > 0 && (size_t)n < cap);
+	return (size_t)n;
+}
+
+/* Copies ev to out with random whitespace after structural bytes. */
+static size_t
+spread_ws(char *out, const char *ev, size_t len, uint64_t *rng)
+{
+	static const char *const ws[] = {" ", "\n  ", "\t", "\r\n", "  "};
+	size_t i, o = 0;
+	int in_str = 0, esc = 0;
+	const char *w;
+
+	for (i = 0; i < len; i++) {
+		char c = ev[i];
+
+		out[o++] = c;
+		if (in_str) {
+			if (esc)
+				esc = 0;
+			else if (c == '\\')
+				esc = 1;
+			else if (c == '"')
+				in_str = 0;
+			continue;
+		}
+		if (c == '"') {
+			in_str = 1;
+			continue;
+		}
+		if (strchr("{[:,", c) != NULL && rnd(rng) % 2 == 0) {
+			w = ws[rnd(rng) % ARRAY_LEN(ws)];
+			memcpy(out + o, w, strlen(w));
+			o += strlen(w);
+		}
+	}
+	return o;
+}
+
+/* A body of n messages; *events gets how many are events. Owned. */
+static char *
+gen_body(size_t n, uint64_t seed, size_t *len, size_t *events)
+{
+	size_t cap = n * 4096 + 16, o = 0, i, elen, id = 0;
+	char *body = xmalloc(cap), ev[2048];
+	uint64_t rng = seed;
+
+	body[o++] = '[';
+	*events = 0;
+	for (i = 0; i < n; i++) {
+		if (i > 0)
+			body[o++] = ',';
+		elen = gen_event(ev, sizeof(ev), id + 1, NULL, &rng);
+		if (strstr(ev, "/meta/") == NULL)
+			id++;
+		if (rnd(&rng) % 8 == 0) {
+			o += spread_ws(body + o, ev, elen, &rng);
+		} else {
+			memcpy(body + o, ev, elen);
+			o += elen;
+		}
+	}
+	body[o++] = ']';
+	*len = o;
+	*events = id;
+	return body;
+}
+
+static void
+test_random_chunks_5000(void **state)
+{
+	const struct plan whole = {PLAN_WHOLE, 0, 0};
+	const struct plan plans[] = {
+	    {PLAN_RANDOM, 16, 7},
+	    {PLAN_RANDOM, 700, 11},
+	    {PLAN_RANDOM, 8192, 13},
+	    {PLAN_RANDOM, 100000, 17},
+	};
+	size_t len, events, i, j, pos;
+	char *body = gen_body(5000, 42, &len, &events);
+	struct run want = {0}, base = {0};
+	char err[256], ctx[64];
+
+	(void)state;
+	assert_true(body_strict(body, len));
+	assert_int_equal(ref_decode(body, len, &want, err, sizeof(err)), 0);
+	assert_int_equal(want.n, 5000);
+	/* The whole body against bayeux_decode, as JSON values... */
+	if (stream_decode(body, len, BIG_MAX, &whole, &base, err, sizeof(err),
+	                  NULL) != 0)
+		fail_msg("whole: %s", err);
+	expect_like_reference("whole", &want, &base);
+	/* ...in body order: the events carry replayIds 1, 2, 3, ... */
+	for (j = 0, pos = 0; j < base.n; j++) {
+		if (base.v[j].kind != BAYEUX_MSG_EVENT)
+			continue;
+		pos++;
+		expect_long("order", "replayId", (long)pos,
+		            strtol(base.v[j].ev.position, NULL, 10));
+	}
+	assert_int_equal(pos, events);
+	/* ...and every chunking gives the very same bytes. */
+	for (i = 0; i < ARRAY_LEN(plans); i++) {
+		struct run got = {0};
+
+		snprintf(ctx, sizeof(ctx), "plan %zu", i);
+		if (stream_decode(body, len, BIG_MAX, &plans[i], &got, err,
+		                  sizeof(err), NULL) != 0)
+			fail_msg("%s: %s", ctx, err);
+		expect_identical(ctx, &base, &got);
+		run_clear(&got);
+	}
+	run_clear(&want);
+	run_clear(&base);
+	free(body);
+}
+
+/* ---- bounded memory ------------------------------------------------------ */
+
+/*
+ * A body produced piece by piece, never held whole: '[', then events
+ * separated by ',' until about target bytes, then ']'. Events are copies
+ * of a few dozen varied templates whose replayId is a 10-digit string,
+ * patched with a running id (cheap enough for 100 MB under valgrind).
+ * Every 7919th event carries a ~40 KiB description, so the buffer does
+ * grow now and then.
+ */
+#define TEMPLATES 48
+#define ID_SLOT "##########"
+
+struct bodygen {
+	uint64_t rng;
+	size_t target;
+	size_t produced;
+	size_t ids;
+	int phase; /* 0 '[', 1 events, 2 ']', 3 done */
+	char tpl[TEMPLATES][2048];
+	size_t tpl_len[TEMPLATES];
+	size_t tpl_slot[TEMPLATES];
+	char piece[48 * 1024];
+	size_t len;
+	size_t off;
+};
+
+static void
+gen_init(struct bodygen *g, uint64_t seed, size_t target)
+{
+	size_t i;
+	char *slot;
+
+	g->rng = seed;
+	g->target = target;
+	for (i = 0; i < TEMPLATES; i++) {
+		do {
+			g->tpl_len[i] =
+			    gen_event(g->tpl[i], sizeof(g->tpl[i]), 0,
+			              "\"" ID_SLOT "\"", &g->rng);
+			slot = strstr(g->tpl[i], ID_SLOT);
+		} while (slot == NULL); /* a meta reply has no replayId */
+		g->tpl_slot[i] = (size_t)(slot - g->tpl[i]);
+	}
+}
+
+static void
+gen_next_piece(struct bodygen *g)
+{
+	size_t n = 0, t, k, v;
+
+	g->off = 0;
+	switch (g->phase) {
+	case 0:
+		g->piece[n++] = '[';
+		g->phase = 1;
+		break;
+	case 1:
+		if (g->produced >= g->target) {
+			g->piece[n++] = ']';
+			g->phase = 2;
+			break;
+		}
+		if (g->ids > 0)
+			g->piece[n++] = ',';
+		g->ids++;
+		if (g->ids % 7919 == 0) {
+			n += (size_t)snprintf(
+			    g->piece + n, sizeof(g->piece) - n,
+			    "{\"channel\":\"/topic/Big\",\"data\":{\"event\":{"
+			    "\"replayId\":%zu},\"sobject\":{\"Description\":\"",
+			    g->ids);
+			memset(g->piece + n, 'a' + (int)(g->ids % 26), 40000);
+			n += 40000;
+			memcpy(g->piece + n, "\"}}}", 4);
+			n += 4;
+			break;
+		}
+		t = (size_t)(rnd(&g->rng) % TEMPLATES);
+		memcpy(g->piece + n, g->tpl[t], g->tpl_len[t]);
+		for (k = 10, v = g->ids; k-- > 0; v /= 10)
+			g->piece[n + g->tpl_slot[t] + k] = (char)('0' + v % 10);
+		n += g->tpl_len[t];
+		break;
+	default:
+		g->phase = 3;
+		break;
+	}
+	g->len = n;
+}
+
+/* Up to want bytes of the body into out; 0 once it is all out. */
+static size_t
+gen_fill(struct bodygen *g, char *out, size_t want)
+{
+	size_t got = 0, k;
+
+	while (got < want) {
+		if (g->off == g->len) {
+			if (g->phase == 3)
+				break;
+			gen_next_piece(g);
+			if (g->len == 0)
+				break;
+		}
+		k = g->len - g->off;
+		if (k > want - got)
+			k = want - got;
+		memcpy(out + got, g->piece + g->off, k);
+		g->off += k;
+		g->produced += k;
+		got += k;
+	}
+	return got;
+}
+
+struct counter {
+	struct bayeux_stream *s;
+	size_t n;
+	size_t max_cap;
+	int out_of_order;
+};
+
+static int
+count_cb(void *arg, const struct bayeux_msg *m)
+{
+	struct counter *c = arg;
+	size_t cap = bayeux_stream_buffer_capacity(c->s);
+
+	c->n++;
+	if (strtoull(m->ev.position, NULL, 10) != c->n)
+		c->out_of_order = 1;
+	if (cap > c->max_cap)
+		c->max_cap = cap;
+	return 0;
+}
+
+static void
+test_memory_bound_100mb(void **state)
+{
+	const size_t max_msg = 64 * 1024;
+	struct bodygen *g = calloc(1, sizeof(*g));
+	struct counter c = {0};
+	struct bayeux_stream *s;
+	char *chunk = xmalloc(65536);
+	size_t n, cap, total = 0;
+
+	(void)state;
+	assert_non_null(g);
+	gen_init(g, 99, (size_t)100 * 1024 * 1024);
+	s = bayeux_stream_new(max_msg, count_cb, &c);
+	assert_non_null(s);
+	c.s = s;
+	while ((n = gen_fill(g, chunk, rnd_range(&g->rng, 1, 65536))) > 0) {
+		if (bayeux_stream_feed(s, chunk, n) != 0)
+			fail_msg("after %zu bytes: %s", total,
+			         bayeux_stream_errstr(s));
+		total += n;
+		cap = bayeux_stream_buffer_capacity(s);
+		if (cap > c.max_cap)
+			c.max_cap = cap;
+	}
+	assert_int_equal(bayeux_stream_finish(s), 0);
+	assert_true(total > (size_t)100 * 1024 * 1024);
+	assert_int_equal(c.n, g->ids);
+	assert_int_equal(bayeux_stream_count(s), g->ids);
+	assert_false(c.out_of_order);
+	/* The 40 KiB events did need the buffer, and it stayed bounded. */
+	assert_true(c.max_cap >= 40000);
+	if (c.max_cap > 2 * max_msg + 512)
+		fail_msg("buffers reached %zu bytes for max_msg_bytes %zu",
+		         c.max_cap, max_msg);
+	bayeux_stream_free(s);
+	free(chunk);
+	free(g);
+}
+
+/* A 20 MB element against max_msg_bytes 1 MiB: refused once the limit is
+ * passed, long before the element ends, without holding it. */
+static void
+test_oversized_element(void **state)
+{
+	static const char head[] = "[{\"channel\":\"/u/Big\",\"data\":\"";
+	const size_t max_msg = (size_t)1 << 20, big = (size_t)20 << 20;
+	const size_t step = 64 * 1024;
+	struct run r = {0};
+	struct bayeux_stream *s;
+	size_t fed, n;
+	char *chunk = xmalloc(step), *whole;
+	int rc = 0;
+
+	(void)state;
+	/* Chunk by chunk. */
+	s = bayeux_stream_new(max_msg, record_cb, &r);
+	assert_non_null(s);
+	assert_int_equal(bayeux_stream_feed(s, head, sizeof(head) - 1), 0);
+	fed = sizeof(head) - 1;
+	memset(chunk, 'x', step);
+	while (fed < big && rc == 0) {
+		rc = bayeux_stream_feed(s, chunk, step);
+		fed += step;
+		assert_true(bayeux_stream_buffer_capacity(s) <=
+		            2 * max_msg + 512);
+	}
+	assert_int_equal(rc, -1);
+	assert_true(fed <= max_msg + 2 * step);
+	assert_non_null(strstr(bayeux_stream_errstr(s), "max_msg_bytes"));
+	assert_non_null(strstr(bayeux_stream_errstr(s), "element 0 at byte 1"));
+	assert_int_equal(bayeux_stream_feed(s, chunk, step), -1);
+	assert_int_equal(bayeux_stream_finish(s), -1);
+	bayeux_stream_free(s);
+
+	/* In one 20 MB chunk: refused without buffering a byte. */
+	whole = xmalloc(big);
+	memcpy(whole, head, sizeof(head) - 1);
+	memset(whole + sizeof(head) - 1, 'x', big - sizeof(head) - 3);
+	memcpy(whole + big - 3, "\"}]", 3);
+	s = bayeux_stream_new(max_msg, record_cb, &r);
+	assert_non_null(s);
+	assert_int_equal(bayeux_stream_feed(s, whole, big), -1);
+	assert_non_null(strstr(bayeux_stream_errstr(s), "max_msg_bytes"));
+	assert_int_equal(bayeux_stream_buffer_capacity(s), 0);
+	bayeux_stream_free(s);
+
+	/* A run of '[' is refused at the nesting limit, not buffered. */
+	s = bayeux_stream_new(max_msg, record_cb, &r);
+	assert_non_null(s);
+	assert_int_equal(
+	    bayeux_stream_feed(s, "[{\"channel\":\"/u/D\",\"d\":", 23), 0);
+	memset(chunk, '[', step);
+	for (n = 0, rc = 0; rc == 0 && n < 100; n++)
+		rc = bayeux_stream_feed(s, chunk + n, 1);
+	assert_int_equal(rc, -1);
+	assert_true(n < 64);
+	assert_non_null(strstr(bayeux_stream_errstr(s), "too deep"));
+	bayeux_stream_free(s);
+
+	assert_int_equal(r.n, 0);
+	free(whole);
+	free(chunk);
+}
+
+/*
+ * The worst case for the bound: an element of exactly max_msg_bytes that
+ * straddles chunks (so it is buffered) and is nearly all one string the
+ * decoder must decode and keep (createdDate of a /topic/ event).
+ */
+static void
+test_memory_worst_case(void **state)
+{
+	static const char head[] =
+	    "[{\"channel\":\"/topic/"
+	    "W\",\"data\":{\"event\":{\"createdDate\":\"";
+	static const char tail[] = "\"}}}]";
+	const size_t max_msg = 100000;
+	const size_t body_len = 1 + max_msg + 1;
+	char *body = xmalloc(body_len);
+	const struct plan plans[] = {
+	    {PLAN_FIXED, 4096, 0}, {PLAN_FIXED, 1, 0}, {PLAN_WHOLE, 0, 0}};
+	size_t i, fill = body_len - (sizeof(head) - 1) - (sizeof(tail) - 1);
+	char err[256];
+
+	(void)state;
+	memcpy(body, head, sizeof(head) - 1);
+	memset(body + sizeof(head) - 1, 'd', fill);
+	memcpy(body + body_len - (sizeof(tail) - 1), tail, sizeof(tail) - 1);
+	for (i = 0; i < ARRAY_LEN(plans); i++) {
+		struct run r = {0};
+
+		assert_int_equal(stream_decode(body, body_len, max_msg,
+		                               &plans[i], &r, err, sizeof(err),
+		                               NULL),
+		                 0);
+		assert_int_equal(r.n, 1);
+		assert_int_equal(strlen(r.v[0].ev.created), fill);
+		if (r.max_cap > 2 * max_msg + 512)
+			fail_msg("plan %zu: buffers reached %zu bytes for "
+			         "max_msg_bytes %zu",
+			         i, r.max_cap, max_msg);
+		run_clear(&r);
+	}
+	free(body);
+}
+
+/* An element of exactly max_msg_bytes passes; one byte more does not,
+ * however it is cut. */
+static void
+test_max_msg_exact(void **state)
+{
+	static const char body[] =
+	    "[ {\"channel\":\"/topic/X\",\"data\":{\"a\":[1,2,\"}\"]}} ]";
+	const size_t elem = sizeof(body) - 1 - 4; /* without "[ " and " ]" */
+	const struct plan plans[] = {
+	    {PLAN_WHOLE, 0, 0}, {PLAN_FIXED, 1, 0}, {PLAN_FIXED, 7, 0}};
+	size_t i, k;
+	char err[256];
+
+	(void)state;
+	for (i = 0; i < ARRAY_LEN(plans); i++) {
+		struct run r = {0};
+
+		assert_int_equal(stream_decode(body, sizeof(body) - 1, elem,
+		                               &plans[i], &r, err, sizeof(err),
+		                               NULL),
+		                 0);
+		assert_int_equal(r.n, 1);
+		run_clear(&r);
+		assert_int_equal(stream_decode(body, sizeof(body) - 1, elem - 1,
+		                               &plans[i], &r, err, sizeof(err),
+		                               NULL),
+		                 -1);
+		assert_non_null(strstr(err, "max_msg_bytes"));
+		assert_non_null(strstr(err, "at byte 2"));
+		assert_int_equal(r.n, 0);
+		run_clear(&r);
+	}
+	for (k = 0; k <= sizeof(body) - 1; k++) {
+		const struct plan split = {PLAN_SPLIT, k, 0};
+		struct run r = {0};
+
+		assert_int_equal(stream_decode(body, sizeof(body) - 1, elem,
+		                               &split, &r, err, sizeof(err),
+		                               NULL),
+		                 0);
+		run_clear(&r);
+		assert_int_equal(stream_decode(body, sizeof(body) - 1, elem - 1,
+		                               &split, &r, err, sizeof(err),
+		                               NULL),
+		                 -1);
+		run_clear(&r);
+	}
+}
+
+/* ---- malformed bodies --------------------------------------------------- */
+
+struct bad_case {
+	const char *name;
+	const char *body;
+	size_t len; /* 0: strlen(body) */
+	const char *err_has;
+};
+
+/* The malformed table of test_bayeux_msg.c, body for body; the stream's
+ * reasons carry the same words. */
+static const struct bad_case bad_cases[] = {
+    {"not json", "hello, world", 0, "invalid JSON"},
+    {"html error page", "<html><body>503</body></html>", 0, "invalid JSON"},
+    {"whitespace only", " \r\n\t ", 0, "empty body"},
+    {"truncated array", "[{\"channel\":\"/meta/connect\",\"succ", 0,
+     "truncated"},
+    {"unclosed array", "[", 0, "truncated"},
+    {"trailing comma", "[{\"channel\":\"/meta/connect\"},]", 0, "invalid JSON"},
+    {"trailing garbage", "[] x", 0, "invalid JSON"},
+    {"two documents", "[][]", 0, "invalid JSON"},
+    {"embedded NUL", "[]\0[]", 5, "invalid JSON"},
+    {"object body", "{\"channel\":\"/meta/connect\"}", 0, "not a JSON array"},
+    {"string body", "\"[]\"", 0, "not a JSON array"},
+    {"number body", "42", 0, "not a JSON array"},
+    {"null body", "null", 0, "not a JSON array"},
+    {"element is a number", "[{\"channel\":\"/meta/connect\"},5]", 0,
+     "element 1 is not a JSON object"},
+    {"element is an array", "[[]]", 0, "element 0 is not a JSON object"},
+    {"element is null", "[null]", 0, "element 0 is not a JSON object"},
+    {"missing channel", "[{\"channel\":\"/meta/connect\"},{\"id\":\"1\"}]", 0,
+     "element 1 has no \"channel\""},
+    {"null channel", "[{\"channel\":null}]", 0, "element 0 has no \"channel\""},
+    {"numeric channel",
+     "[{\"channel\":\"/u/X\"},{\"channel\":\"/u/Y\"},{\"channel\":7}]", 0,
+     "element 2: \"channel\" is not a string"},
+    {"object channel", "[{\"channel\":{\"name\":\"/topic/X\"}}]", 0,
+     "element 0: \"channel\" is not a string"},
+    {"empty channel", "[{\"channel\":\"\"}]", 0,
+     "element 0: \"channel\" is empty"},
+    {"NaN in data", "[{\"channel\":\"/topic/T\",\"data\":NaN}]", 0,
+     "invalid JSON"},
+    {"Infinity in data",
+     "[{\"channel\":\"/topic/T\",\"data\":{\"n\":-Infinity}}]", 0,
+     "invalid JSON"},
+    {"number with trailing dot",
+     "[{\"channel\":\"/topic/T\",\"data\":{\"n\":1.}}]", 0, "invalid JSON"},
+    {"number with leading zero",
+     "[{\"channel\":\"/topic/T\",\"data\":{\"n\":0625000.5}}]", 0,
+     "invalid JSON"},
+    {"exponent without digits",
+     "[{\"channel\":\"/topic/T\",\"data\":{\"n\":1e}}]", 0, "invalid JSON"},
+    {"channel with a NUL", "[{\"channel\":\"\\u0000/topic/T\"}]", 0,
+     "\"channel\" holds a NUL"},
+    /* More of the stream's own. */
+    {"empty", "", 0, "empty body"},
+    {"missing comma", "[{\"channel\":\"/u/A\"} {\"channel\":\"/u/B\"}]", 0,
+     "expected ',' or ']' after element 0"},
+    {"leading comma", "[,{\"channel\":\"/u/A\"}]", 0, "invalid JSON at byte 1"},
+    {"cut inside an event", "[{\"channel\":\"/u/A\",\"data\":{\"x\":[1,2", 0,
+     "truncated JSON body (35 bytes)"},
+    {"cut after an event", "[{\"channel\":\"/u/A\"}", 0, "truncated"},
+    {"cut after a comma", "[{\"channel\":\"/u/A\"},", 0, "truncated"},
+    {"channel twice, last null", "[{\"channel\":\"/u/A\",\"channel\":null}]", 0,
+     "has no \"channel\""},
+    {"element cut by the array's end", "[{\"channel\":\"/u/A\"]", 0,
+     "invalid JSON"},
+    {"unbalanced brackets in the element",
+     "[{\"channel\":\"/u/A\",\"data\":[}]]", 0, "invalid JSON"},
+};
+
+static void
+test_malformed(void **state)
+{
+	const struct plan plans[] = {{PLAN_WHOLE, 0, 0}, {PLAN_FIXED, 1, 0}};
+	char err[256], ref_err[256];
+	size_t i, j, len;
+
+	(void)state;
+	for (i = 0; i < ARRAY_LEN(bad_cases); i++) {
+		const struct bad_case *c = &bad_cases[i];
+		struct run r = {0};
+
+		len = c->len ? c->len : strlen(c->body);
+		/* Both decoders refuse. */
+		if (ref_decode(c->body, len, &r, ref_err, sizeof(ref_err)) == 0)
+			fail_msg("%s: bayeux_decode accepts it", c->name);
+		run_clear(&r);
+		for (j = 0; j < ARRAY_LEN(plans); j++) {
+			if (stream_decode(c->body, len, BIG_MAX, &plans[j], &r,
+			                  err, sizeof(err), NULL) == 0)
+				fail_msg("%s: decoded", c->name);
+			if (strstr(err, c->err_has) == NULL)
+				fail_msg("%s: error \"%s\" lacks \"%s\"",
+				         c->name, err, c->err_has);
+			run_clear(&r);
+		}
+	}
+}
+
+/* Every cut of a good body before its closing bracket is truncated (what
+ * was delivered is a prefix of the whole); from the bracket on it is
+ * whole. */
+static void
+test_truncated_prefixes(void **state)
+{
+	const struct plan whole = {PLAN_WHOLE, 0, 0};
+	size_t len, k, end, i;
+	char *body = load_data("batch_connect_first.json", &len);
+	struct run full = {0};
+	char err[256];
+
+	(void)state;
+	assert_int_equal(stream_decode(body, len, BIG_MAX, &whole, &full, err,
+	                               sizeof(err), NULL),
+	                 0);
+	assert_int_equal(full.n, 4);
+	end = (size_t)(strrchr(body, ']') - body) + 1;
+	for (k = 0; k < end; k++) {
+		struct run r = {0};
+
+		assert_int_equal(stream_decode(body, k, BIG_MAX, &whole, &r,
+		                               err, sizeof(err), NULL),
+		                 -1);
+		if (strstr(err, k == 0 ? "empty body" : "truncated") == NULL)
+			fail_msg("cut at %zu: %s", k, err);
+		assert_true(r.n <= full.n);
+		for (i = 0; i < r.n; i++)
+			expect_str("prefix", "channel", full.v[i].channel,
+			           r.v[i].channel);
+		run_clear(&r);
+	}
+	for (k = end; k <= len; k++) {
+		struct run r = {0};
+
+		assert_int_equal(stream_decode(body, k, BIG_MAX, &whole, &r,
+		                               err, sizeof(err), NULL),
+		                 0);
+		expect_identical("whole", &full, &r);
+		run_clear(&r);
+	}
+	run_clear(&full);
+	free(body);
+}
+
+/* ---- strictness ---------------------------------------------------------- */
+
+/* Bodies json-c takes even with JSON_TOKENER_STRICT, RFC 8259 does not:
+ * the stream refuses them. Each is checked to really be such a body
+ * (whatever bayeux_decode, which screens some of them, makes of it). */
+static const char *const jsonc_lenient[] = {
+    "[{\"channel\":\"/u/A\",\"data\":NaN}]",
+    "[{\"channel\":\"/u/A\",\"data\":Infinity}]",
+    "[{\"channel\":\"/u/A\",\"data\":{\"x\":-Infinity}}]",
+    "[{\"channel\":\"/u/A\",\"data\":00}]",
+    "[{\"channel\":\"/u/A\",\"data\":-01}]",
+    "[{\"channel\":\"/u/A\",\"data\":-00}]",
+    "[{\"channel\":\"/u/A\",\"data\":{\"n\":0625000.5}}]",
+    "[{\"channel\":\"/u/A\",\"data\":{\"n\":1.}}]",
+    "[{\"channel\":\"/u/A\",\"data\":{\"n\":1.e5}}]",
+    "[{\"channel\":\"/u/A\",\"data\":{\"n\":-.5}}]",
+    "[{\"channel\":\"/u/A\",\"data\":{\"event\":{\"replayId\":-01}}}]",
+    "[{\"channel\":\"/u/A\",\"data\":\"tab\there\"}]",
+    "[{\"channel\":\"/u/A\",\"data\":\"new\nline\"}]",
+    "[{\"channel\":\"/u/A\",\"data\":\"\x01\x1f\"}]",
+    "[{\"channel\":\"/u/\x7f\x01\"}]",
+    "[{\"chan\x02nel\":\"/u/A\",\"channel\":\"/u/B\"}]",
+    "[{'channel':\"/u/A\"}]",
+    "[{\"channel\":\"/u/A\",\"data\":{'k':1}}]",
+    "[{\"channel\":\"/meta/connect\",\"advice\":{\"timeout\":-0.}}]",
+};
+
+/* Bodies both decoders refuse. */
+static const char *const both_refuse[] = {
+    "[{\"channel\":\"/u/A\",\"data\":01}]",
+    "[{\"channel\":\"/u/A\",\"data\":{\"a\":1,}}]",
+    "[{\"channel\":\"/u/A\",\"data\":[1,]}]",
+    "[{\"channel\":\"/u/A\",\"data\":[,1]}]",
+    "[{\"channel\":\"/u/A\",\"data\":\"\\x41\"}]",
+    "[{\"channel\":\"/u/A\",\"data\":\"\\u12G4\"}]",
+    "[{\"channel\":\"/u/A\",\"data\":\"\\u12\"}]",
+    "[{\"channel\":\"/u/A\",\"data\":\"\\\"}]",
+    "[{\"channel\":\"/u/A\",\"data\":+1}]",
+    "[{\"channel\":\"/u/A\",\"data\":.5}]",
+    "[{\"channel\":\"/u/A\",\"data\":0x10}]",
+    "[{\"channel\":\"/u/A\",\"data\":1e}]",
+    "[{\"channel\":\"/u/A\",\"data\":1e+}]",
+    "[{\"channel\":\"/u/A\",\"data\":-}]",
+    "[{\"channel\":\"/u/A\",\"data\":1.5.5}]",
+    "[{\"channel\":\"/u/A\",\"data\":True}]",
+    "[{\"channel\":\"/u/A\",\"data\":nul}]",
+    "[{\"channel\":\"/u/A\",\"data\":nulls}]",
+    "[{\"channel\":\"/u/A\",\"data\":/**/1}]",
+    "[{\"channel\":\"/u/A\",\"data\":'x'}]",
+    "[{\"channel\":\"/u/A\",\"data\":\f1}]",
+    "[{\"channel\":\"/u/A\",\"data\":\v1}]",
+    "[{channel:\"/u/A\"}]",
+    "[{\"channel\" \"/u/A\"}]",
+    "[{\"channel\":\"/u/A\" \"data\":1}]",
+    "[{\"channel\":\"/u/A\",\"data\":[1 2]}]",
+    "\xef\xbb\xbf[]",
+};
+
+/* Whether json-c, in the strict mode and with the depth bayeux_decode
+ * uses, takes the whole of s as one document. */
+static int
+jsonc_takes(const char *s, size_t n)
+{
+	struct json_tokener *tok = json_tokener_new_ex(64);
+	json_object *o;
+	int ok;
+
+	assert_non_null(tok);
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+	o = json_tokener_parse_ex(tok, s, (int)n);
+	ok = json_tokener_get_error(tok) == json_tokener_success &&
+	     json_tokener_get_parse_end(tok) == n;
+	json_object_put(o);
+	json_tokener_free(tok);
+	return ok;
+}
+
+static void
+test_strict_json(void **state)
+{
+	char err[256];
+	size_t i, len;
+	struct run r = {0};
+	const struct plan plans[] = {{PLAN_WHOLE, 0, 0}, {PLAN_FIXED, 1, 0}};
+	size_t j;
+
+	(void)state;
+	for (i = 0; i < ARRAY_LEN(jsonc_lenient); i++) {
+		const char *b = jsonc_lenient[i];
+
+		len = strlen(b);
+		/* Explicitly one of the cases the header lists. */
+		if (body_strict(b, len))
+			fail_msg("%s: is strict JSON", b);
+		if (!jsonc_takes(b, len))
+			fail_msg("%s: json-c refuses it", b);
+		for (j = 0; j < ARRAY_LEN(plans); j++) {
+			if (stream_decode(b, len, BIG_MAX, &plans[j], &r, err,
+			                  sizeof(err), NULL) == 0)
+				fail_msg("%s: the stream accepts it", b);
+			if (strstr(err, "invalid JSON") == NULL)
+				fail_msg("%s: %s", b, err);
+			assert_int_equal(r.n, 0);
+			run_clear(&r);
+		}
+	}
+	for (i = 0; i < ARRAY_LEN(both_refuse); i++) {
+		const char *b = both_refuse[i];
+
+		len = strlen(b);
+		assert_false(body_strict(b, len));
+		assert_false(jsonc_takes(b, len));
+		if (ref_decode(b, len, &r, err, sizeof(err)) == 0)
+			fail_msg("%s: bayeux_decode accepts it", b);
+		run_clear(&r);
+		for (j = 0; j < ARRAY_LEN(plans); j++) {
+			if (stream_decode(b, len, BIG_MAX, &plans[j], &r, err,
+			                  sizeof(err), NULL) == 0)
+				fail_msg("%s: the stream accepts it", b);
+			run_clear(&r);
+		}
+	}
+}
+
+/* Bad bodies whose elements cannot be delimited by bracket counting: an
+ * open string, brackets that never close, a syntax error before a run of
+ * brackets. */
+static const char *const undelimited[] = {
+    "[\n  {\n    \"ext\": {\"replay\": true},\n   replayIdId\": \"2n1e\",\n"
+    "    \"channel\": \"/meta/handshake\"\n  }\n]\n",
+    "[{\"channel\":\"/u/A\",\"data\":\"open string}]",
+    "[{\"channel\":\"/u/A\",\"data\":[[[{\"a\":1}]]}]",
+    "[{\"channel\":\"/u/A\",\"data\":x[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["
+    "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[",
+    "[{\"channel\":\"/u/A\",\"data\":[1,2,,\"]}]\"",
+    "[{\"channel\":\"/u/A\",\"da\\u00zz\":1}]",
+};
+
+/* However a bad body is cut, the same error, byte offset included. */
+static void
+test_same_error_however_cut(void **state)
+{
+	const struct plan whole = {PLAN_WHOLE, 0, 0};
+	char err0[256], err[256], ctx[96];
+	const char *list[ARRAY_LEN(bad_cases) + ARRAY_LEN(jsonc_lenient) +
+	                 ARRAY_LEN(both_refuse) + ARRAY_LEN(undelimited)];
+	size_t lens[ARRAY_LEN(list)];
+	size_t n = 0, i, k, max;
+
+	(void)state;
+	for (i = 0; i < ARRAY_LEN(bad_cases); i++) {
+		list[n] = bad_cases[i].body;
+		lens[n++] = bad_cases[i].len ? bad_cases[i].len
+		                             : strlen(bad_cases[i].body);
+	}
+	for (i = 0; i < ARRAY_LEN(jsonc_lenient); i++, n++)
+		lens[n] = strlen(list[n] = jsonc_lenient[i]);
+	for (i = 0; i < ARRAY_LEN(both_refuse); i++, n++)
+		lens[n] = strlen(list[n] = both_refuse[i]);
+	for (i = 0; i < ARRAY_LEN(undelimited); i++, n++)
+		lens[n] = strlen(list[n] = undelimited[i]);
+	for (i = 0; i < n; i++) {
+		/* With a roomy limit, and with one the element just passes. */
+		for (max = BIG_MAX; max != 0; max = max == BIG_MAX ? 40 : 0) {
+			struct run r0 = {0};
+
+			assert_int_equal(stream_decode(list[i], lens[i], max,
+			                               &whole, &r0, err0,
+			                               sizeof(err0), NULL),
+			                 -1);
+			for (k = 0; k <= lens[i]; k++) {
+				const struct plan split = {PLAN_SPLIT, k, 0};
+				struct run r = {0};
+
+				snprintf(ctx, sizeof(ctx),
+				         "case %zu max %zu cut %zu", i, max, k);
+				expect_long(ctx, "rc", -1,
+				            stream_decode(list[i], lens[i], max,
+				                          &split, &r, err,
+				                          sizeof(err), NULL));
+				expect_str(ctx, "error", err0, err);
+				expect_identical(ctx, &r0, &r);
+				run_clear(&r);
+			}
+			run_clear(&r0);
+		}
+	}
+}
+
+/* Strict bodies at the edges, where both must agree exactly. */
+static const char *const agree[] = {
+    /* surrogates: pairs decode, any other becomes U+FFFD, as in json-c */
+    "[{\"channel\":\"/u/\\ud83d\\ude00\",\"data\":{\"event\":{"
+    "\"createdDate\":\"\\ud800\",\"replayId\":1}}}]",
+    "[{\"channel\":\"/topic/\\udc00x\\ud800\\ud800\\udc00\\ud800\\u0041\","
+    "\"data\":{\"event\":{\"type\":\"\\ud800\\n\",\"createdDate\":"
+    "\"\\ud800\\\\u\",\"replayId\":2}}}]",
+    "[{\"channel\":\"/topic/\\uD83D\\uDE00\\uDBFF\\uDFFF\",\"data\":{"
+    "\"event\":{\"type\":\"\\ud800\\\"\",\"replayId\":3}}}]",
+    /* raw bytes >= 0x80 are not checked as UTF-8 */
+    "[{\"channel\":\"/u/\xff\xfe\xc3\",\"data\":{\"event\":{\"createdDate\":"
+    "\"\x80\",\"replayId\":4}}}]",
+    /* escaped NUL inside extracted strings (not the channel) */
+    "[{\"channel\":\"/topic/T\",\"data\":{\"event\":{\"createdDate\":"
+    "\"2025\\u0000x\",\"type\":\"\\u0000\",\"replayId\":\"5\\u0000\"}}}]",
+    /* every escape, in keys too */
+    "[{\"\\u0063hannel\":\"\\/topic\\/T\",\"d\\u0061ta\":{\"\\u0065vent\":{"
+    "\"replay\\u0049d\":6,\"typ\\u0065\":\"\\b\\f\\n\\r\\t\\\"\\\\\\/\"}}}]",
+    /* json-c cuts keys at U+0000 */
+    "[{\"channel\":\"/u/A\",\"channel\\u0000x\":\"/u/B\",\"data\\u0000\":{"
+    "\"event\\u0000zz\":{\"replayId\\u0000\":7}}}]",
+    "[{\"chan\\u0000nel\":\"/u/A\",\"channel\":\"/u/C\",\"data\":{\"ev"
+    "\\u0000ent\":{\"replayId\":8}}}]",
+    /* repeated keys: the last one counts, wholly */
+    "[{\"channel\":\"/u/A\",\"channel\":\"/topic/B\",\"data\":{\"event\":{"
+    "\"replayId\":9,\"type\":\"x\"},\"event\":{\"createdDate\":\"c\"}}}]",
+    "[{\"channel\":\"/topic/A\",\"data\":{\"event\":{\"replayId\":10}},"
+    "\"data\":null}]",
+    "[{\"channel\":\"/topic/A\",\"data\":null,\"data\":[1]}]",
+    "[{\"channel\":\"/topic/A\",\"data\":{\"event\":{\"replayId\":11,"
+    "\"replayId\":\"x\",\"type\":\"a\",\"type\":7}}}]",
+    "[{\"channel\":\"/data/X\",\"data\":{\"payload\":{\"ChangeEventHeader\":"
+    "{\"commitTimestamp\":0,\"changeType\":\"A\"},\"ChangeEventHeader\":5},"
+    "\"event\":{\"replayId\":12}}}]",
+    "[{\"channel\":\"/data/X\",\"data\":{\"payload\":{\"ChangeEventHeader\":"
+    "{\"commitTimestamp\":1,\"commitTimestamp\":-0}},\"payload\":{"
+    "\"ChangeEventHeader\":{\"commitTimestamp\":86400000}},\"event\":{"
+    "\"replayId\":13}}}]",
+    /* the wanted members only at their own place */
+    "[{\"channel\":\"/topic/A\",\"replayId\":1,\"event\":{\"replayId\":2},"
+    "\"data\":{\"x\":{\"event\":{\"replayId\":3}},\"sobject\":{\"channel\":"
+    "\"/u/Z\"}}}]",
+    "[{\"channel\":\"/event/E\",\"data\":{\"payload\":[{\"CreatedDate\":"
+    "\"x\"}],\"event\":[{\"replayId\":1}]}}]",
+    "[{\"channel\":\"/event/E\",\"data\":\"{\\\"event\\\":{\\\"replayId\\\":1}}"
+    "\"}]",
+    /* numbers: big, tiny, exponents, -0 */
+    "[{\"channel\":\"/topic/A\",\"data\":{\"event\":{\"replayId\":-0},\"n\":"
+    "[1e999,-1e-999,1E+2,0.0,-0.0,123456789012345678901234567890.5]}}]",
+    "[{\"channel\":\"/topic/A\",\"data\":{\"event\":{\"replayId\":"
+    "9223372036854775807},\"m\":-9223372036854775808}}]",
+    "[{\"channel\":\"/topic/A\",\"data\":{\"event\":{\"replayId\":"
+    "18446744073709551615}}}]",
+    "[{\"channel\":\"/data/A\",\"data\":{\"payload\":{\"ChangeEventHeader\":"
+    "{\"commitTimestamp\":9223372036854775808}}}}]",
+    "[{\"channel\":\"/data/A\",\"data\":{\"payload\":{\"ChangeEventHeader\":"
+    "{\"commitTimestamp\":-9223372036854775809}}}}]",
+    "[{\"channel\":\"/data/A\",\"data\":{\"payload\":{\"ChangeEventHeader\":"
+    "{\"commitTimestamp\":99999999999999999999999}}}}]",
+    "[{\"channel\":\"/data/A\",\"data\":{\"payload\":{\"ChangeEventHeader\":"
+    "{\"commitTimestamp\":1e3,\"changeType\":null}}}}]",
+    /* whitespace wherever RFC 8259 allows it */
+    " \r\n\t[ \n{ \"channel\" :\t\"/u/A\" ,\r\n \"data\" : { \"event\" : "
+    "{ \"replayId\" : 14 } , \"k\" : [ ] , \"o\" : { } } } , { \"channel\""
+    ":\"/meta/connect\" , \"successful\" : true } \n] \r\n\t",
+    /* data of every type */
+    "[{\"channel\":\"/u/A\",\"data\":\"s\"},{\"channel\":\"/u/A\",\"data\":"
+    "1.5},{\"channel\":\"/u/A\",\"data\":true},{\"channel\":\"/u/A\","
+    "\"data\":[]},{\"channel\":\"/u/A\",\"data\":{}},{\"channel\":\"/u/A\","
+    "\"data\":false}]",
+    /* meta replies among events, odd shapes */
+    "[{\"channel\":\"/meta/handshake\",\"successful\":true,\"clientId\":"
+    "\"c\\u0041\",\"ext\":{\"replay\":true},\"advice\":{\"reconnect\":"
+    "\"none\",\"interval\":5,\"timeout\":9223372036854775807}},{\"channel\":"
+    "\"/topic/A\",\"data\":{\"event\":{\"replayId\":15}}},{\"channel\":"
+    "\"/meta/subscribe\",\"error\":\"403::x\",\"subscription\":\"/u/A\","
+    "\"ext\":{\"sfdc\":{\"failureReason\":\"401::y\"}}}]",
+    "[{\"channel\":\"/meta/\"},{\"channel\":\"/meta\"},{\"channel\":\"/\"},"
+    "{\"channel\":\"x\"}]",
+};
+
+static void
+test_agree_on_edges(void **state)
+{
+	const struct plan plans[] = {
+	    {PLAN_WHOLE, 0, 0}, {PLAN_FIXED, 1, 0}, {PLAN_FIXED, 3, 0}};
+	char ctx[64];
+	size_t i, j;
+
+	(void)state;
+	for (i = 0; i < ARRAY_LEN(agree); i++) {
+		assert_true(body_strict(agree[i], strlen(agree[i])));
+		for (j = 0; j < ARRAY_LEN(plans); j++) {
+			snprintf(ctx, sizeof(ctx), "agree[%zu] plan %zu", i, j);
+			expect_same_as_reference(ctx, agree[i],
+			                         strlen(agree[i]), &plans[j]);
+		}
+	}
+}
+
+/* Where the header says the two differ, on strict bodies. */
+static void
+test_documented_differences(void **state)
+{
+	static const char big_id[] =
+	    "[{\"channel\":\"/topic/A\",\"data\":{\"event\":{\"replayId\":"
+	    "99999999999999999999}}},{\"channel\":\"/topic/A\",\"data\":{"
+	    "\"event\":{\"replayId\":-99999999999999999999}}}]";
+	static const char *const nul_channels[] = {
+	    "[{\"channel\":\"\\u0000/topic/T\"}]",
+	    "[{\"channel\":\"/topic/T\\u0000x\",\"data\":{}}]",
+	    "[{\"channel\":\"/meta/connect\\u0000\"}]",
+	};
+	const struct plan whole = {PLAN_WHOLE, 0, 0};
+	struct run want = {0}, got = {0};
+	char err[256];
+	size_t i;
+
+	(void)state;
+	/* A replayId beyond int64/uint64: json-c clamps, the stream keeps
+	 * the digits. */
+	assert_true(body_strict(big_id, strlen(big_id)));
+	assert_int_equal(
+	    ref_decode(big_id, strlen(big_id), &want, err, sizeof(err)), 0);
+	assert_int_equal(stream_decode(big_id, strlen(big_id), BIG_MAX, &whole,
+	                               &got, err, sizeof(err), NULL),
+	                 0);
+	assert_string_equal(want.v[0].ev.position, "18446744073709551615");
+	assert_string_equal(got.v[0].ev.position, "99999999999999999999");
+	assert_string_equal(want.v[1].ev.position, "-9223372036854775808");
+	assert_string_equal(got.v[1].ev.position, "-99999999999999999999");
+	/* Apart from the position the messages agree. */
+	for (i = 0; i < 2; i++) {
+		free((char *)(uintptr_t)want.v[i].ev.position);
+		want.v[i].ev.position = xstrdup(got.v[i].ev.position);
+	}
+	expect_like_reference("big replayId", &want, &got);
+	run_clear(&want);
+	run_clear(&got);
+
+	/* What came before a bad element has been delivered. */
+	{
+		static const char partly[] =
+		    "[{\"channel\":\"/u/A\",\"data\":{\"event\":{\"replayId\":"
+		    "1}}},{\"channel\":\"/meta/connect\",\"successful\":true},"
+		    "{\"channel\":\"/u/A\",\"data\":[1,,2]}]";
+
+		assert_int_equal(
+		    ref_decode(partly, strlen(partly), &want, err, sizeof(err)),
+		    -1);
+		assert_int_equal(want.n, 0);
+		assert_int_equal(stream_decode(partly, strlen(partly), BIG_MAX,
+		                               &whole, &got, err, sizeof(err),
+		                               NULL),
+		                 -1);
+		assert_int_equal(got.n, 2);
+		assert_string_equal(got.v[0].ev.position, "1");
+		assert_int_equal(got.v[1].kind, BAYEUX_MSG_META);
+		run_clear(&got);
+	}
+
+	/* As in bayeux_decode: a channel holding U+0000 fails the body. */
+	for (i = 0; i < ARRAY_LEN(nul_channels); i++) {
+		const char *b = nul_channels[i];
+
+		assert_true(body_strict(b, strlen(b)));
+		assert_int_equal(
+		    ref_decode(b, strlen(b), &want, err, sizeof(err)), -1);
+		assert_non_null(
+		    strstr(err, "element 0: \"channel\" holds a NUL"));
+		assert_int_equal(stream_decode(b, strlen(b), BIG_MAX, &whole,
+		                               &got, err, sizeof(err), NULL),
+		                 -1);
+		assert_non_null(
+		    strstr(err, "element 0: \"channel\" holds a NUL"));
+		assert_int_equal(got.n, 0);
+	}
+}
+
+/* ---- replayId and created ------------------------------------------------ */
+
+/* The replayId shapes of test_bayeux_msg.c, through both decoders. */
+static const char *const replay_ids[] = {
+    "1234",
+    "0",
+    "-1",
+    "9223372036854775807",
+    "-9223372036854775808",
+    "18446744073709551615",
+    "\"1234\"",
+    "\"-5\"",
+    "\"007\"",
+    "\"\"",
+    "\"-\"",
+    "\"--5\"",
+    "\"12a\"",
+    "\"+5\"",
+    "\" 5\"",
+    "\"5 \"",
+    "\"1\\u00002\"",
+    "\"\\u0661\\u0662\"",
+    "\"\\u0031\\u0032\"",
+    "1.5",
+    "1e3",
+    "-0.0",
+    "true",
+    "false",
+    "null",
+    "{}",
+    "{\"value\":5}",
+    "[1]",
+    "-0",
+};
+
+static void
+test_replay_id_shapes(void **state)
+{
+	const struct plan plans[] = {{PLAN_WHOLE, 0, 0}, {PLAN_FIXED, 1, 0}};
+	char body[512];
+	size_t i, j;
+
+	(void)state;
+	for (i = 0; i < ARRAY_LEN(replay_ids); i++) {
+		snprintf(body, sizeof(body),
+		         "[{\"channel\":\"/topic/AccountWatch\",\"data\":{"
+		         "\"event\":{\"createdDate\":\"2025-11-26T19:27:53."
+		         "000Z\",\"replayId\":%s,\"type\":\"updated\"},"
+		         "\"sobject\":{\"Id\":\"001xx000003DGb2AAG\"}}}]",
+		         replay_ids[i]);
+		for (j = 0; j < ARRAY_LEN(plans); j++)
+			expect_same_as_reference(replay_ids[i], body,
+			                         strlen(body), &plans[j]);
+	}
+}
+
+/* created for CDC, from commitTimestamp, against bayeux_decode: the edge
+ * values of test_bayeux_msg.c and a sweep over 1600..2500. */
+static void
+test_cdc_created(void **state)
+{
+	static const char *const edges[] = {
+	    "1764185273000",
+	    "0",
+	    "-1",
+	    "999",
+	    "-1000",
+	    "-1001",
+	    "951782400123",
+	    "1583020799500",
+	    "4102444799999",
+	    "4107542400000",
+	    "-2208988800000",
+	    "-62167219200000",
+	    "253402300799999",
+	    "-62167219200001",
+	    "253402300800000",
+	    "9223372036854775807",
+	    "-9223372036854775808",
+	    "18446744073709551615",
+	    "1764185273000.0",
+	    "\"1764185273000\"",
+	    "null",
+	    "true",
+	};
+	const struct plan whole = {PLAN_WHOLE, 0, 0};
+	const int64_t from = INT64_C(-11676096000000);
+	const int64_t to = INT64_C(16725225600000);
+	const int64_t step = INT64_C(97) * 86400000 + 3723001;
+	char body[512], ts[32];
+	int64_t ms;
+	size_t i;
+	int n = 0;
+
+	(void)state;
+	for (i = 0; i < ARRAY_LEN(edges); i++) {
+		snprintf(body, sizeof(body),
+		         "[{\"channel\":\"/data/AccountChangeEvent\",\"data\":{"
+		         "\"payload\":{\"ChangeEventHeader\":{\"changeType\":"
+		         "\"UPDATE\",\"commitTimestamp\":%s}},\"event\":{"
+		         "\"replayId\":1}}}]",
+		         edges[i]);
+		expect_same_as_reference(edges[i], body, strlen(body), &whole);
+	}
+	for (ms = from; ms <= to; ms += step) {
+		snprintf(ts, sizeof(ts), "%" PRId64, ms);
+		snprintf(body, sizeof(body),
+		         "[{\"channel\":\"/data/X\",\"data\":{\"payload\":{"
+		         "\"ChangeEventHeader\":{\"commitTimestamp\":%s}}}}]",
+		         ts);
+		expect_same_as_reference(ts, body, strlen(body), &whole);
+		n++;
+	}
+	assert_true(n > 3000);
+}
+
+/* ---- the payload is the original text ------------------------------------ */
+
+static void
+test_payload_is_raw_slice(void **state)
+{
+	static const char *const datas[] = {
+	    "{ \"a\" : \"x\\u00e9\\/\" , \"b\":[1, 2.50 ,-0] }",
+	    "\"just a string\"",
+	    "[]",
+	    "12.5e-3",
+	    "{\"event\":{\"replayId\":\"7\"},\"k\":\"\\ud800\"}",
+	    "false",
+	};
+	const struct plan plans[] = {{PLAN_WHOLE, 0, 0}, {PLAN_FIXED, 1, 0}};
+	char body[512], err[256];
+	size_t i, j;
+
+	(void)state;
+	for (i = 0; i < ARRAY_LEN(datas); i++) {
+		snprintf(body, sizeof(body),
+		         "[{\"channel\":\"/topic/T\",\"data\" : %s }]",
+		         datas[i]);
+		for (j = 0; j < ARRAY_LEN(plans); j++) {
+			struct run r = {0};
+
+			assert_int_equal(stream_decode(body, strlen(body),
+			                               BIG_MAX, &plans[j], &r,
+			                               err, sizeof(err), NULL),
+			                 0);
+			assert_int_equal(r.n, 1);
+			assert_int_equal(r.v[0].ev.payload_len,
+			                 strlen(datas[i]));
+			assert_memory_equal(r.v[0].ev.payload, datas[i],
+			                    strlen(datas[i]));
+			run_clear(&r);
+		}
+	}
+	/* No data, or null data: "{}". */
+	for (i = 0; i < 2; i++) {
+		const char *b = i == 0 ? "[{\"channel\":\"/topic/T\"}]"
+		                       : "[{\"channel\":\"/topic/T\",\"data\":"
+		                         "null}]";
+		struct run r = {0};
+
+		assert_int_equal(stream_decode(b, strlen(b), BIG_MAX, &plans[0],
+		                               &r, err, sizeof(err), NULL),
+		                 0);
+		assert_int_equal(r.v[0].ev.payload_len, 2);
+		assert_memory_equal(r.v[0].ev.payload, "{}", 2);
+		run_clear(&r);
+	}
+}
+
+/* ---- nesting ------------------------------------------------------------ */
+
+/* An event whose data nests `levels` arrays around `inner`; the body's
+ * depth is levels + 2 (+1 when inner is a value). */
+static char *
+deep_body(size_t levels, const char *inner, size_t *len)
+{
+	static const char head[] = "[{\"channel\":\"/topic/Deep\",\"data\":";
+	static const char tail[] = "}]";
+	size_t hl = sizeof(head) - 1, tl = sizeof(tail) - 1;
+	size_t il = strlen(inner);
+	char *s = xmalloc(hl + 2 * levels + il + tl + 1);
+
+	memcpy(s, head, hl);
+	memset(s + hl, '[', levels);
+	memcpy(s + hl + levels, inner, il);
+	memset(s + hl + levels + il, ']', levels);
+	memcpy(s + hl + 2 * levels + il, tail, tl + 1);
+	*len = hl + 2 * levels + il + tl;
+	return s;
+}
+
+static void
+test_nesting_limit(void **state)
+{
+	const struct plan plans[] = {{PLAN_WHOLE, 0, 0}, {PLAN_FIXED, 1, 0}};
+	static const struct {
+		size_t levels;
+		const char *inner;
+		int ok;
+	} cases[] = {
+	    {62, "", 1},  /* 64 levels */
+	    {61, "1", 1}, /* 63 containers and a scalar: 64 */
+	    {63, "", 0},  /* 65 */
+	    {62, "1", 0}, /* a scalar at level 65 */
+	    {62, "\"s\"", 0}, {61, "{}", 1}, {62, "{}", 0},
+	};
+	char err[256], ctx[64];
+	size_t i, j, len;
+	char *s;
+
+	(void)state;
+	for (i = 0; i < ARRAY_LEN(cases); i++) {
+		s = deep_body(cases[i].levels, cases[i].inner, &len);
+		for (j = 0; j < ARRAY_LEN(plans); j++) {
+			struct run r = {0};
+
+			snprintf(ctx, sizeof(ctx), "%zu levels + \"%s\"",
+			         cases[i].levels, cases[i].inner);
+			expect_same_as_reference(ctx, s, len, &plans[j]);
+			expect_long(ctx, "rc", cases[i].ok ? 0 : -1,
+			            stream_decode(s, len, BIG_MAX, &plans[j],
+			                          &r, err, sizeof(err), NULL));
+			if (!cases[i].ok && strstr(err, "too deep") == NULL)
+				fail_msg("%s: %s", ctx, err);
+			run_clear(&r);
+		}
+		free(s);
+	}
+	/* 100,000 levels: refused at level 65, whole or cut. */
+	s = deep_body(100000, "", &len);
+	for (j = 0; j < ARRAY_LEN(plans); j++) {
+		struct run r = {0};
+		size_t fed;
+
+		assert_int_equal(stream_decode(s, len, BIG_MAX, &plans[j], &r,
+		                               err, sizeof(err), &fed),
+		                 -1);
+		assert_non_null(strstr(err, "too deep"));
+		/* data's '[' number k is byte 32 + k, at level k + 2 */
+		assert_non_null(strstr(err, "at byte 95"));
+		if (plans[j].kind == PLAN_FIXED)
+			assert_int_equal(fed, 96);
+		run_clear(&r);
+	}
+	free(s);
+}
+
+/* ---- callbacks and lifecycle -------------------------------------------- */
+
+static void
+test_callback_stop(void **state)
+{
+	size_t len, k;
+	char *body = load_data("batch_connect_first.json", &len);
+	struct run r = {0};
+	struct bayeux_stream *s;
+
+	(void)state;
+	for (k = 0; k <= len; k++) {
+		s = bayeux_stream_new(BIG_MAX, record_cb, &r);
+		assert_non_null(s);
+		r.stop_at = 2;
+		/* Cut anywhere: the stop comes with the second message. */
+		if (bayeux_stream_feed(s, body, k) == 0)
+			assert_int_equal(
+			    bayeux_stream_feed(s, body + k, len - k), -1);
+		assert_string_equal(bayeux_stream_errstr(s),
+		                    "stopped by callback");
+		assert_int_equal(bayeux_stream_count(s), 2);
+		assert_int_equal(r.n, 2);
+		assert_int_equal(bayeux_stream_feed(s, "]", 1), -1);
+		assert_int_equal(bayeux_stream_finish(s), -1);
+		assert_string_equal(bayeux_stream_errstr(s),
+		                    "stopped by callback");
+
+		/* A reset makes it whole again. */
+		run_clear(&r);
+		bayeux_stream_reset(s);
+		assert_int_equal(bayeux_stream_count(s), 0);
+		assert_string_equal(bayeux_stream_errstr(s), "");
+		assert_int_equal(bayeux_stream_feed(s, body, len), 0);
+		assert_int_equal(bayeux_stream_finish(s), 0);
+		assert_int_equal(bayeux_stream_count(s), 4);
+		assert_int_equal(r.n, 4);
+		run_clear(&r);
+		bayeux_stream_free(s);
+	}
+	/* Stopping on a meta reply, the first message. */
+	s = bayeux_stream_new(BIG_MAX, record_cb, &r);
+	r.stop_at = 1;
+	assert_int_equal(bayeux_stream_feed(s, body, len), -1);
+	assert_int_equal(r.n, 1);
+	assert_int_equal(r.v[0].kind, BAYEUX_MSG_META);
+	run_clear(&r);
+	bayeux_stream_free(s);
+	free(body);
+}
+
+enum misdeed {
+	MIS_FREE,
+	MIS_FEED,
+	MIS_FINISH,
+	MIS_RESET,
+};
+
+struct misbehave {
+	struct bayeux_stream *s;
+	enum misdeed what;
+	size_t calls;
+	int inner_rc;
+};
+
+static int
+misbehave_cb(void *arg, const struct bayeux_msg *m)
+{
+	struct misbehave *mb = arg;
+
+	(void)m;
+	mb->calls++;
+	switch (mb->what) {
+	case MIS_FREE:
+		bayeux_stream_free(mb->s);
+		break;
+	case MIS_FEED:
+		mb->inner_rc = bayeux_stream_feed(mb->s, "]", 1);
+		break;
+	case MIS_FINISH:
+		mb->inner_rc = bayeux_stream_finish(mb->s);
+		break;
+	case MIS_RESET:
+		bayeux_stream_reset(mb->s);
+		mb->inner_rc = bayeux_stream_count(mb->s) == mb->calls ? 0 : 1;
+		break;
+	}
+	return 0;
+}
+
+static void
+test_callback_reentry(void **state)
+{
+	static const char body[] =
+	    "[{\"channel\":\"/u/A\"},{\"channel\":\"/meta/connect\"},"
+	    "{\"channel\":\"/u/B\"}]";
+	struct misbehave mb;
+	size_t k;
+
+	(void)state;
+	/* Freed from the callback, on an event and on a meta reply, whole
+	 * or cut: feed returns -1 and nothing leaks (ASan, valgrind). */
+	for (k = 0; k < 3; k++) {
+		memset(&mb, 0, sizeof(mb));
+		mb.what = MIS_FREE;
+		mb.s = bayeux_stream_new(BIG_MAX, misbehave_cb, &mb);
+		assert_non_null(mb.s);
+		if (k == 0) {
+			assert_int_equal(
+			    bayeux_stream_feed(mb.s, body, sizeof(body) - 1),
+			    -1);
+		} else {
+			/* k == 1: cut inside the 1st element; k == 2: the 2nd
+			 */
+			size_t cut = k == 1 ? 10 : 30;
+
+			assert_int_equal(bayeux_stream_feed(mb.s, body, cut),
+			                 k == 1 ? 0 : -1);
+			if (k == 1)
+				assert_int_equal(
+				    bayeux_stream_feed(mb.s, body + cut,
+				                       sizeof(body) - 1 - cut),
+				    -1);
+		}
+		assert_int_equal(mb.calls, 1);
+	}
+	/* feed, finish and reset from inside are refused or ignored. */
+	for (k = MIS_FEED; k <= MIS_RESET; k++) {
+		memset(&mb, 0, sizeof(mb));
+		mb.what = (enum misdeed)k;
+		mb.s = bayeux_stream_new(BIG_MAX, misbehave_cb, &mb);
+		assert_int_equal(
+		    bayeux_stream_feed(mb.s, body, sizeof(body) - 1), 0);
+		assert_int_equal(bayeux_stream_finish(mb.s), 0);
+		assert_int_equal(mb.calls, 3);
+		assert_int_equal(bayeux_stream_count(mb.s), 3);
+		if (k == MIS_RESET)
+			assert_int_equal(mb.inner_rc, 0);
+		else
+			assert_int_equal(mb.inner_rc, -1);
+		bayeux_stream_free(mb.s);
+	}
+}
+
+static void
+test_reset_reuse(void **state)
+{
+	static const char body[] =
+	    "[{\"channel\":\"/u/A\",\"data\":{\"k\":1}}]";
+	static const char head[] = "[{\"channel\":\"/u/A\",\"data\":\"";
+	struct run r = {0};
+	struct bayeux_stream *s = bayeux_stream_new(BIG_MAX, record_cb, &r);
+	size_t cap, i, big_len;
+	char *big;
+
+	(void)state;
+	assert_non_null(s);
+	assert_int_equal(bayeux_stream_buffer_capacity(s), 0);
+	/* Cut, so the buffer is used. */
+	assert_int_equal(bayeux_stream_feed(s, body, 10), 0);
+	assert_int_equal(bayeux_stream_feed(s, body + 10, sizeof(body) - 11),
+	                 0);
+	assert_int_equal(bayeux_stream_finish(s), 0);
+	cap = bayeux_stream_buffer_capacity(s);
+	assert_true(cap > 0 && cap <= 64 * 1024);
+	/* A reset mid-body drops the partial element; the buffers stay. */
+	for (i = 0; i < 3; i++) {
+		bayeux_stream_reset(s);
+		assert_int_equal(bayeux_stream_count(s), 0);
+		assert_int_equal(bayeux_stream_feed(s, body, 20), 0);
+		bayeux_stream_reset(s);
+		assert_int_equal(bayeux_stream_feed(s, body, sizeof(body) - 1),
+		                 0);
+		assert_int_equal(bayeux_stream_finish(s), 0);
+		assert_int_equal(bayeux_stream_count(s), 1);
+		assert_int_equal(bayeux_stream_buffer_capacity(s), cap);
+	}
+	/* After a 200 KiB element the reset lets the big buffer go. */
+	big_len = 200 * 1024;
+	big = xmalloc(big_len);
+	memcpy(big, head, sizeof(head) - 1);
+	memset(big + sizeof(head) - 1, 'z', big_len - sizeof(head) + 1 - 3);
+	memcpy(big + big_len - 3, "\"}]", 3);
+	bayeux_stream_reset(s);
+	assert_int_equal(bayeux_stream_feed(s, big, 100), 0);
+	assert_int_equal(bayeux_stream_feed(s, big + 100, big_len - 100), 0);
+	assert_int_equal(bayeux_stream_finish(s), 0);
+	assert_true(bayeux_stream_buffer_capacity(s) > 200 * 1024);
+	bayeux_stream_reset(s);
+	assert_true(bayeux_stream_buffer_capacity(s) <= 64 * 1024);
+	/* And it still works. */
+	assert_int_equal(bayeux_stream_feed(s, big, big_len), 0);
+	assert_int_equal(bayeux_stream_finish(s), 0);
+	assert_int_equal(r.n, 1 + 3 + 2);
+	run_clear(&r);
+	bayeux_stream_free(s);
+	free(big);
+}
+
+static int
+never_cb(void *arg, const struct bayeux_msg *m)
+{
+	(void)arg;
+	(void)m;
+	fail_msg("callback called");
+	return -1;
+}
+
+static void
+test_degenerate_args(void **state)
+{
+	struct bayeux_stream *s;
+
+	(void)state;
+	assert_null(bayeux_stream_new(0, never_cb, NULL));
+	assert_null(bayeux_stream_new(100, NULL, NULL));
+	assert_null(bayeux_stream_new(SIZE_MAX, never_cb, NULL));
+	bayeux_stream_free(NULL);
+	bayeux_stream_reset(NULL);
+	assert_int_equal(bayeux_stream_feed(NULL, "[]", 2), -1);
+	assert_int_equal(bayeux_stream_finish(NULL), -1);
+	assert_int_equal(bayeux_stream_count(NULL), 0);
+	assert_int_equal(bayeux_stream_buffer_capacity(NULL), 0);
+	assert_non_null(bayeux_stream_errstr(NULL));
+
+	s = bayeux_stream_new(1, never_cb, NULL);
+	assert_non_null(s);
+	/* Empty chunks are fine, anywhere. */
+	assert_int_equal(bayeux_stream_feed(s, NULL, 0), 0);
+	assert_int_equal(bayeux_stream_feed(s, " [", 2), 0);
+	assert_int_equal(bayeux_stream_feed(s, "", 0), 0);
+	assert_int_equal(bayeux_stream_feed(s, " ] \n", 4), 0);
+	assert_int_equal(bayeux_stream_finish(s), 0);
+	/* finish is a check: asking twice is fine. */
+	assert_int_equal(bayeux_stream_finish(s), 0);
+	assert_int_equal(bayeux_stream_feed(s, "\t", 1), 0);
+	assert_int_equal(bayeux_stream_finish(s), 0);
+	/* NULL data with a length. */
+	assert_int_equal(bayeux_stream_feed(s, NULL, 3), -1);
+	assert_string_equal(bayeux_stream_errstr(s), "no data");
+	/* max_msg_bytes 1: no element fits. */
+	bayeux_stream_reset(s);
+	assert_int_equal(bayeux_stream_feed(s, "[{}]", 4), -1);
+	assert_non_null(strstr(bayeux_stream_errstr(s), "max_msg_bytes (1)"));
+	bayeux_stream_free(s);
+}
+
+static void
+test_empty_bodies(void **state)
+{
+	static const char *const bodies[] = {"[]", " [ ] \n", "\r\n[\n]\r\n"};
+	const struct plan plans[] = {{PLAN_WHOLE, 0, 0}, {PLAN_FIXED, 1, 0}};
+	char err[64];
+	size_t i, j;
+
+	(void)state;
+	for (i = 0; i < ARRAY_LEN(bodies); i++) {
+		for (j = 0; j < ARRAY_LEN(plans); j++) {
+			struct run r = {0};
+
+			assert_int_equal(stream_decode(bodies[i],
+			                               strlen(bodies[i]), 1,
+			                               &plans[j], &r, err,
+			                               sizeof(err), NULL),
+			                 0);
+			assert_int_equal(r.n, 0);
+		}
+	}
+}
+
+/* Error texts name the byte, counted across chunks. */
+static void
+test_error_offsets(void **state)
+{
+	static const struct {
+		const char *body;
+		const char *want;
+	} cases[] = {
+	    {"[{\"channel\":\"/u/A\"},{\"channel\":\"/u/B\",\"data\":[1,,2]}]",
+	     "invalid JSON at byte 48: unexpected character"},
+	    {"[{\"channel\":\"/u/A\",\"data\":\"a\tb\"}]",
+	     "invalid JSON at byte 28: unescaped control character in string"},
+	    {"  x", "invalid JSON at byte 2: unexpected character"},
+	    {"[{\"channel\":\"/u/A\"}] ,", "invalid JSON at byte 21: trailing "
+	                                   "data"},
+	    {"[{\"channel\":\"/u/A\",\"data\":01}]",
+	     "invalid JSON at byte 27: invalid number"},
+	    {"[{\"channel\":\"/u/A\",\"data\":NaN}]",
+	     "invalid JSON at byte 26: NaN and Infinity are not JSON"},
+	    {"[{\"channel\":\"/u/A\",\"data\":{'k':1}}]",
+	     "invalid JSON at byte 27: object key is not a double-quoted "
+	     "string"},
+	    {"[{\"channel\":\"/u/A\",\"data\":{\"k\":1,}}]",
+	     "invalid JSON at byte 33: trailing comma in object"},
+	    {"[{\"channel\":\"/u/A\"},]",
+	     "invalid JSON at byte 20: trailing comma in array"},
+	    {"[ 7 ]", "element 0 is not a JSON object (byte 2)"},
+	};
+	const struct plan plans[] = {
+	    {PLAN_WHOLE, 0, 0}, {PLAN_FIXED, 1, 0}, {PLAN_FIXED, 5, 0}};
+	char err[256];
+	size_t i, j;
+
+	(void)state;
+	for (i = 0; i < ARRAY_LEN(cases); i++) {
+		for (j = 0; j < ARRAY_LEN(plans); j++) {
+			struct run r = {0};
+
+			assert_int_equal(stream_decode(cases[i].body,
+			                               strlen(cases[i].body),
+			                               BIG_MAX, &plans[j], &r,
+			                               err, sizeof(err), NULL),
+			                 -1);
+			expect_str(cases[i].body, "error", cases[i].want, err);
+			run_clear(&r);
+		}
+	}
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_data_files_whole),
+	    cmocka_unit_test(test_data_files_every_split),
+	    cmocka_unit_test(test_random_chunks_5000),
+	    cmocka_unit_test(test_memory_bound_100mb),
+	    cmocka_unit_test(test_oversized_element),
+	    cmocka_unit_test(test_memory_worst_case),
+	    cmocka_unit_test(test_max_msg_exact),
+	    cmocka_unit_test(test_malformed),
+	    cmocka_unit_test(test_truncated_prefixes),
+	    cmocka_unit_test(test_strict_json),
+	    cmocka_unit_test(test_same_error_however_cut),
+	    cmocka_unit_test(test_agree_on_edges),
+	    cmocka_unit_test(test_documented_differences),
+	    cmocka_unit_test(test_replay_id_shapes),
+	    cmocka_unit_test(test_cdc_created),
+	    cmocka_unit_test(test_payload_is_raw_slice),
+	    cmocka_unit_test(test_nesting_limit),
+	    cmocka_unit_test(test_callback_stop),
+	    cmocka_unit_test(test_callback_reentry),
+	    cmocka_unit_test(test_reset_reuse),
+	    cmocka_unit_test(test_degenerate_args),
+	    cmocka_unit_test(test_empty_bodies),
+	    cmocka_unit_test(test_error_offsets),
+	};
+
+	return cmocka_run_group_tests_name("bayeux_stream", tests, NULL, NULL);
+}
