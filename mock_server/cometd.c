@@ -17,6 +17,7 @@
 #include "sfrelay/log.h"
 
 #include "cometd.h"
+#include "fault.h"
 #include "org.h"
 #include "util.h"
 
@@ -31,6 +32,9 @@
 #define ERR_AUTH "401::Authentication invalid"
 #define ERR_DENIED "403::Handshake denied"
 #define ERR_UNKNOWN_CLIENT "403::Unknown client"
+#define ERR_CONCURRENT "403::Organization concurrent user limit exceeded"
+/* Entries kept by the traffic log (GET /_mock/messages). */
+#define COMETD_NOTES 4096
 
 struct sub {
 	struct org_channel *ch;
@@ -57,7 +61,27 @@ struct client {
 	size_t held_items;
 	char *held_msgid;
 	struct event *held_timer;
-	struct event *held_watch; /* notices the peer closing */
+	struct event *held_watch;  /* notices the peer closing */
+	struct fault_hit held_hit; /* the fault verdict on that request */
+};
+
+/* One line of the traffic log: a message received, a fault rule that
+ * fired, or a reply a fault altered. */
+enum note_kind {
+	NOTE_IN,
+	NOTE_FAULT,
+	NOTE_REPLY,
+};
+
+struct note {
+	int64_t t; /* ms since start */
+	enum note_kind kind;
+	int rule;
+	char channel[24];
+	char client[32];
+	char subscription[112];
+	char replay[24];
+	char action[24];
 };
 
 struct cometd {
@@ -66,6 +90,11 @@ struct cometd {
 	struct client *clients;
 	struct event *wake;
 	struct event *sweep;
+	struct fault_plan *faults;
+	int64_t start_ms;
+	struct note *notes; /* ring of COMETD_NOTES */
+	size_t notes_head;
+	size_t notes_count;
 };
 
 /* The replies of one request, comma separated, brackets added at the
@@ -76,6 +105,7 @@ struct batch {
 	int hold;
 	char hold_client[32];
 	char *hold_msgid;
+	const struct fault_hit *hit; /* the fault verdict, or NULL */
 };
 
 enum answer {
@@ -119,6 +149,96 @@ batch_json(struct batch *b, struct json_object *r)
 	if (s != NULL)
 		batch_add(b, s, len);
 	json_object_put(r);
+}
+
+/* A new entry of the traffic log (the oldest is overwritten). */
+static struct note *
+note_new(struct cometd *cd, enum note_kind kind, const char *channel)
+{
+	struct note *n;
+
+	if (cd->notes == NULL)
+		return NULL;
+	if (cd->notes_count < COMETD_NOTES) {
+		n = &cd->notes[(cd->notes_head + cd->notes_count++) %
+		               COMETD_NOTES];
+	} else {
+		n = &cd->notes[cd->notes_head];
+		cd->notes_head = (cd->notes_head + 1) % COMETD_NOTES;
+	}
+	memset(n, 0, sizeof(*n));
+	n->t = util_mono_ms() - cd->start_ms;
+	n->kind = kind;
+	snprintf(n->channel, sizeof(n->channel), "%s",
+	         channel != NULL ? channel : "");
+	return n;
+}
+
+void
+cometd_note_fault(struct cometd *cd, const char *channel, const char *action,
+                  int rule)
+{
+	struct note *n = note_new(cd, NOTE_FAULT, channel);
+
+	if (n == NULL)
+		return;
+	snprintf(n->action, sizeof(n->action), "%s", action);
+	n->rule = rule;
+}
+
+/* Notes a reply that a fault altered. */
+static void
+note_reply(struct cometd *cd, const struct fault_hit *hit, const char *client)
+{
+	struct note *n = note_new(cd, NOTE_REPLY, "/meta/connect");
+
+	if (n == NULL)
+		return;
+	snprintf(n->action, sizeof(n->action), "%s",
+	         fault_action_name(hit->action));
+	snprintf(n->client, sizeof(n->client), "%s",
+	         client != NULL ? client : "");
+	n->rule = hit->rule;
+}
+
+int
+cometd_traffic_json(const struct cometd *cd, struct evbuffer *out)
+{
+	static const char *const kinds[] = {"in", "fault", "reply"};
+	size_t i;
+	int rc = 0;
+
+	rc |= evbuffer_add(out, "[", 1);
+	for (i = 0; i < cd->notes_count; i++) {
+		const struct note *n =
+		    &cd->notes[(cd->notes_head + i) % COMETD_NOTES];
+
+		rc |= evbuffer_add_printf(out,
+		                          "%s{\"t\":%lld,\"kind\":\"%s\","
+		                          "\"channel\":",
+		                          i > 0 ? "," : "", (long long)n->t,
+		                          kinds[n->kind]) < 0;
+		rc |= util_json_str(out, n->channel);
+		if (n->client[0] != '\0') {
+			rc |= evbuffer_add(out, ",\"client\":", 10);
+			rc |= util_json_str(out, n->client);
+		}
+		if (n->kind == NOTE_IN && n->subscription[0] != '\0') {
+			rc |= evbuffer_add(out, ",\"subscription\":", 16);
+			rc |= util_json_str(out, n->subscription);
+			rc |= evbuffer_add(out, ",\"replay\":", 10);
+			rc |= util_json_str(out, n->replay);
+		}
+		if (n->kind != NOTE_IN) {
+			rc |= evbuffer_add(out, ",\"action\":", 10);
+			rc |= util_json_str(out, n->action);
+			rc |= evbuffer_add_printf(out, ",\"rule\":%d",
+			                          n->rule) < 0;
+		}
+		rc |= evbuffer_add(out, "}", 1);
+	}
+	rc |= evbuffer_add(out, "]", 1);
+	return rc == 0 ? 0 : -1;
 }
 
 static const char *
@@ -269,6 +389,7 @@ held_clear(struct client *c)
 	c->held_items = 0;
 	free(c->held_msgid);
 	c->held_msgid = NULL;
+	memset(&c->held_hit, 0, sizeof(c->held_hit));
 }
 
 static void
@@ -417,10 +538,49 @@ collect_events(struct cometd *cd, struct client *c, struct batch *b)
 	return n;
 }
 
+/* Appends the advice of a successful connect reply: the one a fault
+ * asks for, else the first connect's, else none. */
+static void
+connect_advice(struct cometd *cd, struct client *c, struct evbuffer *reply,
+               int first, const struct fault_hit *hit)
+{
+	long long timeout = (long long)org_config(cd->org)->connect_timeout_ms;
+	enum fault_action a = hit != NULL && (hit->match & FAULT_M_CONNECT)
+	                          ? hit->action
+	                          : FAULT_NONE;
+
+	switch (a) {
+	case FAULT_ADVICE_RETRY:
+		evbuffer_add_printf(
+		    reply,
+		    ",\"advice\":{\"timeout\":%lld,"
+		    "\"interval\":%lld,\"reconnect\":\"retry\"}",
+		    timeout, (long long)hit->interval_ms);
+		break;
+	case FAULT_ADVICE_HANDSHAKE:
+		evbuffer_add_printf(reply, ",\"advice\":{\"interval\":0,"
+		                           "\"reconnect\":\"handshake\"}");
+		break;
+	case FAULT_ADVICE_NONE:
+		evbuffer_add_printf(reply, ",\"advice\":{\"interval\":0,"
+		                           "\"reconnect\":\"none\"}");
+		break;
+	default:
+		if (first)
+			evbuffer_add_printf(reply,
+			                    ",\"advice\":{\"timeout\":%lld,"
+			                    "\"interval\":0,"
+			                    "\"reconnect\":\"retry\"}",
+			                    timeout);
+		return;
+	}
+	note_reply(cd, hit, c->id);
+}
+
 /* Adds the connect reply for c, with its pending events, to b. */
 static void
 connect_answer(struct cometd *cd, struct client *c, struct batch *b,
-               const char *msgid, int first)
+               const char *msgid, int first, const struct fault_hit *hit)
 {
 	struct batch events = {.out = evbuffer_new()};
 	struct evbuffer *reply = evbuffer_new();
@@ -432,12 +592,7 @@ connect_answer(struct cometd *cd, struct client *c, struct batch *b,
 	    reply, "{\"clientId\":\"%s\",\"channel\":\"/meta/connect\"", c->id);
 	if (msgid != NULL)
 		evbuffer_add_printf(reply, ",\"id\":%s", msgid);
-	if (first)
-		evbuffer_add_printf(
-		    reply,
-		    ",\"advice\":{\"timeout\":%lld,\"interval\":0,"
-		    "\"reconnect\":\"retry\"}",
-		    (long long)org_config(cd->org)->connect_timeout_ms);
+	connect_advice(cd, c, reply, first, hit);
 	evbuffer_add_printf(reply, ",\"successful\":true}");
 
 	nev = collect_events(cd, c, &events);
@@ -459,11 +614,27 @@ out:
 		evbuffer_free(reply);
 }
 
+/*
+ * Sends the replies in b as one JSON array, unless the fault verdict hit
+ * says to lose them (the connection is closed instead) or to damage
+ * them: malformed turns the first quote into an apostrophe, so the body
+ * is not JSON from its third byte; truncated sends the first half.
+ */
 static void
-send_batch(struct evhttp_request *req, int code, struct batch *b)
+send_batch(struct cometd *cd, struct evhttp_request *req, int code,
+           struct batch *b, const struct fault_hit *hit, const char *client)
 {
-	struct evbuffer *body = evbuffer_new();
+	enum fault_action a = hit != NULL ? hit->action : FAULT_NONE;
+	struct evbuffer *body;
+	unsigned char *p;
+	size_t n, i;
 
+	if (a == FAULT_DROP_AFTER && cd->faults != NULL) {
+		note_reply(cd, hit, client);
+		fault_drop_later(cd->faults, req);
+		return;
+	}
+	body = evbuffer_new();
 	if (body == NULL) {
 		evhttp_send_error(req, 500, NULL);
 		return;
@@ -471,6 +642,26 @@ send_batch(struct evhttp_request *req, int code, struct batch *b)
 	evbuffer_add(body, "[", 1);
 	evbuffer_add_buffer(body, b->out);
 	evbuffer_add(body, "]", 1);
+	if (a == FAULT_MALFORMED || a == FAULT_TRUNCATED) {
+		n = evbuffer_get_length(body);
+		p = evbuffer_pullup(body, -1);
+		if (a == FAULT_MALFORMED) {
+			for (i = 0; i < n && p[i] != '"'; i++)
+				;
+			if (i < n)
+				p[i] = '\'';
+		} else {
+			struct evbuffer *half = evbuffer_new();
+
+			if (half != NULL && evbuffer_add(half, p, n / 2) == 0) {
+				evbuffer_free(body);
+				body = half;
+			} else if (half != NULL) {
+				evbuffer_free(half);
+			}
+		}
+		note_reply(cd, hit, client);
+	}
 	util_reply(req, code, UTIL_JSON_UTF8, body, NULL);
 	evbuffer_free(body);
 }
@@ -479,6 +670,7 @@ static void
 answer_held(struct cometd *cd, struct client *c, enum answer how)
 {
 	struct evhttp_request *req = c->held;
+	struct evhttp_connection *evcon;
 	struct batch b = {.out = c->held_prefix, .n = c->held_items};
 	struct json_object *r;
 
@@ -486,17 +678,18 @@ answer_held(struct cometd *cd, struct client *c, enum answer how)
 		return;
 	switch (how) {
 	case ANSWER_EVENTS:
-		connect_answer(cd, c, &b, c->held_msgid, 0);
+		connect_answer(cd, c, &b, c->held_msgid, 0, &c->held_hit);
 		break;
 	case ANSWER_EMPTY:
 		/* No events: they stay pending for the next connect. */
-		evbuffer_add_printf(
-		    b.out,
-		    "%s{\"clientId\":\"%s\",\"channel\":"
-		    "\"/meta/connect\"%s%s,\"successful\":true}",
-		    b.n > 0 ? "," : "", c->id,
-		    c->held_msgid != NULL ? ",\"id\":" : "",
-		    c->held_msgid != NULL ? c->held_msgid : "");
+		evbuffer_add_printf(b.out,
+		                    "%s{\"clientId\":\"%s\",\"channel\":"
+		                    "\"/meta/connect\"%s%s",
+		                    b.n > 0 ? "," : "", c->id,
+		                    c->held_msgid != NULL ? ",\"id\":" : "",
+		                    c->held_msgid != NULL ? c->held_msgid : "");
+		connect_advice(cd, c, b.out, 0, &c->held_hit);
+		evbuffer_add_printf(b.out, ",\"successful\":true}");
 		c->last_ms = util_mono_ms();
 		break;
 	case ANSWER_REVOKED:
@@ -522,7 +715,13 @@ answer_held(struct cometd *cd, struct client *c, enum answer how)
 		batch_json(&b, r);
 		break;
 	}
-	send_batch(req, 200, &b);
+	/* Detached first: a fault may give the connection its own close
+	 * callback, which held_clear must not reset. */
+	evcon = evhttp_request_get_connection(req);
+	if (evcon != NULL)
+		evhttp_connection_set_closecb(evcon, NULL, NULL);
+	c->held = NULL;
+	send_batch(cd, req, 200, &b, &c->held_hit, c->id);
 	/* The prefix buffer was lent to the batch; held_clear frees it. */
 	held_clear(c);
 }
@@ -642,15 +841,16 @@ do_handshake(struct cometd *cd, struct evhttp_request *req,
 	log_debug("handshake", "client", c->id, NULL);
 }
 
+/* The handshake refusal, with reason as ext.sfdc.failureReason. */
 static void
-handshake_denied(struct batch *b, struct json_object *msg)
+handshake_denied(struct batch *b, struct json_object *msg, const char *reason)
 {
 	struct json_object *r = json_object_new_object(), *ext, *sfdc, *id;
 
 	ext = json_object_new_object();
 	sfdc = json_object_new_object();
 	json_object_object_add(sfdc, "failureReason",
-	                       json_object_new_string(ERR_AUTH));
+	                       json_object_new_string(reason));
 	json_object_object_add(ext, "sfdc", sfdc);
 	json_object_object_add(ext, "replay", json_object_new_boolean(1));
 	json_object_object_add(r, "ext", ext);
@@ -662,7 +862,7 @@ handshake_denied(struct batch *b, struct json_object *msg)
 	json_object_object_add(r, "error", json_object_new_string(ERR_DENIED));
 	json_object_object_add(r, "successful", json_object_new_boolean(0));
 	log_warn("bayeux error", "channel", "/meta/handshake", "error",
-	         ERR_DENIED, "reason", ERR_AUTH, NULL);
+	         ERR_DENIED, "reason", reason, NULL);
 	batch_json(b, r);
 }
 
@@ -876,7 +1076,7 @@ do_connect(struct cometd *cd, struct evhttp_request *req,
 
 	msgid = msgid_text(msg);
 	if (!c->connected || b->hold || has_pending(c)) {
-		connect_answer(cd, c, b, msgid, !c->connected);
+		connect_answer(cd, c, b, msgid, !c->connected, b->hit);
 		free(msgid);
 		return;
 	}
@@ -905,6 +1105,103 @@ do_disconnect(struct cometd *cd, struct evhttp_request *req,
 	client_forget(cd, c);
 }
 
+/* Notes a received message in the traffic log; for a subscribe, with
+ * the replay id it asks for ("" when none). */
+static void
+note_in(struct cometd *cd, struct json_object *msg, const char *channel)
+{
+	struct note *n = note_new(cd, NOTE_IN, channel);
+	const char *cid = get_str(msg, "clientId");
+	const char *sub = get_str(msg, "subscription");
+	struct json_object *ext, *replay, *v;
+	char key[256];
+
+	if (n == NULL)
+		return;
+	snprintf(n->client, sizeof(n->client), "%s", cid != NULL ? cid : "");
+	if (sub == NULL || strcmp(channel, "/meta/subscribe") != 0)
+		return;
+	snprintf(n->subscription, sizeof(n->subscription), "%s", sub);
+	snprintf(key, sizeof(key), "%.*s", (int)strcspn(sub, "?"), sub);
+	if (!json_object_object_get_ex(msg, "ext", &ext) ||
+	    !json_object_object_get_ex(ext, "replay", &replay) ||
+	    !json_object_object_get_ex(replay, key, &v))
+		return;
+	if (json_object_is_type(v, json_type_string))
+		snprintf(n->replay, sizeof(n->replay), "%s",
+		         json_object_get_string(v));
+	else
+		snprintf(n->replay, sizeof(n->replay), "%s",
+		         json_object_to_json_string_ext(v, COMETD_JSON_FLAGS));
+}
+
+static unsigned
+meta_bit(const char *channel)
+{
+	if (strcmp(channel, "/meta/handshake") == 0)
+		return FAULT_M_HANDSHAKE;
+	if (strcmp(channel, "/meta/subscribe") == 0)
+		return FAULT_M_SUBSCRIBE;
+	if (strcmp(channel, "/meta/unsubscribe") == 0)
+		return FAULT_M_UNSUBSCRIBE;
+	if (strcmp(channel, "/meta/connect") == 0)
+		return FAULT_M_CONNECT;
+	if (strcmp(channel, "/meta/disconnect") == 0)
+		return FAULT_M_DISCONNECT;
+	return FAULT_M_OTHER;
+}
+
+/* Answers msg with the error the fault verdict asks for, in place of
+ * processing it. Returns 1 when it did, 0 when the verdict does not
+ * concern this message. */
+static int
+fault_message(struct cometd *cd, struct evhttp_request *req,
+              struct json_object *msg, const char *channel, struct batch *b)
+{
+	int handshake = strcmp(channel, "/meta/handshake") == 0;
+	struct client *c;
+
+	if (b->hit == NULL || (b->hit->match & meta_bit(channel)) == 0)
+		return 0;
+	switch (b->hit->action) {
+	case FAULT_AUTH_INVALID:
+		if (handshake)
+			handshake_denied(b, msg, ERR_AUTH);
+		else
+			reply_error(b, channel, msg, ERR_AUTH, "none");
+		break;
+	case FAULT_HANDSHAKE_DENIED:
+	case FAULT_CONCURRENT_LIMIT:
+		if (!handshake)
+			return 0;
+		handshake_denied(b, msg,
+		                 b->hit->action == FAULT_CONCURRENT_LIMIT
+		                     ? ERR_CONCURRENT
+		                     : ERR_AUTH);
+		break;
+	case FAULT_UNKNOWN_CLIENT:
+		if (handshake)
+			return 0;
+		/* The server says so when it lost the client: lose it. */
+		c = client_for(cd, req, msg);
+		if (c != NULL) {
+			answer_held(cd, c, ANSWER_DROPPED);
+			client_forget(cd, c);
+		}
+		reply_error(b, channel, msg, ERR_UNKNOWN_CLIENT, "handshake");
+		break;
+	default:
+		return 0;
+	}
+	if (handshake)
+		org_stats(cd->org)->handshakes++;
+	else if (strcmp(channel, "/meta/connect") == 0)
+		org_stats(cd->org)->connects++;
+	else if (strcmp(channel, "/meta/subscribe") == 0)
+		org_stats(cd->org)->subscribes++;
+	return 1;
+}
+
 /* authed: 1 valid token, 0 a token this org never issued (or revoked). */
 static void
 handle_message(struct cometd *cd, struct evhttp_request *req,
@@ -922,12 +1219,15 @@ handle_message(struct cometd *cd, struct evhttp_request *req,
 		            NULL);
 		return;
 	}
+	note_in(cd, msg, channel);
+	if (fault_message(cd, req, msg, channel, b))
+		return;
 	if (strcmp(channel, "/meta/handshake") == 0) {
 		org_stats(cd->org)->handshakes++;
 		if (authed)
 			do_handshake(cd, req, msg, b);
 		else
-			handshake_denied(b, msg);
+			handshake_denied(b, msg, ERR_AUTH);
 		return;
 	}
 	if (!authed) {
@@ -952,8 +1252,9 @@ handle_message(struct cometd *cd, struct evhttp_request *req,
 
 /* Replies to every message with error and the HTTP status code. */
 static void
-reject_all(struct evhttp_request *req, struct json_object *msgs, int code,
-           const char *error, const char *reconnect)
+reject_all(struct cometd *cd, struct evhttp_request *req,
+           struct json_object *msgs, int code, const char *error,
+           const char *reconnect)
 {
 	struct batch b = {.out = evbuffer_new()};
 	size_t i, n;
@@ -976,7 +1277,7 @@ reject_all(struct evhttp_request *req, struct json_object *msgs, int code,
 		reply_error(&b, get_str(msgs, "channel"), msgs, error,
 		            reconnect);
 	}
-	send_batch(req, code, &b);
+	send_batch(cd, req, code, &b, NULL, NULL);
 	evbuffer_free(b.out);
 }
 
@@ -1044,6 +1345,8 @@ cometd_handle(struct cometd *cd, struct evhttp_request *req)
 {
 	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
 	const char *path = uri != NULL ? evhttp_uri_get_path(uri) : NULL;
+	/* In force while this call runs; a held connect keeps a copy. */
+	const struct fault_hit *hit = fault_current(cd->faults, req);
 	struct batch b = {0};
 	struct json_object *msgs;
 	struct client *c;
@@ -1070,14 +1373,14 @@ cometd_handle(struct cometd *cd, struct evhttp_request *req)
 	}
 	version = path != NULL ? path_version(path) : -1;
 	if (version == 0) {
-		reject_all(req, msgs, 400,
+		reject_all(cd, req, msgs, 400,
 		           "400::API version in the URI is mandatory. URI "
 		           "format: '/cometd/61.0'",
 		           NULL);
 		goto done;
 	}
 	if (version < COMETD_MIN_MAJOR) {
-		reject_all(req, msgs, 400,
+		reject_all(cd, req, msgs, 400,
 		           "400::Unsupported API version. Only API versions "
 		           "'37.0' and above are supported. URI format: "
 		           "'/cometd/61.0'",
@@ -1085,10 +1388,11 @@ cometd_handle(struct cometd *cd, struct evhttp_request *req)
 		goto done;
 	}
 	token = util_bearer(req);
-	if (token == NULL) {
-		reject_all(req, msgs, 401, ERR_NO_AUTH, "none");
+	if (token == NULL || (hit != NULL && hit->action == FAULT_HTTP_401)) {
+		reject_all(cd, req, msgs, 401, ERR_NO_AUTH, "none");
 		goto done;
 	}
+	b.hit = hit;
 
 	b.out = evbuffer_new();
 	if (b.out == NULL) {
@@ -1119,7 +1423,7 @@ cometd_handle(struct cometd *cd, struct evhttp_request *req)
 		    b.hold_msgid != NULL ? b.hold_msgid : "");
 	} else if (c != NULL && has_pending(c)) {
 		/* A later subscribe of the same request replayed events. */
-		connect_answer(cd, c, &b, b.hold_msgid, 0);
+		connect_answer(cd, c, &b, b.hold_msgid, 0, b.hit);
 		c = NULL;
 	}
 	if (c != NULL) {
@@ -1130,6 +1434,8 @@ cometd_handle(struct cometd *cd, struct evhttp_request *req)
 		c->held_prefix = b.out;
 		c->held_items = b.n;
 		c->held_msgid = b.hold_msgid;
+		if (hit != NULL)
+			c->held_hit = *hit;
 		b.out = NULL;
 		b.hold_msgid = NULL;
 		tv.tv_sec = (time_t)(ms / 1000);
@@ -1137,7 +1443,8 @@ cometd_handle(struct cometd *cd, struct evhttp_request *req)
 		evtimer_add(c->held_timer, &tv);
 		held_watch_start(cd, c);
 	} else {
-		send_batch(req, 200, &b);
+		send_batch(cd, req, 200, &b, hit,
+		           b.hold ? b.hold_client : NULL);
 	}
 	if (b.out != NULL)
 		evbuffer_free(b.out);
@@ -1200,9 +1507,11 @@ cometd_new(struct event_base *base, struct org *org)
 		return NULL;
 	cd->base = base;
 	cd->org = org;
+	cd->start_ms = util_mono_ms();
+	cd->notes = calloc(COMETD_NOTES, sizeof(*cd->notes));
 	cd->wake = event_new(base, -1, 0, wake_cb, cd);
 	cd->sweep = event_new(base, -1, EV_PERSIST, sweep_cb, cd);
-	if (cd->wake == NULL || cd->sweep == NULL) {
+	if (cd->wake == NULL || cd->sweep == NULL || cd->notes == NULL) {
 		cometd_free(cd);
 		return NULL;
 	}
@@ -1235,7 +1544,14 @@ cometd_free(struct cometd *cd)
 		event_free(cd->wake);
 	if (cd->sweep != NULL)
 		event_free(cd->sweep);
+	free(cd->notes);
 	free(cd);
+}
+
+void
+cometd_set_faults(struct cometd *cd, struct fault_plan *plan)
+{
+	cd->faults = plan;
 }
 
 unsigned

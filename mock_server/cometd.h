@@ -1,8 +1,10 @@
 #ifndef SFMOCK_COMETD_H
 #define SFMOCK_COMETD_H
 
+struct evbuffer;
 struct event_base;
 struct evhttp_request;
+struct fault_plan;
 struct org;
 
 /*
@@ -35,5 +37,21 @@ unsigned cometd_drop_clients(struct cometd *cd);
 /* Answers every held connect with 401::Authentication invalid (what a
  * revoked session looks like); call after org_tokens_revoke(). */
 void cometd_sessions_revoked(struct cometd *cd);
+
+/* The fault plan whose verdicts (fault_current) the endpoint carries
+ * out; borrowed, NULL for none. */
+void cometd_set_faults(struct cometd *cd, struct fault_plan *plan);
+
+/*
+ * The traffic log, for tests: the last 4096 entries, each a message the
+ * endpoint received (its channel, clientId, and for a subscribe the
+ * subscription and the replay id it asked for), a fault rule that fired
+ * (noted by the fault plan), or a reply a fault altered. Times are ms
+ * since the endpoint started, on a monotonic clock.
+ */
+void cometd_note_fault(struct cometd *cd, const char *channel,
+                       const char *action, int rule);
+/* Appends the log as a JSON array, oldest first. Returns 0 or -1. */
+int cometd_traffic_json(const struct cometd *cd, struct evbuffer *out);
 
 #endif /* SFMOCK_COMETD_H */

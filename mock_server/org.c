@@ -44,12 +44,15 @@ struct org {
 	struct evbuffer *scratch;
 
 	char **tokens;
+	int64_t *token_born; /* util_mono_ms() when each token was added */
 	size_t ntokens;
 	size_t tokens_cap;
 	uint64_t token_serial;
 
 	org_publish_hook *hook;
 	void *hook_arg;
+	const struct org_journal *journal;
+	void *journal_arg;
 };
 
 struct org *
@@ -87,6 +90,16 @@ channel_free(struct org_channel *ch)
 	free(ch);
 }
 
+static void
+tokens_clear(struct org *org)
+{
+	size_t i;
+
+	for (i = 0; i < org->ntokens; i++)
+		free(org->tokens[i]);
+	org->ntokens = 0;
+}
+
 void
 org_free(struct org *org)
 {
@@ -97,8 +110,10 @@ org_free(struct org *org)
 	for (i = 0; i < org->nchannels; i++)
 		channel_free(org->channels[i]);
 	free(org->channels);
-	org_tokens_revoke(org);
+	/* Not a revocation: the journal must not record one at exit. */
+	tokens_clear(org);
 	free(org->tokens);
+	free(org->token_born);
 	evbuffer_free(org->scratch);
 	free(org);
 }
@@ -220,6 +235,8 @@ org_channel_declare(struct org *org, const char *name)
 	ch->kind = kind;
 	make_schema(ch->schema, name);
 	org->channels[org->nchannels++] = ch;
+	if (org->journal != NULL && org->journal->channel != NULL)
+		org->journal->channel(org->journal_arg, ch);
 	return ch;
 }
 
@@ -326,6 +343,37 @@ ring_reserve(struct org_channel *ch, size_t retention)
 	return 0;
 }
 
+/* Appends s to ch's ring (taking its text), dropping the oldest event
+ * when the ring is at the retention limit. */
+static void
+ring_push(struct org_channel *ch, struct slot s)
+{
+	if (ch->count < ch->cap) {
+		ch->ring[(ch->head + ch->count) % ch->cap] = s;
+		ch->count++;
+	} else {
+		/* Full at the retention limit: the oldest event falls out,
+		 * and a client whose cursor was behind it skips ahead. */
+		free(ch->ring[ch->head].text);
+		ch->ring[ch->head] = s;
+		ch->head = (ch->head + 1) % ch->cap;
+	}
+}
+
+/* A copy of text[0..n) with a terminating NUL, or NULL. */
+static char *
+text_dup(const char *text, size_t n)
+{
+	char *p = malloc(n + 1);
+
+	if (p == NULL)
+		return NULL;
+	if (n > 0)
+		memcpy(p, text, n);
+	p[n] = '\0';
+	return p;
+}
+
 int64_t
 org_publish(struct org *org, struct org_channel *ch, org_build_fn *build,
             void *arg)
@@ -341,28 +389,91 @@ org_publish(struct org *org, struct org_channel *ch, org_build_fn *build,
 	if (ring_reserve(ch, org->cfg.retention) != 0)
 		return -1;
 	n = evbuffer_get_length(org->scratch);
-	s.text = malloc(n + 1);
+	s.text = text_dup((const char *)evbuffer_pullup(org->scratch, -1), n);
 	if (s.text == NULL)
 		return -1;
-	evbuffer_remove(org->scratch, s.text, n);
-	s.text[n] = '\0';
 	s.len = n;
 	s.seq = ++org->seq;
-	if (ch->count < ch->cap) {
-		ch->ring[(ch->head + ch->count) % ch->cap] = s;
-		ch->count++;
-	} else {
-		/* Full at the retention limit: the oldest event falls out,
-		 * and a client whose cursor was behind it skips ahead. */
-		free(ch->ring[ch->head].text);
-		ch->ring[ch->head] = s;
-		ch->head = (ch->head + 1) % ch->cap;
-	}
+	ring_push(ch, s);
 	ch->latest = id;
 	ch->published++;
+	if (org->journal != NULL && org->journal->event != NULL)
+		org->journal->event(org->journal_arg, ch, id, s.seq, s.text,
+		                    s.len);
 	if (org->hook != NULL)
 		org->hook(org->hook_arg, ch);
 	return id;
+}
+
+void
+org_set_journal(struct org *org, const struct org_journal *j, void *arg)
+{
+	org->journal = j;
+	org->journal_arg = arg;
+}
+
+void
+org_commit(struct org *org)
+{
+	if (org->journal != NULL && org->journal->commit != NULL)
+		org->journal->commit(org->journal_arg);
+}
+
+size_t
+org_channel_trim(struct org *org, struct org_channel *ch, int64_t oldest)
+{
+	size_t n = 0;
+
+	while (ch->count > 0 && org_channel_oldest(ch) < oldest) {
+		free(ch->ring[ch->head].text);
+		ch->ring[ch->head].text = NULL;
+		ch->head = (ch->head + 1) % ch->cap;
+		ch->count--;
+		n++;
+	}
+	if (n > 0 && org->journal != NULL && org->journal->trim != NULL)
+		org->journal->trim(org->journal_arg, ch);
+	return n;
+}
+
+uint64_t
+org_seq(const struct org *org)
+{
+	return org->seq;
+}
+
+void
+org_restore_counters(struct org_channel *ch, int64_t latest, uint64_t published)
+{
+	ch->latest = latest;
+	ch->published = published;
+}
+
+int
+org_restore_event(struct org *org, struct org_channel *ch, int64_t replay_id,
+                  uint64_t seq, const char *text, size_t len)
+{
+	struct slot s;
+
+	if (replay_id <= ch->latest)
+		return -1;
+	if (ring_reserve(ch, org->cfg.retention) != 0)
+		return -1;
+	s.text = text_dup(text, len);
+	if (s.text == NULL)
+		return -1;
+	s.len = len;
+	s.seq = seq;
+	/* Events older than a gap in replay ids are not retained: a ring
+	 * holds consecutive ids only. */
+	if (replay_id != ch->latest + 1)
+		org_channel_trim(org, ch, replay_id);
+	ring_push(ch, s);
+	ch->latest = replay_id;
+	ch->published++;
+	if (seq > org->seq)
+		org->seq = seq;
+	return 0;
 }
 
 void
@@ -372,33 +483,70 @@ org_set_publish_hook(struct org *org, org_publish_hook *fn, void *arg)
 	org->hook_arg = arg;
 }
 
+/* Remembers a copy of token. Returns 0 or -1. */
+static int
+token_add(struct org *org, const char *token)
+{
+	char *copy;
+
+	if (org->ntokens == org->tokens_cap) {
+		size_t cap = org->tokens_cap ? org->tokens_cap * 2 : 16;
+		char **p = realloc(org->tokens, cap * sizeof(*p));
+		int64_t *b;
+
+		if (p == NULL)
+			return -1;
+		org->tokens = p;
+		b = realloc(org->token_born, cap * sizeof(*b));
+		if (b == NULL)
+			return -1;
+		org->token_born = b;
+		org->tokens_cap = cap;
+	}
+	copy = strdup(token);
+	if (copy == NULL)
+		return -1;
+	org->token_born[org->ntokens] = util_mono_ms();
+	org->tokens[org->ntokens++] = copy;
+	return 0;
+}
+
 int
 org_token_issue(struct org *org, char *buf, size_t len)
 {
 	static const char alpha[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 	                            "abcdefghijklmnopqrstuvwxyz0123456789._";
 	char rnd[64];
-	char *copy;
 
-	if (org->ntokens == org->tokens_cap) {
-		size_t cap = org->tokens_cap ? org->tokens_cap * 2 : 16;
-		char **p = realloc(org->tokens, cap * sizeof(*p));
-
-		if (p == NULL)
-			return -1;
-		org->tokens = p;
-		org->tokens_cap = cap;
-	}
 	util_rng_text(&org->rng, rnd, 48, alpha);
-	/* The serial keeps tokens unique even if the generator repeats. */
+	/* The serial keeps tokens unique even if the generator repeats; the
+	 * random part keeps them unique across restarts too. */
 	snprintf(buf, len, "00Dxx0000001gPL!AQ%06llx%s",
 	         (unsigned long long)++org->token_serial, rnd);
-	copy = strdup(buf);
-	if (copy == NULL)
+	if (token_add(org, buf) != 0)
 		return -1;
-	org->tokens[org->ntokens++] = copy;
 	org->stats.tokens_issued++;
+	if (org->journal != NULL && org->journal->token != NULL)
+		org->journal->token(org->journal_arg, buf);
 	return 0;
+}
+
+int
+org_token_restore(struct org *org, const char *token)
+{
+	return org_token_valid(org, token) ? 0 : token_add(org, token);
+}
+
+size_t
+org_token_count(const struct org *org)
+{
+	return org->ntokens;
+}
+
+const char *
+org_token_at(const struct org *org, size_t i)
+{
+	return i < org->ntokens ? org->tokens[i] : NULL;
 }
 
 int
@@ -408,16 +556,16 @@ org_token_valid(const struct org *org, const char *token)
 
 	for (i = 0; i < org->ntokens; i++)
 		if (strcmp(org->tokens[i], token) == 0)
-			return 1;
+			return org->cfg.token_ttl_ms <= 0 ||
+			       util_mono_ms() - org->token_born[i] <
+			           org->cfg.token_ttl_ms;
 	return 0;
 }
 
 void
 org_tokens_revoke(struct org *org)
 {
-	size_t i;
-
-	for (i = 0; i < org->ntokens; i++)
-		free(org->tokens[i]);
-	org->ntokens = 0;
+	tokens_clear(org);
+	if (org->journal != NULL && org->journal->revoke != NULL)
+		org->journal->revoke(org->journal_arg);
 }

@@ -32,6 +32,9 @@ struct org_config {
 	const char *username;
 	const char *password;
 	const char *security_token; /* appended to the password */
+	const char *refresh_token;  /* accepted by the refresh_token grant */
+	const char *jwt_cert;       /* PEM certificate or public key: JWTs */
+	int64_t token_ttl_ms;       /* access tokens expire; 0: never */
 	int64_t connect_timeout_ms; /* long-poll hold, advice.timeout */
 	int64_t client_expiry_ms;   /* forget clients idle this long */
 	size_t retention;           /* events kept per channel */
@@ -122,10 +125,64 @@ int64_t org_publish(struct org *org, struct org_channel *ch,
 typedef void org_publish_hook(void *arg, struct org_channel *ch);
 void org_set_publish_hook(struct org *org, org_publish_hook *fn, void *arg);
 
+/*
+ * The journal: told about every change of the org's durable state, so a
+ * state file can follow it (state.c). Any member may be NULL. Strings
+ * and channels are borrowed for the call. commit is called by
+ * org_commit(): whoever published a batch calls it before acknowledging
+ * the batch to its client.
+ */
+struct org_journal {
+	void (*channel)(void *arg, const struct org_channel *ch);
+	void (*event)(void *arg, const struct org_channel *ch,
+	              int64_t replay_id, uint64_t seq, const char *text,
+	              size_t len);
+	void (*trim)(void *arg, const struct org_channel *ch);
+	void (*token)(void *arg, const char *token);
+	void (*revoke)(void *arg);
+	void (*commit)(void *arg);
+};
+
+/* One journal; NULL removes it. j is borrowed until removed. */
+void org_set_journal(struct org *org, const struct org_journal *j, void *arg);
+/* Tells the journal that a batch of changes is complete. */
+void org_commit(struct org *org);
+
+/*
+ * Drops ch's retained events older than replay id `oldest` (as if
+ * retention had expired them); a cursor behind them skips ahead. Returns
+ * how many were dropped.
+ */
+size_t org_channel_trim(struct org *org, struct org_channel *ch,
+                        int64_t oldest);
+
+/* Org-wide publish order number of the newest event (0 when none). */
+uint64_t org_seq(const struct org *org);
+
+/*
+ * Restoring saved state (before serving). org_restore_counters sets the
+ * channel's latest replayId and published count as they were before its
+ * first retained event; org_restore_event then appends one retained
+ * event, whose replay_id must be above latest. Returns 0, or -1 (replay
+ * id not increasing, out of memory). Neither calls the publish hook nor
+ * the journal.
+ */
+void org_restore_counters(struct org_channel *ch, int64_t latest,
+                          uint64_t published);
+int org_restore_event(struct org *org, struct org_channel *ch,
+                      int64_t replay_id, uint64_t seq, const char *text,
+                      size_t len);
+/* Remembers token (copied) as issued. Returns 0 or -1. */
+int org_token_restore(struct org *org, const char *token);
+size_t org_token_count(const struct org *org);
+/* The i-th valid token, borrowed until tokens change. */
+const char *org_token_at(const struct org *org, size_t i);
+
 /* Issues a new access token into buf (at least 128 bytes) and remembers
  * it. Returns 0 or -1 (out of memory). */
 int org_token_issue(struct org *org, char *buf, size_t len);
-/* 1 when token was issued and not revoked, 0 otherwise. */
+/* 1 when token was issued, not revoked and (with --token-ttl) not
+ * expired; 0 otherwise. */
 int org_token_valid(const struct org *org, const char *token);
 /* Forgets every issued token (as an admin revoking sessions would). */
 void org_tokens_revoke(struct org *org);

@@ -11,7 +11,10 @@
 #include "sfrelay/log.h"
 
 #include "cometd.h"
+#include "fault.h"
+#include "oauth.h"
 #include "org.h"
+#include "query.h"
 #include "rest.h"
 #include "shapes.h"
 #include "util.h"
@@ -33,6 +36,8 @@ struct rest {
 	struct cometd *cd;
 	uint64_t record_ids; /* ids of published platform events */
 	int64_t commits;     /* CDC commitNumber */
+	struct fault_plan *faults;
+	struct query *query; /* SOQL query, composite (query.c) */
 };
 
 /* What one /_mock/publish call puts in each event. */
@@ -63,12 +68,18 @@ rest_new(struct org *org, struct cometd *cd)
 	rest->org = org;
 	rest->cd = cd;
 	rest->commits = 10000000000LL;
+	if ((rest->query = query_new(org)) == NULL) {
+		free(rest);
+		return NULL;
+	}
 	return rest;
 }
 
 void
 rest_free(struct rest *rest)
 {
+	if (rest != NULL)
+		query_free(rest->query);
 	free(rest);
 }
 
@@ -80,98 +91,6 @@ reply_obj(struct evhttp_request *req, int code, struct json_object *o,
 	util_reply_text(
 	    req, code, json_object_to_json_string_ext(o, REST_JSON_FLAGS), why);
 	json_object_put(o);
-}
-
-static void
-oauth_error(struct evhttp_request *req, const char *error, const char *desc)
-{
-	struct json_object *o = json_object_new_object();
-
-	json_object_object_add(o, "error", json_object_new_string(error));
-	json_object_object_add(o, "error_description",
-	                       json_object_new_string(desc));
-	reply_obj(req, 400, o, error);
-}
-
-static int
-password_ok(const struct org_config *cfg, const char *given)
-{
-	size_t p = strlen(cfg->password), t = strlen(cfg->security_token);
-
-	return strlen(given) == p + t &&
-	       strncmp(given, cfg->password, p) == 0 &&
-	       strcmp(given + p, cfg->security_token) == 0;
-}
-
-static void
-do_token(struct rest *rest, struct evhttp_request *req)
-{
-	const struct org_config *cfg = org_config(rest->org);
-	struct evbuffer *in = evhttp_request_get_input_buffer(req);
-	struct evkeyvalq form;
-	struct evbuffer *out = NULL;
-	const char *grant, *id, *secret, *user, *pass;
-	unsigned char sig[32];
-	char token[160];
-	int64_t now;
-	size_t i;
-
-	form.tqh_first = NULL;
-	form.tqh_last = &form.tqh_first;
-	if (util_form_parse((const char *)evbuffer_pullup(in, -1),
-	                    evbuffer_get_length(in), &form) != 0) {
-		oauth_error(req, "invalid_request", "malformed request body");
-		goto done;
-	}
-	grant = evhttp_find_header(&form, "grant_type");
-	id = evhttp_find_header(&form, "client_id");
-	secret = evhttp_find_header(&form, "client_secret");
-	user = evhttp_find_header(&form, "username");
-	pass = evhttp_find_header(&form, "password");
-	if (grant == NULL || strcmp(grant, "password") != 0) {
-		oauth_error(req, "unsupported_grant_type",
-		            "grant type not supported");
-		goto done;
-	}
-	if (id == NULL || strcmp(id, cfg->client_id) != 0) {
-		oauth_error(req, "invalid_client_id",
-		            "client identifier invalid");
-		goto done;
-	}
-	if (secret == NULL || strcmp(secret, cfg->client_secret) != 0) {
-		oauth_error(req, "invalid_client",
-		            "invalid client credentials");
-		goto done;
-	}
-	if (user == NULL || pass == NULL || strcmp(user, cfg->username) != 0 ||
-	    !password_ok(cfg, pass)) {
-		oauth_error(req, "invalid_grant", "authentication failure");
-		goto done;
-	}
-	out = evbuffer_new();
-	if (out == NULL ||
-	    org_token_issue(rest->org, token, sizeof(token)) != 0) {
-		evhttp_send_error(req, 500, NULL);
-		goto done;
-	}
-	now = util_now_ms();
-	for (i = 0; i < sizeof(sig); i++)
-		sig[i] = (unsigned char)util_rng_next(org_rng(rest->org));
-	evbuffer_add_printf(out,
-	                    "{\"access_token\":\"%s\",\"instance_url\":\"%s\","
-	                    "\"id\":\"%s/id/00Dxx0000001gPLEAY/"
-	                    "005xx000001X8UzAAK\",\"token_type\":\"Bearer\","
-	                    "\"issued_at\":\"%lld\",\"signature\":\"",
-	                    token, org_instance_url(rest->org),
-	                    org_instance_url(rest->org), (long long)now);
-	util_base64(out, sig, sizeof(sig));
-	evbuffer_add(out, "\"}", 2);
-	log_info("token issued", "username", user, NULL);
-	util_reply(req, 200, UTIL_JSON_UTF8, out, NULL);
-done:
-	if (out != NULL)
-		evbuffer_free(out);
-	evhttp_clear_headers(&form);
 }
 
 /* Parses the request body as a JSON object. Returns it (owned), or NULL
@@ -309,6 +228,8 @@ do_sobject(struct rest *rest, struct evhttp_request *req, const char *name)
 		evhttp_send_error(req, 500, NULL);
 		return;
 	}
+	/* Durable (with --state) before the publisher hears of it. */
+	org_commit(rest->org);
 	snprintf(reply, sizeof(reply),
 	         "{\"id\":\"e00xx%010lluAAA\",\"success\":true,\"errors\":[]}",
 	         (unsigned long long)++rest->record_ids % 10000000000ULL);
@@ -531,6 +452,7 @@ do_mock_publish(struct rest *rest, struct evhttp_request *req)
 		evhttp_send_error(req, 500, NULL);
 		goto done;
 	}
+	org_commit(rest->org);
 	snprintf(reply, sizeof(reply),
 	         "{\"published\":%lld,\"first_replay_id\":%lld,"
 	         "\"last_replay_id\":%lld}",
@@ -555,17 +477,20 @@ do_stats(struct rest *rest, struct evhttp_request *req)
 		evhttp_send_error(req, 500, NULL);
 		return;
 	}
-	evbuffer_add_printf(out,
-	                    "{\"handshakes\":%llu,\"connects\":%llu,"
-	                    "\"subscribes\":%llu,\"clients\":%llu,"
-	                    "\"tokens_issued\":%llu,\"api_calls\":%llu,"
-	                    "\"channels\":{",
-	                    (unsigned long long)st->handshakes,
-	                    (unsigned long long)st->connects,
-	                    (unsigned long long)st->subscribes,
-	                    (unsigned long long)st->clients,
-	                    (unsigned long long)st->tokens_issued,
-	                    (unsigned long long)st->api_calls);
+	evbuffer_add_printf(
+	    out,
+	    "{\"handshakes\":%llu,\"connects\":%llu,"
+	    "\"subscribes\":%llu,\"clients\":%llu,"
+	    "\"tokens_issued\":%llu,\"api_calls\":%llu,"
+	    "\"faults_fired\":%llu,\"channels\":{",
+	    (unsigned long long)st->handshakes,
+	    (unsigned long long)st->connects,
+	    (unsigned long long)st->subscribes, (unsigned long long)st->clients,
+	    (unsigned long long)st->tokens_issued,
+	    (unsigned long long)st->api_calls,
+	    (unsigned long long)(rest->faults != NULL
+	                             ? fault_plan_fired(rest->faults)
+	                             : 0));
 	for (i = 0; i < n; i++) {
 		const struct org_channel *ch = org_channel_at(rest->org, i);
 		int64_t latest = org_channel_latest(ch);
@@ -584,6 +509,142 @@ do_stats(struct rest *rest, struct evhttp_request *req)
 	evbuffer_add(out, "}}", 2);
 	util_reply(req, 200, UTIL_JSON_UTF8, out, NULL);
 	evbuffer_free(out);
+}
+
+/* Replies with a JSON body built in out (freed here). */
+static void
+reply_buf(struct evhttp_request *req, int code, struct evbuffer *out)
+{
+	if (out == NULL) {
+		evhttp_send_error(req, 500, NULL);
+		return;
+	}
+	util_reply(req, code, UTIL_JSON_UTF8, out, NULL);
+	evbuffer_free(out);
+}
+
+static void
+method_not_allowed(struct evhttp_request *req, const char *allow)
+{
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Allow",
+	                  allow);
+	util_reply_text(req, 405,
+	                "[{\"errorCode\":\"METHOD_NOT_ALLOWED\",\"message\":"
+	                "\"Method not allowed\"}]",
+	                "method not allowed");
+}
+
+/* POST /_mock/declare?channel=C: a channel that appears at run time. */
+static void
+do_declare(struct rest *rest, struct evhttp_request *req)
+{
+	const char *query =
+	    evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+	struct evkeyvalq q;
+	const char *name;
+	struct evbuffer *out;
+
+	q.tqh_first = NULL;
+	q.tqh_last = &q.tqh_first;
+	if (query == NULL || util_form_parse(query, strlen(query), &q) != 0 ||
+	    (name = evhttp_find_header(&q, "channel")) == NULL) {
+		mock_error(req, 400, "want ?channel=NAME", NULL);
+		goto done;
+	}
+	if (org_channel_declare(rest->org, name) == NULL) {
+		mock_error(req, 400,
+		           "channel: want /topic/X, /event/X, /data/X or /u/X",
+		           NULL);
+		goto done;
+	}
+	log_info("channel declared", "channel", name, NULL);
+	out = evbuffer_new();
+	if (out != NULL) {
+		evbuffer_add(out, "{\"declared\":", 12);
+		util_json_str(out, name);
+		evbuffer_add(out, "}", 1);
+	}
+	reply_buf(req, 200, out);
+done:
+	evhttp_clear_headers(&q);
+}
+
+/*
+ * The fault plan and traffic endpoints:
+ *   POST   /_mock/fault     add a rule (JSON object body) -> {"id":N}
+ *   GET    /_mock/faults    the rules, with counters and states
+ *   DELETE /_mock/faults    remove every rule -> {"cleared":N}
+ *   GET    /_mock/messages  the CometD traffic log
+ *   POST   /_mock/declare   declare a channel
+ * Returns 1 when path was one of them (req answered), 0 otherwise.
+ */
+static int
+do_mock_faults(struct rest *rest, struct evhttp_request *req, const char *path)
+{
+	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+	struct evbuffer *in = evhttp_request_get_input_buffer(req);
+	struct evbuffer *out;
+	char err[256];
+	int id;
+
+	if (strcmp(path, "/_mock/fault") == 0) {
+		if (cmd != EVHTTP_REQ_POST) {
+			method_not_allowed(req, "POST");
+			return 1;
+		}
+		id = rest->faults == NULL
+		         ? -1
+		         : fault_plan_add_json(
+		               rest->faults,
+		               (const char *)evbuffer_pullup(in, -1),
+		               evbuffer_get_length(in), err, sizeof(err));
+		if (id < 0) {
+			mock_error(req, 400,
+			           rest->faults == NULL ? "no fault plan" : err,
+			           NULL);
+			return 1;
+		}
+		snprintf(err, sizeof(err), "{\"id\":%d}", id);
+		util_reply_text(req, 200, err, NULL);
+	} else if (strcmp(path, "/_mock/faults") == 0) {
+		if (rest->faults == NULL) {
+			mock_error(req, 400, "no fault plan", NULL);
+		} else if (cmd == EVHTTP_REQ_GET) {
+			out = evbuffer_new();
+			if (out != NULL &&
+			    fault_plan_list(rest->faults, out) != 0) {
+				evbuffer_free(out);
+				out = NULL;
+			}
+			reply_buf(req, 200, out);
+		} else if (cmd == EVHTTP_REQ_DELETE) {
+			snprintf(err, sizeof(err), "{\"cleared\":%zu}",
+			         fault_plan_clear(rest->faults));
+			log_info("faults cleared", NULL);
+			util_reply_text(req, 200, err, NULL);
+		} else {
+			method_not_allowed(req, "GET, DELETE");
+		}
+	} else if (strcmp(path, "/_mock/messages") == 0) {
+		if (cmd != EVHTTP_REQ_GET) {
+			method_not_allowed(req, "GET");
+			return 1;
+		}
+		out = evbuffer_new();
+		if (out != NULL && cometd_traffic_json(rest->cd, out) != 0) {
+			evbuffer_free(out);
+			out = NULL;
+		}
+		reply_buf(req, 200, out);
+	} else if (strcmp(path, "/_mock/declare") == 0) {
+		if (cmd != EVHTTP_REQ_POST)
+			method_not_allowed(req, "POST");
+		else
+			do_declare(rest, req);
+	} else {
+		return 0;
+	}
+	return 1;
 }
 
 static int
@@ -611,7 +672,9 @@ rest_handle(struct rest *rest, struct evhttp_request *req)
 		util_reply_text(req, 404, NOT_FOUND, "no path");
 	} else if (strcmp(path, "/services/oauth2/token") == 0) {
 		if (method_is(req, EVHTTP_REQ_POST))
-			do_token(rest, req);
+			oauth_token(rest->org, req);
+	} else if (query_handle(rest->query, req, path)) {
+		/* served by query.c */
 	} else if (strncmp(path, "/services/data/v", 16) == 0) {
 		do_data(rest, req, path);
 	} else if (strcmp(path, "/_mock/publish") == 0) {
@@ -634,7 +697,13 @@ rest_handle(struct rest *rest, struct evhttp_request *req)
 			log_info("clients dropped", NULL);
 			util_reply_text(req, 200, reply, NULL);
 		}
-	} else {
+	} else if (!do_mock_faults(rest, req, path)) {
 		util_reply_text(req, 404, NOT_FOUND, "not found");
 	}
+}
+
+void
+rest_set_faults(struct rest *rest, struct fault_plan *plan)
+{
+	rest->faults = plan;
 }

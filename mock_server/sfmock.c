@@ -19,8 +19,12 @@
 
 #include "cometd.h"
 #include "demo.h"
+#include "fault.h"
+#include "logs.h"
+#include "oauth.h"
 #include "org.h"
 #include "rest.h"
+#include "state.h"
 #include "util.h"
 
 #define EXIT_USAGE 64
@@ -36,12 +40,17 @@ enum opt_id {
 	OPT_USERNAME,
 	OPT_PASSWORD,
 	OPT_SECURITY_TOKEN,
+	OPT_REFRESH_TOKEN,
+	OPT_JWT_CERT,
+	OPT_TOKEN_TTL,
 	OPT_CONNECT_TIMEOUT,
 	OPT_CLIENT_EXPIRY,
 	OPT_RETENTION,
 	OPT_MAX_BATCH,
 	OPT_DEMO_RATE,
 	OPT_LOG_LEVEL,
+	OPT_FAULT,
+	OPT_STATE,
 	OPT_HELP,
 };
 
@@ -69,6 +78,15 @@ static const struct opt {
     {"password", OPT_PASSWORD, "P", 0, 0, "password (default sfmock-password)"},
     {"security-token", OPT_SECURITY_TOKEN, "T", 0, 0,
      "security token appended to the password (default empty)"},
+    {"refresh-token", OPT_REFRESH_TOKEN, "T", 0, 0,
+     "refresh token the refresh_token grant accepts "
+     "(default sfmock-refresh-token)"},
+    {"jwt-cert", OPT_JWT_CERT, "FILE", 0, 0,
+     "PEM certificate or public key that JWT assertions are verified "
+     "with (default: none, JWTs refused)"},
+    {"token-ttl", OPT_TOKEN_TTL, "MS", 1, 86400000,
+     "access tokens expire this long after they are issued "
+     "(default: never)"},
     {"connect-timeout", OPT_CONNECT_TIMEOUT, "MS", 1, 86400000,
      "long-poll hold and advice.timeout (default 110000)"},
     {"client-expiry", OPT_CLIENT_EXPIRY, "MS", 1, 86400000,
@@ -82,6 +100,12 @@ static const struct opt {
      "demo events per second (default 3)"},
     {"log-level", OPT_LOG_LEVEL, "L", 0, 0,
      "debug, info, warn or error (default info)"},
+    {"fault", OPT_FAULT, "SPEC", 0, 0,
+     "a fault rule, e.g. action=http_503,match=/meta/connect,nth=3 "
+     "(repeatable; see docs/sfmock.md)"},
+    {"state", OPT_STATE, "FILE", 0, 0,
+     "keep channels, retained events and tokens in FILE across "
+     "restarts"},
     {"help", OPT_HELP, NULL, 0, 0, "show this help"},
 };
 
@@ -89,6 +113,9 @@ struct cli {
 	struct org_config cfg;
 	const char **channels; /* borrowed from argv */
 	size_t nchannels;
+	const char **faults; /* --fault specs, in the same allocation */
+	size_t nfaults;
+	const char *state; /* --state FILE or NULL */
 	enum log_level level;
 	int help;
 };
@@ -96,6 +123,8 @@ struct cli {
 struct router {
 	struct cometd *cometd;
 	struct rest *rest;
+	struct logs *logs;
+	struct fault_plan *faults;
 };
 
 static void
@@ -173,6 +202,22 @@ opt_apply(struct cli *cli, const struct opt *o, const char *val)
 	case OPT_SECURITY_TOKEN:
 		cfg->security_token = val;
 		break;
+	case OPT_REFRESH_TOKEN:
+		cfg->refresh_token = val;
+		break;
+	case OPT_JWT_CERT: {
+		char err[512];
+
+		if (oauth_check_cert(val, err, sizeof(err)) != 0) {
+			fprintf(stderr, "sfmock: --jwt-cert: %s\n", err);
+			return -1;
+		}
+		cfg->jwt_cert = val;
+		break;
+	}
+	case OPT_TOKEN_TTL:
+		cfg->token_ttl_ms = n;
+		break;
 	case OPT_CONNECT_TIMEOUT:
 		cfg->connect_timeout_ms = n;
 		break;
@@ -197,6 +242,19 @@ opt_apply(struct cli *cli, const struct opt *o, const char *val)
 			return -1;
 		}
 		break;
+	case OPT_FAULT: {
+		char err[256];
+
+		if (fault_spec_check(val, err, sizeof(err)) != 0) {
+			fprintf(stderr, "sfmock: --fault %s: %s\n", val, err);
+			return -1;
+		}
+		cli->faults[cli->nfaults++] = val;
+		break;
+	}
+	case OPT_STATE:
+		cli->state = val;
+		break;
 	case OPT_HELP:
 		cli->help = 1;
 		break;
@@ -216,18 +274,21 @@ cli_parse(struct cli *cli, int argc, char **argv)
 	cli->cfg.username = "relay@sfmock.test";
 	cli->cfg.password = "sfmock-password";
 	cli->cfg.security_token = "";
+	cli->cfg.refresh_token = "sfmock-refresh-token";
 	cli->cfg.connect_timeout_ms = 110000;
 	cli->cfg.client_expiry_ms = 40000;
 	cli->cfg.retention = 100000;
 	cli->cfg.max_batch = 1000;
 	cli->cfg.demo_rate = 3;
 	cli->level = LOG_INFO;
-	/* At most one channel per argument, so argc bounds the list. */
-	cli->channels = calloc((size_t)argc + 1, sizeof(*cli->channels));
+	/* At most one channel per argument, so argc bounds the list; the
+	 * fault specs share the allocation. */
+	cli->channels = calloc(2 * ((size_t)argc + 1), sizeof(*cli->channels));
 	if (cli->channels == NULL) {
 		fprintf(stderr, "sfmock: out of memory\n");
 		return -1;
 	}
+	cli->faults = cli->channels + argc + 1;
 	for (i = 1; i < argc; i++) {
 		const char *a = argv[i], *eq, *val = NULL;
 		const struct opt *o;
@@ -277,10 +338,14 @@ route_cb(struct evhttp_request *req, void *arg)
 	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
 	const char *path = uri != NULL ? evhttp_uri_get_path(uri) : NULL;
 
+	/* The fault plan sees every request first (and may route it back
+	 * here later, or now with a verdict in force). */
+	if (fault_intercept(r->faults, req, route_cb, arg))
+		return;
 	if (path != NULL && strncmp(path, "/cometd", 7) == 0 &&
 	    (path[7] == '\0' || path[7] == '/'))
 		cometd_handle(r->cometd, req);
-	else
+	else if (path == NULL || !logs_handle(r->logs, req, path))
 		rest_handle(r->rest, req);
 }
 
@@ -327,9 +392,10 @@ main(int argc, char **argv)
 	struct evhttp_bound_socket *bound;
 	struct org *org = NULL;
 	struct demo *demo = NULL;
+	struct state *state = NULL;
 	struct router router = {0};
 	struct timeval tv;
-	char portbuf[16];
+	char portbuf[16], errbuf[512];
 	int port, rc = 1;
 	size_t i;
 
@@ -346,6 +412,7 @@ main(int argc, char **argv)
 	log_add_secret(cli.cfg.client_secret);
 	log_add_secret(cli.cfg.password);
 	log_add_secret(cli.cfg.security_token);
+	log_add_secret(cli.cfg.refresh_token);
 
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = SIG_IGN;
@@ -362,6 +429,15 @@ main(int argc, char **argv)
 		if (org_channel_declare(org, cli.channels[i]) == NULL) {
 			log_error("cannot declare channel", "channel",
 			          cli.channels[i], NULL);
+			goto out;
+		}
+	}
+	if (cli.state != NULL) {
+		state =
+		    state_open(base, org, cli.state, errbuf, sizeof(errbuf));
+		if (state == NULL) {
+			log_error("cannot use the state file", "error", errbuf,
+			          NULL);
 			goto out;
 		}
 	}
@@ -394,8 +470,21 @@ main(int argc, char **argv)
 	org_set_instance_url(org, port);
 	router.cometd = cometd_new(base, org);
 	router.rest = rest_new(org, router.cometd);
-	if (router.cometd == NULL || router.rest == NULL)
+	router.logs = logs_new(base, NULL);
+	if (router.cometd == NULL || router.rest == NULL || router.logs == NULL)
 		goto out;
+	router.faults = fault_plan_new(base, org, router.cometd);
+	if (router.faults == NULL)
+		goto out;
+	for (i = 0; i < cli.nfaults; i++) {
+		if (fault_plan_add_text(router.faults, cli.faults[i], errbuf,
+		                        sizeof(errbuf)) < 0) {
+			log_error("bad fault", "error", errbuf, NULL);
+			goto out;
+		}
+	}
+	cometd_set_faults(router.cometd, router.faults);
+	rest_set_faults(router.rest, router.faults);
 	evhttp_set_gencb(http, route_cb, &router);
 
 	sigint = evsignal_new(base, SIGINT, stop_cb, base);
@@ -420,10 +509,13 @@ out:
 	demo_free(demo);
 	/* Before evhttp_free: clears the close callbacks of held requests,
 	 * which evhttp then frees with their connections. */
+	fault_plan_free(router.faults);
 	cometd_free(router.cometd);
 	if (http != NULL)
 		evhttp_free(http);
 	rest_free(router.rest);
+	logs_free(router.logs);
+	state_close(state);
 	org_free(org);
 	if (base != NULL)
 		event_base_free(base);

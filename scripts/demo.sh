@@ -38,8 +38,6 @@ echo "demo: mock org on http://127.0.0.1:$port; relay lines follow (Ctrl-C stops
 SFDC_LOGIN_URL="http://127.0.0.1:$port" \
 SFDC_CLIENT_ID=sfmock-client-id \
 SFDC_CLIENT_SECRET=sfmock-client-secret \
-SFDC_USERNAME=relay@sfmock.test \
-SFDC_PASSWORD=sfmock-password \
 SFRELAY_CHANNELS=/topic/AccountWatch,/event/LoginEventStream,/data/AccountChangeEvent,/event/Order_Placed__e \
 SFRELAY_STATE_DIR="$work/state" \
 "$B/sfrelay" &

@@ -9,6 +9,11 @@ PACKAGES=(
 	gcc make pkg-config ca-certificates curl
 	libcurl4-openssl-dev libjson-c-dev libevent-dev libssl-dev
 	libcmocka-dev valgrind clang libclang-rt-dev
+	libevent-openssl-2.1-7 openssl rsyslog rsyslog-openssl
+	# syslog-ng-core conflicts with rsyslog (both are the system logger):
+	# the tests run it unpacked (scripts/syslog-ng-local.sh); these are
+	# its libraries.
+	libivykis0 libnet1 libglib2.0-0 libwrap0 libpcre3 libjson-c5 libcap2
 )
 
 missing=()

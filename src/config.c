@@ -10,6 +10,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "sfrelay/backfill.h"
+#include "sfrelay/jwt.h"
+#include "sfrelay/soql.h"
+
 /*
  * Every setting is one row of the table below. Loading, validation, --help
  * and the markdown reference all walk that table, so a setting is added or
@@ -36,6 +40,20 @@ static const struct unit_suffix ms_suffixes[] = {
     {"ms", 1},
     {"s", 1000},
     {"m", 60 * 1000},
+    {NULL, 0},
+};
+
+/* Durations counted in seconds (long look-backs). */
+static const struct unit_suffix s_suffixes[] = {
+    {"s", 1},
+    {"m", 60},
+    {"h", 3600},
+    {"d", 86400},
+    {NULL, 0},
+};
+
+static const struct unit_suffix pct_suffixes[] = {
+    {"%", 1},
     {NULL, 0},
 };
 
@@ -79,7 +97,26 @@ struct setting {
 
 	/* Extra rule: string value, or each list item. */
 	setting_check_fn *check;
+
+	/* Authentication flows that require this setting (AUTH_BIT of each
+	 * enum config_auth); an empty value counts as unset for them. When
+	 * partner names another setting, either one satisfies the flow. */
+	unsigned flows;
+	const char *partner;
+	/* SETTING_SECRET: newlines and tabs allowed (PEM text). */
+	int multiline;
+	/* What --help and the docs say happens when it is unset and has no
+	 * default ("inferred"); NULL: it is optional. */
+	const char *unset;
+	/* Required unless the setting named here is set; an empty value
+	 * counts as unset. */
+	const char *unless;
 };
+
+#define AUTH_BIT(a) (1u << (a))
+#define AUTH_RENEWABLE                                                     \
+    (AUTH_BIT(CONFIG_AUTH_JWT) | AUTH_BIT(CONFIG_AUTH_CLIENT_CREDENTIALS) | \
+     AUTH_BIT(CONFIG_AUTH_REFRESH_TOKEN) | AUTH_BIT(CONFIG_AUTH_PASSWORD))
 
 struct load {
 	const char *const *env;
@@ -94,12 +131,43 @@ static setting_enum_fn parse_log_level;
 static setting_enum_fn parse_replay;
 static setting_check_fn check_api_version;
 static setting_check_fn check_channel;
+static setting_check_fn check_poll;
+static setting_check_fn check_backfill;
+static setting_enum_fn parse_auth;
+static setting_check_fn check_jwt_key;
+static setting_check_fn check_jwt_key_file;
+
+/* Indexed by enum config_auth. */
+static const char *const auth_names[] = {
+    "none", "jwt", "client_credentials", "refresh_token", "password", "token",
+};
+static const char *const auth_choices[] = {
+    "jwt", "client_credentials", "refresh_token", "password", "token", NULL,
+};
 
 static const char *const format_choices[] = {"logfmt", "json", NULL};
 static const char *const log_level_choices[] = {"debug", "info", "warn",
                                                 "error", NULL};
 
 static const char *const replay_choices[] = {"-1", "-2", NULL};
+
+static setting_enum_fn parse_sink;
+static setting_enum_fn parse_facility;
+static setting_check_fn check_logplex_url;
+static setting_check_fn check_syslog_url;
+static setting_check_fn check_app_name;
+static setting_check_fn check_redact;
+
+static const char *const sink_choices[] = {"stdout", "logplex", "syslog",
+                                           NULL};
+/* RFC 5424 facility codes 0..23, in order. */
+static const char *const facility_choices[] = {
+    "kern",   "user",   "mail",   "daemon", "auth",   "syslog",
+    "lpr",    "news",   "uucp",   "cron",   "authpriv", "ftp",
+    "ntp",    "audit",  "alert",  "clock",  "local0", "local1",
+    "local2", "local3", "local4", "local5", "local6", "local7",
+    NULL,
+};
 
 static const char *const channel_prefixes[] = {"/topic/", "/event/", "/data/",
                                                "/u/", NULL};
@@ -122,39 +190,65 @@ static const struct setting settings[] = {
                 "org can run on a loopback address.",
     },
     {
+        .name = "SFDC_AUTH",
+        .kind = SETTING_ENUM,
+        .field = offsetof(struct config, auth),
+        .what = "the authentication flow",
+        .help = "How the relay gets its access token: `jwt` (OAuth 2.0 "
+                "JWT bearer flow, the one to use), `client_credentials`, "
+                "`refresh_token`, `password` (username-password flow, "
+                "blocked by default in orgs created since Summer '23) or "
+                "`token` (a fixed access token that cannot be renewed). "
+                "Unset, it is inferred from the credentials that are "
+                "set, first match wins: SFDC_JWT_KEY or "
+                "SFDC_JWT_KEY_FILE: `jwt`; SFDC_REFRESH_TOKEN: "
+                "`refresh_token`; SFDC_PASSWORD, or SFDC_USERNAME with "
+                "SFDC_CLIENT_SECRET: `password`; SFDC_CLIENT_SECRET: "
+                "`client_credentials`; SFDC_ACCESS_TOKEN: `token`; "
+                "SFDC_USERNAME alone: `jwt`. Each flow requires its own "
+                "variables, listed with each of them.",
+        .choices = auth_choices,
+        .parse_enum = parse_auth,
+        .unset = "inferred",
+    },
+    {
         .name = "SFDC_CLIENT_ID",
         .kind = SETTING_STRING,
-        .required = 1,
         .field = offsetof(struct config, client_id),
         .what = "the connected app's consumer key",
         .help = "Consumer key of the connected app the relay logs "
-                "in through.",
+                "in through (the issuer of a JWT assertion).",
+        .flows = AUTH_RENEWABLE,
     },
     {
         .name = "SFDC_CLIENT_SECRET",
         .kind = SETTING_SECRET,
-        .required = 1,
         .field = offsetof(struct config, client_secret),
         .what = "the connected app's consumer secret",
-        .help = "Consumer secret of the connected app.",
+        .help = "Consumer secret of the connected app; optional with "
+                "`refresh_token` (sent when set).",
+        .flows = AUTH_BIT(CONFIG_AUTH_CLIENT_CREDENTIALS) |
+                 AUTH_BIT(CONFIG_AUTH_PASSWORD),
     },
     {
         .name = "SFDC_USERNAME",
         .kind = SETTING_STRING,
-        .required = 1,
         .field = offsetof(struct config, username),
         .what = "the user the relay logs in as",
         .help = "Username of the integration user the relay logs in "
-                "as; it needs API access and read access to what the "
-                "channels carry.",
+                "as (the subject of a JWT assertion); it needs API "
+                "access and read access to what the channels carry. "
+                "With `client_credentials` the connected app's "
+                "run-as user is used instead.",
+        .flows = AUTH_BIT(CONFIG_AUTH_JWT) | AUTH_BIT(CONFIG_AUTH_PASSWORD),
     },
     {
         .name = "SFDC_PASSWORD",
         .kind = SETTING_SECRET,
-        .required = 1,
         .field = offsetof(struct config, password),
         .what = "the user's password",
         .help = "Password of that user.",
+        .flows = AUTH_BIT(CONFIG_AUTH_PASSWORD),
     },
     {
         .name = "SFDC_SECURITY_TOKEN",
@@ -163,8 +257,68 @@ static const struct setting settings[] = {
         .field = offsetof(struct config, security_token),
         .what = "the user's security token",
         .help = "Security token of that user, appended to the "
-                "password when logging in. Leave it unset (or empty) "
-                "when the org does not ask for one.",
+                "password when logging in (`password` only). Leave it "
+                "unset (or empty) when the org does not ask for one.",
+    },
+    {
+        .name = "SFDC_JWT_KEY",
+        .kind = SETTING_SECRET,
+        .field = offsetof(struct config, jwt_key),
+        .what = "the connected app's private key, PEM text; or set "
+                "SFDC_JWT_KEY_FILE",
+        .help = "Private key the relay signs its JWT assertions with "
+                "(RS256): the whole PEM text, from `-----BEGIN PRIVATE "
+                "KEY-----` to `-----END PRIVATE KEY-----`, unencrypted "
+                "RSA. Its certificate is the one uploaded to the "
+                "connected app. On Heroku: `heroku config:set "
+                "SFDC_JWT_KEY=\"$(cat server.key)\"`.",
+        .check = check_jwt_key,
+        .flows = AUTH_BIT(CONFIG_AUTH_JWT),
+        .partner = "SFDC_JWT_KEY_FILE",
+        .multiline = 1,
+    },
+    {
+        .name = "SFDC_JWT_KEY_FILE",
+        .kind = SETTING_PATH,
+        .field = offsetof(struct config, jwt_key_file),
+        .what = "a file holding the connected app's private key",
+        .help = "File holding that private key, instead of "
+                "SFDC_JWT_KEY (set only one of them).",
+        .check = check_jwt_key_file,
+        .flows = AUTH_BIT(CONFIG_AUTH_JWT),
+        .partner = "SFDC_JWT_KEY",
+    },
+    {
+        .name = "SFDC_REFRESH_TOKEN",
+        .kind = SETTING_SECRET,
+        .field = offsetof(struct config, refresh_token),
+        .what = "a refresh token of the connected app",
+        .help = "Refresh token the connected app was given for the "
+                "integration user by a one-time authorization (web "
+                "server or device flow, with the `refresh_token` "
+                "scope).",
+        .flows = AUTH_BIT(CONFIG_AUTH_REFRESH_TOKEN),
+    },
+    {
+        .name = "SFDC_ACCESS_TOKEN",
+        .kind = SETTING_SECRET,
+        .field = offsetof(struct config, access_token),
+        .what = "an access token",
+        .help = "A fixed access token (session id). It cannot be "
+                "renewed: once Salesforce refuses it, the relay exits "
+                "with status 77. For tests and one-off runs.",
+        .flows = AUTH_BIT(CONFIG_AUTH_TOKEN),
+    },
+    {
+        .name = "SFDC_INSTANCE_URL",
+        .kind = SETTING_URL,
+        .field = offsetof(struct config, instance_url),
+        .what = "the org's instance URL, e.g. "
+                "https://acme.my.salesforce.com",
+        .help = "The org's URL that goes with SFDC_ACCESS_TOKEN, like "
+                "`https://acme.my.salesforce.com`. The other flows take "
+                "it from the token response.",
+        .flows = AUTH_BIT(CONFIG_AUTH_TOKEN),
     },
     {
         .name = "SFDC_API_VERSION",
@@ -180,7 +334,7 @@ static const struct setting settings[] = {
     {
         .name = "SFRELAY_CHANNELS",
         .kind = SETTING_LIST,
-        .required = 1,
+        .unless = "SFRELAY_POLL",
         .field = offsetof(struct config, channels),
         .what = "the streaming channels to relay, e.g. "
                 "/topic/AccountWatch,/event/LoginEventStream",
@@ -193,6 +347,73 @@ static const struct setting settings[] = {
         .max_items = CONFIG_MAX_CHANNELS,
         .count_field = offsetof(struct config, nchannels),
         .check = check_channel,
+    },
+    {
+        .name = "SFRELAY_POLL",
+        .kind = SETTING_STRING,
+        .field = offsetof(struct config, poll),
+        .what = "the objects to poll",
+        .help = "Objects to poll with SOQL, for what has no stream, "
+                "e.g. `SetupAuditTrail@60s,LoginHistory@5m,Account@2m`. "
+                "Each item is `Object[:TimeField][@interval][(fields)]"
+                "[[condition]]`: the interval is a number with `s`, `m` "
+                "or `h` (1s to 24h, default 60s); the optional field "
+                "list replaces the built-in one; the optional SOQL "
+                "condition is ANDed with the time window, e.g. "
+                "`Account:SystemModstamp@2m(Id,Name)[Industry = "
+                "'Banking']`. SetupAuditTrail (CreatedDate), "
+                "LoginHistory (LoginTime) and EventLogFile (CreatedDate) "
+                "have built-in field lists; other objects default to "
+                "LastModifiedDate and `FIELDS(STANDARD)`. Objects due "
+                "together share one composite request (one API call). "
+                "See docs/polling.md.",
+        .check = check_poll,
+    },
+    {
+        .name = "SFRELAY_POLL_LOOKBACK",
+        .kind = SETTING_INT,
+        .def = "0",
+        .field = offsetof(struct config, poll_lookback_s),
+        .what = "the first poll's look-back",
+        .help = "How far back the first poll of an object (one with no "
+                "checkpoint yet) starts: `0` from now on, `24h` the last "
+                "day. Later polls resume from the checkpoint.",
+        .min = 0,
+        .max = 180L * 86400,
+        .unit = "seconds",
+        .suffixes = s_suffixes,
+    },
+    {
+        .name = "SFRELAY_API_BUDGET_PCT",
+        .kind = SETTING_INT,
+        .def = "50",
+        .field = offsetof(struct config, api_budget_pct),
+        .what = "the API budget",
+        .help = "Share of the org's daily API limit (read from every "
+                "`Sforce-Limit-Info` reply) above which the relay "
+                "stretches its poll intervals (2x at the budget, up to "
+                "10x at 100%) and warns.",
+        .min = 1,
+        .max = 100,
+        .unit = "percent",
+        .suffixes = pct_suffixes,
+    },
+    {
+        .name = "SFRELAY_BACKFILL",
+        .kind = SETTING_STRING,
+        .field = offsetof(struct config, backfill),
+        .what = "the backfill mappings",
+        .help = "Which object recovers a stream channel's replay gap "
+                "(events older than Salesforce's retention), as "
+                "comma-separated `channel=Object[:TimeField][(fields)]"
+                "[[condition]]`, e.g. `/topic/AccountWatch=Account`. "
+                "Without a mapping, Change Data Capture channels "
+                "(`/data/AccountChangeEvent`: Account, by "
+                "LastModifiedDate) and event monitoring streams "
+                "(`/event/LoginEventStream`: LoginEvent, by EventDate) "
+                "are recovered anyway; other gaps are reported and kept "
+                "in the checkpoint.",
+        .check = check_backfill,
     },
     {
         .name = "SFRELAY_FORMAT",
@@ -344,6 +565,160 @@ static const struct setting settings[] = {
         .unit = "ms",
         .suffixes = ms_suffixes,
     },
+    {
+        .name = "SFRELAY_SINK",
+        .kind = SETTING_ENUM,
+        .def = "stdout",
+        .field = offsetof(struct config, sink),
+        .what = "where event lines go",
+        .help = "Where event lines go: `stdout` (on Heroku, the app's "
+                "log stream), `logplex` (the Logplex HTTP input at "
+                "LOGPLEX_URL, in batches) or `syslog` (an RFC 5424 "
+                "drain over TCP or TLS at SYSLOG_URL). See "
+                "docs/sinks.md.",
+        .choices = sink_choices,
+        .parse_enum = parse_sink,
+    },
+    {
+        .name = "LOGPLEX_URL",
+        .kind = SETTING_SECRET,
+        .field = offsetof(struct config, logplex_url),
+        .what = "the Logplex HTTP input",
+        .help = "Logplex HTTP input the `logplex` sink POSTs to, with "
+                "its credentials: `https://token:t.xxx@host/logs` (a "
+                "bare host means the path `/logs`); the user name and "
+                "token become basic auth. Required with "
+                "SFRELAY_SINK=logplex.",
+        .check = check_logplex_url,
+    },
+    {
+        .name = "SYSLOG_URL",
+        .kind = SETTING_STRING,
+        .field = offsetof(struct config, syslog_url),
+        .what = "the syslog drain",
+        .help = "Syslog drain of the `syslog` sink: "
+                "`syslog://host:port` (TCP) or `syslog+tls://host:port` "
+                "(TLS, the certificate verified against SFRELAY_CA_FILE "
+                "or the system store, and its name against host). "
+                "Required with SFRELAY_SINK=syslog.",
+        .check = check_syslog_url,
+    },
+    {
+        .name = "SFRELAY_SYSLOG_FACILITY",
+        .kind = SETTING_ENUM,
+        .def = "user",
+        .field = offsetof(struct config, syslog_facility),
+        .what = "the syslog facility",
+        .help = "Facility in the PRI of every syslog and Logplex frame "
+                "(the severity is always `info`).",
+        .choices = facility_choices,
+        .parse_enum = parse_facility,
+    },
+    {
+        .name = "SFRELAY_SYSLOG_APP_NAME",
+        .kind = SETTING_STRING,
+        .def = "sfrelay",
+        .field = offsetof(struct config, syslog_app_name),
+        .what = "the syslog APP-NAME",
+        .help = "APP-NAME of every syslog and Logplex frame: 1 to 48 "
+                "printable ASCII characters, no space. The HOSTNAME is "
+                "DYNO when set, else the machine's host name; PROCID is "
+                "the process id; MSGID the line's kind (`event`, "
+                "`stats`).",
+        .check = check_app_name,
+    },
+    {
+        .name = "DYNO",
+        .kind = SETTING_STRING,
+        .field = offsetof(struct config, dyno),
+        .what = "the dyno name",
+        .help = "Set by Heroku (`worker.1`); the relay uses it as the "
+                "HOSTNAME of its syslog and Logplex frames. Leave it to "
+                "Heroku.",
+    },
+    {
+        .name = "SFRELAY_MAX_LINE",
+        .kind = SETTING_INT,
+        .field = offsetof(struct config, max_line),
+        .what = "the longest line",
+        .help = "Longest event line, in bytes without its newline, "
+                "that the sink gets whole; a longer event is split "
+                "into self-describing parts (`part=1/3`, the same "
+                "`id`), never cut. Unset, each sink uses its own limit: "
+                "10000 for stdout and logplex (Logplex's message "
+                "limit), and for syslog whatever keeps the whole "
+                "syslog message within 8 KiB (rsyslog's default).",
+        .min = 1024,
+        .max = 1048576,
+        .unit = "bytes",
+    },
+    {
+        .name = "SFRELAY_REDACT",
+        .kind = SETTING_LIST,
+        .field = offsetof(struct config, redact),
+        .what = "fields to redact",
+        .help = "Fields whose values are replaced by `[redacted]` in "
+                "every event line: names or patterns (`*` any run of "
+                "characters, `?` one), matched without regard to case "
+                "against the whole dotted key and against its last "
+                "part, e.g. `Password,*Token*,sobject.SSN__c`. The "
+                "header fields (`at`, `src`, `channel`, `id`, ...) are "
+                "never redacted.",
+        .max_items = CONFIG_MAX_REDACT,
+        .count_field = offsetof(struct config, nredact),
+        .check = check_redact,
+    },
+    {
+        .name = "SFRELAY_STATS_INTERVAL",
+        .kind = SETTING_INT,
+        .def = "60000",
+        .field = offsetof(struct config, stats_interval_ms),
+        .what = "the stats interval",
+        .help = "Interval of the l2met stats line (`at=stats "
+                "count#sfrelay.events=... sample#sfrelay.queue=...`), "
+                "written through the same sink as the events. `0` "
+                "turns it off.",
+        .min = 0,
+        .max = 86400000,
+        .unit = "ms",
+        .suffixes = ms_suffixes,
+    },
+    {
+        .name = "SFRELAY_LOGPLEX_BATCH_LINES",
+        .kind = SETTING_INT,
+        .def = "500",
+        .field = offsetof(struct config, logplex_batch_lines),
+        .what = "the Logplex batch size in lines",
+        .help = "Most lines in one POST of the `logplex` sink.",
+        .min = 1,
+        .max = 100000,
+        .unit = "lines",
+    },
+    {
+        .name = "SFRELAY_LOGPLEX_BATCH_BYTES",
+        .kind = SETTING_INT,
+        .def = "1048576",
+        .field = offsetof(struct config, logplex_batch_bytes),
+        .what = "the Logplex batch size in bytes",
+        .help = "Body size at which the `logplex` sink sends a batch "
+                "without waiting for more lines.",
+        .min = 1024,
+        .max = 67108864,
+        .unit = "bytes",
+    },
+    {
+        .name = "SFRELAY_LOGPLEX_BATCH_AGE",
+        .kind = SETTING_INT,
+        .def = "250",
+        .field = offsetof(struct config, logplex_batch_age_ms),
+        .what = "the Logplex batch age",
+        .help = "Longest time a line waits for its batch to fill "
+                "before the `logplex` sink sends it anyway.",
+        .min = 1,
+        .max = 60000,
+        .unit = "ms",
+        .suffixes = ms_suffixes,
+    },
 };
 
 #define NSETTINGS (sizeof(settings) / sizeof(settings[0]))
@@ -371,6 +746,26 @@ parse_replay(const char *value, void *field)
 	else
 		return -1;
 	return 0;
+}
+
+static int
+parse_auth(const char *value, void *field)
+{
+	enum config_auth *out = field;
+	for (size_t i = 1; i < sizeof(auth_names) / sizeof(auth_names[0]); i++)
+		if (strcmp(value, auth_names[i]) == 0) {
+			*out = (enum config_auth)i;
+			return 0;
+		}
+	return -1;
+}
+
+const char *
+config_auth_name(enum config_auth auth)
+{
+	size_t i = (size_t)auth;
+	return i < sizeof(auth_names) / sizeof(auth_names[0]) ? auth_names[i]
+	                                                      : "none";
 }
 
 static void *
@@ -565,6 +960,108 @@ check_channel(struct load *ld, const struct setting *s, const char *v)
 		             load_quote(ld, v, q, sizeof(q)));
 		return -1;
 	}
+	return 0;
+}
+
+/* The poll and backfill parsers report each bad item; each report
+ * becomes one line naming the variable. */
+struct item_report {
+	struct load *ld;
+	const struct setting *s;
+};
+
+static void
+report_item(void *arg, const char *msg)
+{
+	struct item_report *r = arg;
+	char buf[512];
+	size_t o = 0;
+
+	/* The item parsers quote the item: keep secrets and raw bytes out. */
+	if (load_shows_secret(r->ld, msg)) {
+		load_problem(r->ld, r->s,
+		             "an item is invalid (not shown: it contains a "
+		             "secret)");
+		return;
+	}
+	for (const char *p = msg; *p != '\0' && o + 5 < sizeof(buf); p++) {
+		unsigned char c = (unsigned char)*p;
+		if (c < 0x20 || c >= 0x7f)
+			o += (size_t)snprintf(buf + o, sizeof(buf) - o,
+			                      "\\x%02x", c);
+		else
+			buf[o++] = (char)c;
+	}
+	buf[o] = '\0';
+	load_problem(r->ld, r->s, "%s", buf);
+}
+
+static int
+check_poll(struct load *ld, const struct setting *s, const char *v)
+{
+	struct item_report r = {ld, s};
+	struct soql_spec *specs;
+	size_t n;
+
+	if (soql_poll_parse(v, &specs, &n, report_item, &r) != 0)
+		return -1;
+	soql_specs_free(specs, n);
+	return 0;
+}
+
+static int
+check_backfill(struct load *ld, const struct setting *s, const char *v)
+{
+	struct item_report r = {ld, s};
+	struct backfill_map *maps;
+	size_t n;
+
+	if (backfill_parse(v, &maps, &n, report_item, &r) != 0)
+		return -1;
+	backfill_maps_free(maps, n);
+	return 0;
+}
+
+/* A key that does not load is caught here, with every other problem,
+ * rather than at the first token request. The reason never quotes it. */
+static int
+check_jwt_key(struct load *ld, const struct setting *s, const char *v)
+{
+	char why[384];
+	struct jwt_key *key = jwt_key_from_pem(v, strlen(v), why, sizeof(why));
+
+	if (key == NULL) {
+		load_problem(ld, s, "%s", why);
+		return -1;
+	}
+	jwt_key_free(key);
+	return 0;
+}
+
+static int
+check_jwt_key_file(struct load *ld, const struct setting *s, const char *v)
+{
+	char q[QUOTE_SIZE], why[384];
+	struct jwt_key *key = jwt_key_from_file(v, why, sizeof(why));
+
+	if (key == NULL) {
+		load_problem(ld, s, "%s %s", load_quote(ld, v, q, sizeof(q)),
+		             why);
+		return -1;
+	}
+	jwt_key_free(key);
+	return 0;
+}
+
+/* PEM text: control characters other than line breaks and tabs. */
+static int
+has_control_multiline(const char *v)
+{
+	for (; *v != '\0'; v++)
+		if (((unsigned char)*v < 0x20 && *v != '\n' && *v != '\r' &&
+		     *v != '\t') ||
+		    *v == 0x7f)
+			return 1;
 	return 0;
 }
 
@@ -837,7 +1334,7 @@ load_setting(struct load *ld, const struct setting *s, const char *v,
 
 	switch (s->kind) {
 	case SETTING_SECRET:
-		if (has_control(v)) {
+		if (s->multiline ? has_control_multiline(v) : has_control(v)) {
 			load_problem(ld, s,
 			             "contains a control character (value not "
 			             "shown)");
@@ -898,6 +1395,162 @@ load_setting(struct load *ld, const struct setting *s, const char *v,
 	return 0;
 }
 
+/* Sinks ------------------------------------------------------------------ */
+
+static int
+parse_sink(const char *value, void *field)
+{
+	enum config_sink *out = field;
+	for (size_t i = 0; sink_choices[i] != NULL; i++)
+		if (strcmp(value, sink_choices[i]) == 0) {
+			*out = (enum config_sink)i;
+			return 0;
+		}
+	return -1;
+}
+
+static int
+parse_facility(const char *value, void *field)
+{
+	long *out = field;
+	for (size_t i = 0; facility_choices[i] != NULL; i++)
+		if (strcmp(value, facility_choices[i]) == 0) {
+			*out = (long)i;
+			return 0;
+		}
+	return -1;
+}
+
+/* The value holds the drain token: no message may quote it. */
+static int
+check_logplex_url(struct load *ld, const struct setting *s, const char *v)
+{
+	const char *rest = strncmp(v, "https://", 8) == 0  ? v + 8
+	                   : strncmp(v, "http://", 7) == 0 ? v + 7
+	                                                   : NULL;
+	if (rest == NULL) {
+		load_problem(ld, s,
+		             "must start with https:// (value not shown)");
+		return -1;
+	}
+	if (has_space_or_control(v)) {
+		load_problem(ld, s,
+		             "contains a space or control character (value "
+		             "not shown)");
+		return -1;
+	}
+	size_t alen = strcspn(rest, "/?#");
+	const char *at = memchr(rest, '@', alen);
+	if (at == NULL || memchr(rest, ':', (size_t)(at - rest)) == NULL) {
+		load_problem(ld, s,
+		             "needs credentials: https://token:t.xxx@host/logs "
+		             "(value not shown)");
+		return -1;
+	}
+	if (!url_authority_ok(at + 1, alen - (size_t)(at + 1 - rest))) {
+		load_problem(ld, s,
+		             "has an invalid host or port (value not shown)");
+		return -1;
+	}
+	return 0;
+}
+
+static int
+check_syslog_url(struct load *ld, const struct setting *s, const char *v)
+{
+	char q[QUOTE_SIZE];
+	const char *rest = strncmp(v, "syslog://", 9) == 0       ? v + 9
+	                   : strncmp(v, "syslog+tls://", 13) == 0 ? v + 13
+	                                                          : NULL;
+	if (rest == NULL) {
+		load_problem(ld, s,
+		             "%s must start with syslog:// or syslog+tls://",
+		             load_quote(ld, v, q, sizeof(q)));
+		return -1;
+	}
+	size_t alen = strcspn(rest, "/");
+	if (rest[alen] != '\0' && strcmp(rest + alen, "/") != 0) {
+		load_problem(ld, s, "%s must not have a path",
+		             load_quote(ld, v, q, sizeof(q)));
+		return -1;
+	}
+	const char *colon = alen > 0 && rest[alen - 1] != ']'
+	                        ? memchr(rest, ':', alen)
+	                        : NULL;
+	if (rest[0] == '[') {
+		const char *close = memchr(rest, ']', alen);
+		colon = close != NULL && close + 1 < rest + alen &&
+		                close[1] == ':'
+		            ? close + 1
+		            : NULL;
+	}
+	if (colon == NULL || !url_authority_ok(rest, alen) ||
+	    colon + 1 == rest + alen || atol(colon + 1) == 0) {
+		load_problem(ld, s, "%s needs host:port, e.g. "
+		                    "syslog+tls://logs.example.com:6514",
+		             load_quote(ld, v, q, sizeof(q)));
+		return -1;
+	}
+	return 0;
+}
+
+static int
+check_app_name(struct load *ld, const struct setting *s, const char *v)
+{
+	char q[QUOTE_SIZE];
+	size_t n = strlen(v);
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)v[i] < 33 || (unsigned char)v[i] > 126)
+			n = 0;
+	if (n == 0 || n > 48) {
+		load_problem(ld, s,
+		             "%s must be 1 to 48 printable ASCII characters "
+		             "without spaces",
+		             load_quote(ld, v, q, sizeof(q)));
+		return -1;
+	}
+	return 0;
+}
+
+static int
+check_redact(struct load *ld, const struct setting *s, const char *v)
+{
+	char q[QUOTE_SIZE];
+	if (has_space_or_control(v)) {
+		load_problem(ld, s, "%s contains a space or control character",
+		             load_quote(ld, v, q, sizeof(q)));
+		return -1;
+	}
+	if (strspn(v, "*?") == strlen(v)) {
+		load_problem(ld, s,
+		             "%s would redact every field; name the fields",
+		             load_quote(ld, v, q, sizeof(q)));
+		return -1;
+	}
+	return 0;
+}
+
+static const char *env_find(const char *const *env, const char *name);
+
+/* What each sink needs that the table cannot say alone. */
+static void
+check_sinks(struct load *ld, struct config *cfg)
+{
+	const struct setting *sink = NULL;
+	for (size_t i = 0; i < NSETTINGS; i++)
+		if (strcmp(settings[i].name, "SFRELAY_SINK") == 0)
+			sink = &settings[i];
+	if (cfg->sink == CONFIG_SINK_LOGPLEX && cfg->logplex_url == NULL &&
+	    env_find(ld->env, "LOGPLEX_URL") == NULL)
+		load_problem(ld, sink,
+		             "logplex needs LOGPLEX_URL "
+		             "(https://token:t.xxx@host/logs)");
+	if (cfg->sink == CONFIG_SINK_SYSLOG && cfg->syslog_url == NULL &&
+	    env_find(ld->env, "SYSLOG_URL") == NULL)
+		load_problem(ld, sink,
+		             "syslog needs SYSLOG_URL (syslog+tls://host:port)");
+}
+
 /* First occurrence wins, as with getenv(). */
 static const char *
 env_find(const char *const *env, const char *name)
@@ -908,6 +1561,172 @@ env_find(const char *const *env, const char *name)
 		if (strncmp(*env, name, n) == 0 && (*env)[n] == '=')
 			return *env + n + 1;
 	return NULL;
+}
+
+/* Authentication flows -------------------------------------------------- */
+
+static int
+env_has(const char *const *env, const char *name)
+{
+	const char *v = env_find(env, name);
+
+	return v != NULL && *v != '\0';
+}
+
+static const struct setting *
+setting_find(const char *name)
+{
+	for (size_t i = 0; i < NSETTINGS; i++)
+		if (strcmp(settings[i].name, name) == 0)
+			return &settings[i];
+	return NULL;
+}
+
+/*
+ * The flow an unset SFDC_AUTH stands for: the first renewable flow whose
+ * distinctive credential is present, the static token last (the order
+ * documented in the SFDC_AUTH row). *why says what decided it.
+ */
+static enum config_auth
+infer_auth(const char *const *env, const char **why)
+{
+	int user = env_has(env, "SFDC_USERNAME");
+	int secret = env_has(env, "SFDC_CLIENT_SECRET");
+
+	*why = NULL;
+	if (env_has(env, "SFDC_JWT_KEY") || env_has(env, "SFDC_JWT_KEY_FILE")) {
+		*why = "SFDC_JWT_KEY or SFDC_JWT_KEY_FILE is set";
+		return CONFIG_AUTH_JWT;
+	}
+	if (env_has(env, "SFDC_REFRESH_TOKEN")) {
+		*why = "SFDC_REFRESH_TOKEN is set";
+		return CONFIG_AUTH_REFRESH_TOKEN;
+	}
+	if (env_has(env, "SFDC_PASSWORD") || (user && secret)) {
+		*why = env_has(env, "SFDC_PASSWORD")
+		           ? "SFDC_PASSWORD is set"
+		           : "SFDC_USERNAME and SFDC_CLIENT_SECRET are set";
+		return CONFIG_AUTH_PASSWORD;
+	}
+	if (secret) {
+		*why = "SFDC_CLIENT_SECRET is set without SFDC_USERNAME";
+		return CONFIG_AUTH_CLIENT_CREDENTIALS;
+	}
+	if (env_has(env, "SFDC_ACCESS_TOKEN")) {
+		*why = "SFDC_ACCESS_TOKEN is set";
+		return CONFIG_AUTH_TOKEN;
+	}
+	if (user) {
+		*why = "SFDC_USERNAME is set without a password or secret";
+		return CONFIG_AUTH_JWT;
+	}
+	return CONFIG_AUTH_NONE;
+}
+
+/* Appends to buf (always terminated; extra text is cut). */
+static void append(char *buf, size_t len, size_t *used, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void
+append(char *buf, size_t len, size_t *used, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (*used + 1 >= len)
+		return;
+	va_start(ap, fmt);
+	int n = vsnprintf(buf + *used, len - *used, fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		*used = *used + (size_t)n < len ? *used + (size_t)n : len - 1;
+}
+
+/* "jwt (SFDC_CLIENT_ID, SFDC_USERNAME, SFDC_JWT_KEY or
+ * SFDC_JWT_KEY_FILE), ... or token (...)", from the table, into buf. */
+static void
+describe_flows(char *buf, size_t len)
+{
+	size_t o = 0;
+
+	buf[0] = '\0';
+	for (size_t a = CONFIG_AUTH_JWT; a <= CONFIG_AUTH_TOKEN; a++) {
+		const char *sep = "";
+
+		append(buf, len, &o, "%s%s (",
+		       a == CONFIG_AUTH_JWT     ? ""
+		       : a == CONFIG_AUTH_TOKEN ? " or "
+		                                : ", ",
+		       auth_names[a]);
+		for (size_t i = 0; i < NSETTINGS; i++) {
+			const struct setting *s = &settings[i];
+
+			/* A pair is named once, at its first row. */
+			if (!(s->flows & AUTH_BIT(a)) ||
+			    (s->partner != NULL && setting_find(s->partner) < s))
+				continue;
+			append(buf, len, &o, "%s%s", sep, s->name);
+			if (s->partner != NULL)
+				append(buf, len, &o, " or %s", s->partner);
+			sep = ", ";
+		}
+		append(buf, len, &o, ")");
+	}
+}
+
+/*
+ * Settles cfg->auth (SFDC_AUTH, or inferred) and reports every variable
+ * the flow needs that is not set. A variable that is set but failed its
+ * own checks was reported already.
+ */
+static void
+resolve_auth(struct load *ld, struct config *cfg)
+{
+	const struct setting *auth = setting_find("SFDC_AUTH");
+	const char *why = NULL;
+	char flows[640];
+
+	if (env_has(ld->env, auth->name)) {
+		if (cfg->auth == CONFIG_AUTH_NONE)
+			return; /* an unknown word, reported */
+	} else {
+		cfg->auth = infer_auth(ld->env, &why);
+		cfg->auth_inferred = 1;
+	}
+	if (cfg->auth == CONFIG_AUTH_NONE) {
+		describe_flows(flows, sizeof(flows));
+		load_problem(ld, auth,
+		             "not set, and no credentials are set to infer it "
+		             "from; set it to %s",
+		             flows);
+		return;
+	}
+	for (size_t i = 0; i < NSETTINGS; i++) {
+		const struct setting *s = &settings[i];
+		const struct setting *p =
+		    s->partner != NULL ? setting_find(s->partner) : NULL;
+
+		if (!(s->flows & AUTH_BIT(cfg->auth)))
+			continue;
+		if (env_has(ld->env, s->name)) {
+			if (p != NULL && p > s && env_has(ld->env, p->name))
+				load_problem(ld, p,
+				             "set only one of %s and %s",
+				             s->name, p->name);
+			continue;
+		}
+		if (p != NULL && (p < s || env_has(ld->env, p->name)))
+			continue;
+		if (cfg->auth_inferred)
+			load_problem(ld, s,
+			             "required, not set (%s), for the %s flow, "
+			             "chosen because %s (SFDC_AUTH picks "
+			             "another)",
+			             s->what, auth_names[cfg->auth], why);
+		else
+			load_problem(ld, s,
+			             "required, not set (%s), for SFDC_AUTH=%s",
+			             s->what, auth_names[cfg->auth]);
+	}
 }
 
 /*
@@ -929,10 +1748,18 @@ config_load(struct config *cfg, const char *const *env, char *err,
 		const struct setting *s = &settings[i];
 		const char *v = env_find(env, s->name);
 
-		if (v == NULL || (*v == '\0' && s->required)) {
+		if (v == NULL ||
+		    (*v == '\0' && (s->required || s->flows || s->unless))) {
 			if (s->required) {
 				load_problem(&ld, s, "required, not set (%s)",
 				             s->what);
+				continue;
+			}
+			if (s->unless != NULL && !env_has(env, s->unless)) {
+				load_problem(&ld, s,
+				             "required, not set (%s), unless %s "
+				             "is set",
+				             s->what, s->unless);
 				continue;
 			}
 			if (s->def == NULL)
@@ -952,6 +1779,8 @@ config_load(struct config *cfg, const char *const *env, char *err,
 		}
 		load_setting(&ld, s, v, cfg);
 	}
+	resolve_auth(&ld, cfg);
+	check_sinks(&ld, cfg);
 	if (ld.nproblems > 0) {
 		config_clear(cfg);
 		return -1;
@@ -1103,26 +1932,61 @@ print_wrapped(FILE *out, const char *text, int indent)
 		fputc('\n', out);
 }
 
+/* The flows that require s, as "jwt, password" with each word between
+ * quote, and its alternative: " (or SFDC_JWT_KEY_FILE)". */
+static void
+flow_words(const struct setting *s, const char *quote, char *buf, size_t len)
+{
+	size_t o = 0;
+	const char *sep = "";
+
+	buf[0] = '\0';
+	if (s->flows == AUTH_RENEWABLE)
+		append(buf, len, &o, "every flow but %stoken%s", quote, quote);
+	for (size_t a = CONFIG_AUTH_JWT;
+	     s->flows != AUTH_RENEWABLE && a <= CONFIG_AUTH_TOKEN; a++) {
+		if (!(s->flows & AUTH_BIT(a)))
+			continue;
+		append(buf, len, &o, "%s%s%s%s", sep, quote, auth_names[a],
+		       quote);
+		sep = ", ";
+	}
+	if (s->partner != NULL)
+		append(buf, len, &o, " (or %s)", s->partner);
+}
+
 void
 config_print_help(FILE *out)
 {
 	char rules[256];
 
-	fprintf(out, "Usage: sfrelay [--help] [--version]\n\n");
+	fprintf(out, "Usage: sfrelay [--check] [--help] [--version]\n\n");
 	print_wrapped(out,
 	              "Relays a Salesforce org's streaming events as log "
 	              "lines. It is configured through environment variables "
 	              "(Heroku config vars); every problem is reported at "
 	              "start-up. A variable set to an empty value is an error "
 	              "unless its default is empty: unset it to get the "
-	              "default.",
+	              "default. --check tests the settings, the login, the "
+	              "streaming handshake and each channel's subscription, "
+	              "prints one line per check and exits 0 when all pass, "
+	              "1 otherwise.",
 	              0);
 	for (size_t i = 0; i < NSETTINGS; i++) {
 		const struct setting *s = &settings[i];
+		char words[160];
 
 		fprintf(out, "\n  %s", s->name);
 		if (s->required)
 			fprintf(out, " (required)\n");
+		else if (s->unless != NULL)
+			fprintf(out, " (required unless %s is set)\n",
+			        s->unless);
+		else if (s->flows != 0) {
+			flow_words(s, "", words, sizeof(words));
+			fprintf(out, " (required for %s)\n", words);
+		} else if (s->def == NULL && s->unset != NULL)
+			fprintf(out, " (default: %s)\n", s->unset);
 		else if (s->def == NULL)
 			fprintf(out, " (optional)\n");
 		else if (*s->def == '\0')
@@ -1168,10 +2032,18 @@ config_print_markdown(FILE *out)
 	        "|---|---|---|\n");
 	for (size_t i = 0; i < NSETTINGS; i++) {
 		const struct setting *s = &settings[i];
+		char words[160];
 
 		fprintf(out, "| %s | ", s->name);
 		if (s->required)
 			fprintf(out, "required");
+		else if (s->unless != NULL)
+			fprintf(out, "required unless `%s` is set", s->unless);
+		else if (s->flows != 0) {
+			flow_words(s, "`", words, sizeof(words));
+			fprintf(out, "required for %s", words);
+		} else if (s->def == NULL && s->unset != NULL)
+			fprintf(out, "%s", s->unset);
 		else if (s->def == NULL)
 			fprintf(out, "not set");
 		else if (*s->def == '\0')

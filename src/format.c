@@ -1072,13 +1072,18 @@ put_header(struct sbuf *l, struct sbuf *tmp, enum format_kind kind,
            const struct event *ev)
 {
 	int stream = ev->src == EVENT_SRC_STREAM;
+	const char *src = stream                            ? "stream"
+	                  : ev->src == EVENT_SRC_BACKFILL ? "backfill"
+	                                                  : "poll";
 
-	if (kind == FORMAT_JSON)
-		sbuf_puts(l, stream ? "{\"at\":\"event\",\"src\":\"stream\""
-		                    : "{\"at\":\"event\",\"src\":\"poll\"");
-	else
-		sbuf_puts(l,
-		          stream ? "at=event src=stream" : "at=event src=poll");
+	if (kind == FORMAT_JSON) {
+		sbuf_puts(l, "{\"at\":\"event\",\"src\":\"");
+		sbuf_puts(l, src);
+		sbuf_putc(l, '"');
+	} else {
+		sbuf_puts(l, "at=event src=");
+		sbuf_puts(l, src);
+	}
 	put_field(l, kind, stream ? "channel" : "object", ev->channel);
 	if (ev->position[0] != '\0') {
 		tmp->len = 0;

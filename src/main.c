@@ -16,13 +16,18 @@
 
 #include "sfrelay/auth.h"
 #include "sfrelay/bayeux.h"
+#include "sfrelay/check.h"
 #include "sfrelay/checkpoint.h"
 #include "sfrelay/config.h"
 #include "sfrelay/http.h"
+#include "sfrelay/lines.h"
 #include "sfrelay/log.h"
+#include "sfrelay/poller.h"
 #include "sfrelay/relay.h"
 #include "sfrelay/replay.h"
 #include "sfrelay/sink.h"
+#include "sfrelay/sinks.h"
+#include "sfrelay/stats.h"
 
 #define SFRELAY_VERSION "0.1.0"
 #define EXIT_USAGE 64
@@ -42,7 +47,11 @@ struct app {
 	struct auth *auth;
 	struct relay *relay;
 	struct checkpoint *checkpoint;
-	struct bayeux *bayeux;
+	struct bayeux *bayeux; /* NULL without SFRELAY_CHANNELS */
+	struct poller *poller; /* polls SFRELAY_POLL, backfills gaps */
+	int sources;           /* sources not yet stopped (shutdown) */
+	struct stats *stats;
+	struct lines_redact *redact;
 	struct event *sigint, *sigterm, *deadline;
 	int stopping;
 	int exit_code;
@@ -66,17 +75,39 @@ save_checkpoints(struct app *app)
 	return -1;
 }
 
+/* Every line the sink will take is acknowledged (or it failed). */
 static void
-on_stopped(void *arg)
+on_drained(void *arg)
 {
 	struct app *app = arg;
-	/* Lines first: a checkpoint may only cover what the sink took. */
-	if (relay_flush(app->relay) != 0 && app->exit_code == 0)
-		app->exit_code = EXIT_TEMPFAIL;
 	if (save_checkpoints(app) != 0 && app->exit_code == 0)
 		app->exit_code = EXIT_TEMPFAIL;
 	log_info("stopped", NULL);
 	finish_loop(app);
+}
+
+static void
+on_stopped(void *arg)
+{
+	struct app *app = arg;
+	/* No more stats lines: the queue must be able to empty. */
+	stats_free(app->stats);
+	app->stats = NULL;
+	/* Lines first: a checkpoint may only cover what the sink took.
+	 * Network sinks acknowledge later; the deadline bounds the wait. */
+	if (relay_flush(app->relay) != 0 && app->exit_code == 0)
+		app->exit_code = EXIT_TEMPFAIL;
+	relay_drain(app->relay, on_drained, app);
+}
+
+/* Each source (stream, poller) reports here once stopped; the last one
+ * starts the drain. */
+static void
+on_source_stopped(void *arg)
+{
+	struct app *app = arg;
+	if (--app->sources == 0)
+		on_stopped(app);
 }
 
 static void
@@ -108,7 +139,10 @@ begin_shutdown(struct app *app, int code, const char *why)
 	long ms = app->cfg.shutdown_timeout_ms;
 	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
 	evtimer_add(app->deadline, &tv);
-	bayeux_stop(app->bayeux, on_stopped, app);
+	app->sources = 1 + (app->bayeux != NULL);
+	if (app->bayeux != NULL)
+		bayeux_stop(app->bayeux, on_source_stopped, app);
+	poller_stop(app->poller, on_source_stopped, app);
 }
 
 static void
@@ -149,8 +183,48 @@ on_position(void *arg, const char *channel, const char *position,
 	    const char *created)
 {
 	struct app *app = arg;
-	checkpoint_set(app->checkpoint, channel, position,
-		       created[0] != '\0' ? created : NULL);
+	/* Polled objects checkpoint a high-water mark, which the poller
+	 * derives from the acknowledged record. */
+	if (!poller_acked(app->poller, channel, position, created))
+		checkpoint_set(app->checkpoint, channel, position,
+			       created[0] != '\0' ? created : NULL);
+	stats_note_ack(app->stats, created[0] != '\0' ? created : NULL);
+}
+
+static void
+on_poll_event(void *arg, const struct event *ev)
+{
+	struct app *app = arg;
+	relay_submit(app->relay, ev);
+}
+
+static void
+on_limit_info(void *arg, const char *value)
+{
+	struct app *app = arg;
+	stats_note_limit_info(app->stats, value);
+}
+
+static void
+on_stats_collect(void *arg, struct stats_totals *t)
+{
+	struct app *app = arg;
+	struct relay_stats rs;
+	relay_get_stats(app->relay, &rs);
+	unsigned long hs = app->bayeux != NULL ? bayeux_handshakes(app->bayeux)
+					       : 0;
+	t->events = rs.events;
+	t->dropped = rs.dropped;
+	t->reconnects = rs.reconnects + (hs > 1 ? hs - 1 : 0);
+	t->queue = rs.queued;
+}
+
+/* The stats line goes through the sink like an event line. */
+static void
+on_stats_line(void *arg, const char *line, size_t len)
+{
+	struct app *app = arg;
+	relay_submit_line(app->relay, line, len);
 }
 
 static void
@@ -208,6 +282,7 @@ on_gap(void *arg, const char *channel, const char *rejected, const char *error)
 				   .after_created = created,
 				   .detected = now};
 	checkpoint_add_gap(app->checkpoint, &g);
+	poller_gaps_changed(app->poller); /* backfill it (backfill.h) */
 }
 
 static int
@@ -254,6 +329,8 @@ parse_args(int argc, char **argv)
 			config_print_markdown(stdout);
 			return 0;
 		}
+		if (strcmp(argv[i], "--check") == 0)
+			return check_run((const char *const *)environ, stdout);
 		if (strcmp(argv[i], "--version") == 0) {
 			printf("sfrelay %s\n", SFRELAY_VERSION);
 			return 0;
@@ -317,12 +394,28 @@ build(struct app *app)
 		log_error("cannot start HTTP", "error", err, NULL);
 		return -1;
 	}
-	app->auth = auth_new(app->base, app->http, cfg);
-	struct sink *sink = sink_stdout_new(app->base, STDOUT_FILENO);
+	app->auth = auth_new(app->base, app->http, cfg, err, sizeof(err));
+	if (app->auth == NULL) {
+		log_error("cannot set up authentication", "error", err, NULL);
+		return -1;
+	}
+	struct sink *sink = sink_open(app->base, app->http, cfg, err,
+				      sizeof(err));
+	if (sink == NULL) {
+		log_error("cannot open the sink", "error", err, NULL);
+		return -1;
+	}
+	if (cfg->nredact > 0 &&
+	    (app->redact = lines_redact_new((const char *const *)cfg->redact,
+					    cfg->nredact)) == NULL) {
+		sink_free(sink);
+		return -1;
+	}
 	struct relay_opts ropts = {.format = cfg->format,
 				   .max_lines = (size_t)cfg->queue_lines,
-				   .max_bytes = QUEUE_MAX_BYTES};
-	app->relay = sink != NULL ? relay_new(&ropts, sink) : NULL;
+				   .max_bytes = QUEUE_MAX_BYTES,
+				   .redact = app->redact};
+	app->relay = relay_new(&ropts, sink);
 	if (app->auth == NULL || app->relay == NULL) {
 		if (app->relay == NULL)
 			sink_free(sink);
@@ -346,12 +439,43 @@ build(struct app *app)
 				       .subscribed = on_subscribed,
 				       .fatal = on_fatal,
 				       .arg = app};
-	app->bayeux = bayeux_new(app->base, app->http, app->auth, &bopts, &cbs);
+	if (cfg->nchannels > 0 &&
+	    (app->bayeux = bayeux_new(app->base, app->http, app->auth, &bopts,
+				      &cbs)) == NULL)
+		return -1;
+	struct poller_opts popts = {
+		.api_version = cfg->api_version,
+		.poll = cfg->poll,
+		.backfill = cfg->backfill,
+		.lookback_s = cfg->poll_lookback_s,
+		.budget_pct = cfg->api_budget_pct,
+		.request_timeout_ms = cfg->connect_timeout_ms,
+		.backoff_min_ms = cfg->backoff_min_ms,
+		.backoff_max_ms = cfg->backoff_max_ms,
+		.seed = bopts.seed ^ 0x5bd1e995u,
+	};
+	struct poller_callbacks pcbs = {.event = on_poll_event,
+					.ready = on_ready,
+					.fatal = on_fatal,
+					.limit_info = on_limit_info,
+					.arg = app};
+	app->poller = poller_new(app->base, app->http, app->auth,
+				 app->checkpoint, &popts, &pcbs, err,
+				 sizeof(err));
+	if (app->poller == NULL) {
+		log_error("cannot set up polling", "error", err, NULL);
+		return -1;
+	}
 	app->sigint = evsignal_new(app->base, SIGINT, on_signal, app);
 	app->sigterm = evsignal_new(app->base, SIGTERM, on_signal, app);
 	app->deadline = evtimer_new(app->base, on_deadline, app);
-	if (app->bayeux == NULL || app->sigint == NULL ||
+	if (app->sigint == NULL ||
 	    app->sigterm == NULL || app->deadline == NULL)
+		return -1;
+	if (cfg->stats_interval_ms > 0 &&
+	    (app->stats = stats_new(app->base, cfg->stats_interval_ms,
+				    on_stats_collect, on_stats_line, app)) ==
+		    NULL)
 		return -1;
 	event_add(app->sigint, NULL);
 	event_add(app->sigterm, NULL);
@@ -363,9 +487,12 @@ build(struct app *app)
 static void
 teardown(struct app *app)
 {
+	stats_free(app->stats);
+	poller_free(app->poller);
 	bayeux_free(app->bayeux);
 	auth_free(app->auth);
 	relay_free(app->relay);
+	lines_redact_free(app->redact);
 	checkpoint_free(app->checkpoint);
 	http_free(app->http);
 	if (app->sigint != NULL)
@@ -411,11 +538,27 @@ main(int argc, char **argv)
 		teardown(&app);
 		return EXIT_TEMPFAIL;
 	}
-	char nch[16];
+	char nch[16], nobj[16];
+	struct poller_stats pst;
+	poller_get_stats(app.poller, &pst);
 	log_info("starting", "version", SFRELAY_VERSION, "channels",
-		 log_fmt(nch, sizeof(nch), "%zu", app.cfg.nchannels), "sink",
-		 "stdout", NULL);
-	bayeux_start(app.bayeux);
+		 log_fmt(nch, sizeof(nch), "%zu", app.cfg.nchannels),
+		 "polled_objects", log_fmt(nobj, sizeof(nobj), "%zu", pst.objects),
+		 "sink",
+		 app.cfg.sink == CONFIG_SINK_LOGPLEX  ? "logplex"
+		 : app.cfg.sink == CONFIG_SINK_SYSLOG ? "syslog"
+						      : "stdout",
+		 NULL);
+	char perr[512];
+	if (poller_start(app.poller, perr, sizeof(perr)) != 0) {
+		fprintf(stderr,
+			"sfrelay: configuration error: SFRELAY_STATE_DIR: %s\n",
+			perr);
+		teardown(&app);
+		return EXIT_CONFIG;
+	}
+	if (app.bayeux != NULL)
+		bayeux_start(app.bayeux);
 	event_base_dispatch(app.base);
 	rc = app.exit_code;
 	teardown(&app);

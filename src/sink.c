@@ -1,4 +1,5 @@
-/* The sink wrapper: dispatch through the ops table, fan out reports. */
+/* The sink wrapper: dispatch through the ops table, fan out reports,
+ * keep the counters every sink shares. */
 #include "sfrelay/sink.h"
 
 #include <stdlib.h>
@@ -8,7 +9,11 @@ struct sink {
 	void *impl;
 	sink_ack_fn *ack;
 	sink_error_fn *error;
+	sink_writable_fn *writable;
 	void *arg;
+	size_t max_line;
+	uint64_t dropped;
+	uint64_t reconnects;
 };
 
 struct sink *
@@ -40,6 +45,12 @@ sink_set_callbacks(struct sink *sink, sink_ack_fn *ack, sink_error_fn *error,
 	sink->arg = arg;
 }
 
+void
+sink_set_writable_callback(struct sink *sink, sink_writable_fn *fn)
+{
+	sink->writable = fn;
+}
+
 int
 sink_write(struct sink *sink, uint64_t seq, const char *line, size_t len)
 {
@@ -52,10 +63,40 @@ sink_flush(struct sink *sink)
 	return sink->ops->flush(sink->impl);
 }
 
+int
+sink_ready(struct sink *sink)
+{
+	return sink->ops->ready == NULL || sink->ops->ready(sink->impl);
+}
+
 const char *
 sink_name(const struct sink *sink)
 {
 	return sink->ops->name;
+}
+
+size_t
+sink_max_line(const struct sink *sink)
+{
+	return sink->max_line;
+}
+
+void
+sink_set_max_line(struct sink *sink, size_t max)
+{
+	sink->max_line = max;
+}
+
+uint64_t
+sink_dropped_lines(const struct sink *sink)
+{
+	return sink->dropped;
+}
+
+uint64_t
+sink_reconnects(const struct sink *sink)
+{
+	return sink->reconnects;
 }
 
 void
@@ -70,4 +111,23 @@ sink_failed(struct sink *sink, const char *msg)
 {
 	if (sink->error != NULL)
 		sink->error(sink->arg, msg);
+}
+
+void
+sink_dropped(struct sink *sink, uint64_t n)
+{
+	sink->dropped += n;
+}
+
+void
+sink_reconnected(struct sink *sink)
+{
+	sink->reconnects++;
+}
+
+void
+sink_writable(struct sink *sink)
+{
+	if (sink->writable != NULL)
+		sink->writable(sink->arg);
 }

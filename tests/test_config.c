@@ -13,6 +13,9 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rsa.h>
 
 #include "sfrelay/config.h"
 #include "sfrelay/log.h"
@@ -26,7 +29,8 @@ struct env {
 	size_t n;
 };
 
-/* The smallest valid environment: exactly the required settings. */
+/* The smallest valid environment: exactly the required settings, for
+ * the password flow (inferred from them). */
 static const char *const minimal[][2] = {
     {"SFDC_CLIENT_ID", "3MVG9consumerkey"},
     {"SFDC_CLIENT_SECRET", "client-secret-AAAA"},
@@ -373,7 +377,7 @@ test_env_scanning(void **state)
 
 	/* A NULL array is an empty environment. */
 	assert_int_equal(config_load(&cfg, NULL, err, sizeof(err)), -1);
-	assert_true(has_line_for(err, "SFDC_CLIENT_ID"));
+	assert_true(has_line_for(err, "SFDC_AUTH"));
 	assert_true(is_zeroed(&cfg));
 }
 
@@ -420,15 +424,27 @@ test_all_required_missing(void **state)
 	struct config cfg;
 
 	assert_int_equal(config_load(&cfg, empty_env, err, sizeof(err)), -1);
+	/* The channels, and no flow to infer: one line that names every
+	 * flow with its variables. */
+	assert_true(has_line_for(err, "SFRELAY_CHANNELS"));
+	assert_true(has_line_for(err, "SFDC_AUTH"));
+	assert_int_equal(count_lines(err), 2);
 	for (size_t i = 0; i < NMINIMAL; i++)
-		assert_true(has_line_for(err, minimal[i][0]));
-	assert_int_equal(count_lines(err), NMINIMAL);
-	assert_non_null(strstr(err, "SFDC_CLIENT_ID: required, not set "
-	                            "(the connected app's consumer key)\n"));
+		assert_non_null(strstr(err, minimal[i][0]));
+	assert_non_null(strstr(
+	    err, "SFDC_AUTH: not set, and no credentials are set to infer it "
+	         "from; set it to jwt (SFDC_CLIENT_ID, SFDC_USERNAME, "
+	         "SFDC_JWT_KEY or SFDC_JWT_KEY_FILE), client_credentials "
+	         "(SFDC_CLIENT_ID, SFDC_CLIENT_SECRET), refresh_token "
+	         "(SFDC_CLIENT_ID, SFDC_REFRESH_TOKEN), password "
+	         "(SFDC_CLIENT_ID, SFDC_CLIENT_SECRET, SFDC_USERNAME, "
+	         "SFDC_PASSWORD) or token (SFDC_ACCESS_TOKEN, "
+	         "SFDC_INSTANCE_URL)\n"));
 	assert_true(is_zeroed(&cfg));
 }
 
-/* The set of required settings in the docs is the minimal environment. */
+/* The settings the docs call required, or required for `password` (the
+ * flow the minimal environment infers), are the minimal environment. */
 static void
 test_required_matches_docs(void **state)
 {
@@ -439,10 +455,14 @@ test_required_matches_docs(void **state)
 	for (char *l = strstr(md, "\n| SF"); l != NULL;
 	     l = strstr(l + 1, "\n| SF")) {
 		char name[64];
-		char def[64];
-		if (sscanf(l + 1, "| %63[A-Z_] | %63[^|]|", name, def) != 2)
+		char def[160];
+		if (sscanf(l + 1, "| %63[A-Z_] | %159[^|]|", name, def) != 2)
 			fail_msg("bad row: %.60s", l + 1);
-		if (strcmp(def, "required ") != 0)
+		if (strcmp(def, "required ") != 0 &&
+		    strncmp(def, "required unless ", 16) != 0 &&
+		    !(strncmp(def, "required for ", 13) == 0 &&
+		      (strstr(def, "`password`") != NULL ||
+		       strstr(def, "every flow but `token`") != NULL)))
 			continue;
 		nrequired++;
 		size_t i;
@@ -687,6 +707,17 @@ static const struct secret_case secret_cases[] = {
     {"SFDC_PASSWORD", "hunter2hunter2\n", "hunter2"},
     {"SFDC_SECURITY_TOKEN", "\x7ftokentoken", "tokentoken"},
     {"SFDC_SECURITY_TOKEN", "tok\tentoken", "entoken"},
+    {"SFDC_REFRESH_TOKEN", "5Aep\001refreshvalue", "refreshvalue"},
+    {"SFDC_ACCESS_TOKEN", "00Dxx!\x7f" "accessvalue", "accessvalue"},
+    {"SFDC_JWT_KEY",
+     "-----BEGIN PRIVATE KEY-----\nMIIEvgIBADANBgkq\001hkiG9w0\n"
+     "-----END PRIVATE KEY-----\n",
+     "MIIEvgIBADANBgkq"},
+    /* A key that is not one: the reason, never the text. */
+    {"SFDC_JWT_KEY",
+     "-----BEGIN PRIVATE KEY-----\nMIIEvgIBADANBgkqhkiG9w0\n"
+     "-----END PRIVATE KEY-----\n",
+     "MIIEvgIBADANBgkq"},
     /* Credentials in a URL are never echoed. */
     {"SFDC_LOGIN_URL", "https://admin:pa55word@login.salesforce.com",
      "pa55word"},
@@ -801,6 +832,402 @@ test_secrets_registered(void **state)
 	env_free(&e);
 }
 
+/* --- authentication flows -------------------------------------------------- */
+
+/* A private key, in a variable and in a file (made once per run). */
+struct key_fixture {
+	char *pem;
+	char path[64];
+};
+
+static int
+group_setup(void **state)
+{
+	struct key_fixture *k = calloc(1, sizeof(*k));
+	assert_non_null(k);
+	EVP_PKEY *pkey = EVP_RSA_gen(1024);
+	assert_non_null(pkey);
+	BIO *b = BIO_new(BIO_s_mem());
+	assert_int_equal(
+	    PEM_write_bio_PrivateKey(b, pkey, NULL, NULL, 0, NULL, NULL), 1);
+	char *data;
+	long n = BIO_get_mem_data(b, &data);
+	k->pem = strndup(data, (size_t)n);
+	BIO_free(b);
+	EVP_PKEY_free(pkey);
+	snprintf(k->path, sizeof(k->path), "/tmp/test_config_keyXXXXXX");
+	int fd = mkstemp(k->path);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, k->pem, strlen(k->pem)), (ssize_t)n);
+	close(fd);
+	*state = k;
+	return 0;
+}
+
+static int
+group_teardown(void **state)
+{
+	struct key_fixture *k = *state;
+	unlink(k->path);
+	free(k->pem);
+	free(k);
+	return 0;
+}
+
+/* A sample value for each credential variable. */
+static const char *
+sample(const struct key_fixture *k, const char *name)
+{
+	static const char *const values[][2] = {
+	    {"SFDC_CLIENT_ID", "3MVG9consumerkey"},
+	    {"SFDC_CLIENT_SECRET", "client-secret-AAAA"},
+	    {"SFDC_USERNAME", "relay@example.com"},
+	    {"SFDC_PASSWORD", "password-BBBB"},
+	    {"SFDC_REFRESH_TOKEN", "5Aep861refresh-CCCC"},
+	    {"SFDC_ACCESS_TOKEN", "00Dxx!access-DDDD"},
+	    {"SFDC_INSTANCE_URL", "https://acme.my.salesforce.com/"},
+	};
+	if (strcmp(name, "SFDC_JWT_KEY") == 0)
+		return k->pem;
+	if (strcmp(name, "SFDC_JWT_KEY_FILE") == 0)
+		return k->path;
+	for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++)
+		if (strcmp(values[i][0], name) == 0)
+			return values[i][1];
+	fail_msg("no sample for %s", name);
+	return NULL;
+}
+
+/* An environment with SFRELAY_CHANNELS, SFDC_AUTH=auth (unless NULL)
+ * and the space-separated variables of vars, each with its sample. */
+static void
+env_for(struct env *e, const struct key_fixture *k, const char *auth,
+        const char *vars)
+{
+	char names[512], *save = NULL;
+
+	memset(e, 0, sizeof(*e));
+	env_set(e, "SFRELAY_CHANNELS", "/topic/AccountWatch");
+	if (auth != NULL)
+		env_set(e, "SFDC_AUTH", auth);
+	snprintf(names, sizeof(names), "%s", vars);
+	for (char *n = strtok_r(names, " ", &save); n != NULL;
+	     n = strtok_r(NULL, " ", &save))
+		env_set(e, n, sample(k, n));
+}
+
+struct flow_case {
+	const char *auth; /* SFDC_AUTH, or NULL to infer */
+	const char *vars;
+	enum config_auth want; /* NONE: the load fails */
+	const char *missing;   /* lines expected, space-separated names */
+	const char *err_has;
+};
+
+static const struct flow_case flow_cases[] = {
+    /* Each flow with exactly its variables. */
+    {"jwt", "SFDC_CLIENT_ID SFDC_USERNAME SFDC_JWT_KEY", CONFIG_AUTH_JWT,
+     NULL, NULL},
+    {"jwt", "SFDC_CLIENT_ID SFDC_USERNAME SFDC_JWT_KEY_FILE", CONFIG_AUTH_JWT,
+     NULL, NULL},
+    {"client_credentials", "SFDC_CLIENT_ID SFDC_CLIENT_SECRET",
+     CONFIG_AUTH_CLIENT_CREDENTIALS, NULL, NULL},
+    {"refresh_token", "SFDC_CLIENT_ID SFDC_REFRESH_TOKEN",
+     CONFIG_AUTH_REFRESH_TOKEN, NULL, NULL},
+    {"refresh_token", "SFDC_CLIENT_ID SFDC_CLIENT_SECRET SFDC_REFRESH_TOKEN",
+     CONFIG_AUTH_REFRESH_TOKEN, NULL, NULL},
+    {"password",
+     "SFDC_CLIENT_ID SFDC_CLIENT_SECRET SFDC_USERNAME SFDC_PASSWORD",
+     CONFIG_AUTH_PASSWORD, NULL, NULL},
+    {"token", "SFDC_ACCESS_TOKEN SFDC_INSTANCE_URL", CONFIG_AUTH_TOKEN, NULL,
+     NULL},
+    /* SFDC_AUTH wins over what the variables suggest. */
+    {"client_credentials",
+     "SFDC_CLIENT_ID SFDC_CLIENT_SECRET SFDC_USERNAME SFDC_PASSWORD "
+     "SFDC_JWT_KEY",
+     CONFIG_AUTH_CLIENT_CREDENTIALS, NULL, NULL},
+    /* A flow that is named needs its variables, whatever else is set. */
+    {"token", "SFDC_CLIENT_ID SFDC_CLIENT_SECRET", CONFIG_AUTH_NONE,
+     "SFDC_ACCESS_TOKEN SFDC_INSTANCE_URL", "for SFDC_AUTH=token"},
+    {"jwt", "SFDC_CLIENT_ID SFDC_USERNAME", CONFIG_AUTH_NONE, "SFDC_JWT_KEY",
+     "or set SFDC_JWT_KEY_FILE), for SFDC_AUTH=jwt"},
+    {"jwt", "SFDC_CLIENT_ID SFDC_USERNAME SFDC_JWT_KEY SFDC_JWT_KEY_FILE",
+     CONFIG_AUTH_NONE, "SFDC_JWT_KEY_FILE",
+     "set only one of SFDC_JWT_KEY and SFDC_JWT_KEY_FILE"},
+    {"bogus", "SFDC_CLIENT_ID", CONFIG_AUTH_NONE, "SFDC_AUTH",
+     "\"bogus\" is not one of: jwt, client_credentials, refresh_token, "
+     "password, token"},
+    /* Inferred: the first renewable flow whose credential is set. */
+    {NULL, "SFDC_CLIENT_ID SFDC_USERNAME SFDC_JWT_KEY", CONFIG_AUTH_JWT, NULL,
+     NULL},
+    {NULL, "SFDC_CLIENT_ID SFDC_USERNAME SFDC_JWT_KEY_FILE", CONFIG_AUTH_JWT,
+     NULL, NULL},
+    {NULL,
+     "SFDC_CLIENT_ID SFDC_USERNAME SFDC_JWT_KEY SFDC_CLIENT_SECRET "
+     "SFDC_PASSWORD SFDC_REFRESH_TOKEN",
+     CONFIG_AUTH_JWT, NULL, NULL},
+    {NULL,
+     "SFDC_CLIENT_ID SFDC_REFRESH_TOKEN SFDC_CLIENT_SECRET SFDC_USERNAME "
+     "SFDC_PASSWORD",
+     CONFIG_AUTH_REFRESH_TOKEN, NULL, NULL},
+    {NULL, "SFDC_CLIENT_ID SFDC_CLIENT_SECRET SFDC_USERNAME SFDC_PASSWORD",
+     CONFIG_AUTH_PASSWORD, NULL, NULL},
+    {NULL, "SFDC_CLIENT_ID SFDC_CLIENT_SECRET", CONFIG_AUTH_CLIENT_CREDENTIALS,
+     NULL, NULL},
+    {NULL,
+     "SFDC_CLIENT_ID SFDC_CLIENT_SECRET SFDC_ACCESS_TOKEN SFDC_INSTANCE_URL",
+     CONFIG_AUTH_CLIENT_CREDENTIALS, NULL, NULL},
+    {NULL, "SFDC_ACCESS_TOKEN SFDC_INSTANCE_URL", CONFIG_AUTH_TOKEN, NULL,
+     NULL},
+    /* Inferred but incomplete: the missing variables, and why that flow. */
+    {NULL, "SFDC_CLIENT_ID SFDC_USERNAME", CONFIG_AUTH_NONE, "SFDC_JWT_KEY",
+     "for the jwt flow, chosen because SFDC_USERNAME is set without a "
+     "password or secret (SFDC_AUTH picks another)"},
+    {NULL, "SFDC_CLIENT_ID SFDC_USERNAME SFDC_CLIENT_SECRET", CONFIG_AUTH_NONE,
+     "SFDC_PASSWORD",
+     "for the password flow, chosen because SFDC_USERNAME and "
+     "SFDC_CLIENT_SECRET are set"},
+    {NULL, "SFDC_USERNAME SFDC_PASSWORD", CONFIG_AUTH_NONE,
+     "SFDC_CLIENT_ID SFDC_CLIENT_SECRET", "chosen because SFDC_PASSWORD is set"},
+    {NULL, "SFDC_ACCESS_TOKEN", CONFIG_AUTH_NONE, "SFDC_INSTANCE_URL",
+     "for the token flow"},
+    {NULL, "SFDC_REFRESH_TOKEN", CONFIG_AUTH_NONE, "SFDC_CLIENT_ID",
+     "for the refresh_token flow"},
+    {NULL, "SFDC_CLIENT_ID", CONFIG_AUTH_NONE, "SFDC_AUTH",
+     "not set, and no credentials are set to infer it from"},
+    {NULL, "", CONFIG_AUTH_NONE, "SFDC_AUTH", "or token (SFDC_ACCESS_TOKEN"},
+};
+
+/* The field a credential variable loads into. */
+static char *
+field_of(struct config *cfg, const char *name)
+{
+	struct {
+		const char *name;
+		char *value;
+	} f[] = {
+	    {"SFDC_CLIENT_ID", cfg->client_id},
+	    {"SFDC_CLIENT_SECRET", cfg->client_secret},
+	    {"SFDC_USERNAME", cfg->username},
+	    {"SFDC_PASSWORD", cfg->password},
+	    {"SFDC_JWT_KEY", cfg->jwt_key},
+	    {"SFDC_JWT_KEY_FILE", cfg->jwt_key_file},
+	    {"SFDC_REFRESH_TOKEN", cfg->refresh_token},
+	    {"SFDC_ACCESS_TOKEN", cfg->access_token},
+	    {"SFDC_INSTANCE_URL", cfg->instance_url},
+	};
+	for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++)
+		if (strcmp(f[i].name, name) == 0)
+			return f[i].value;
+	fail_msg("unknown %s", name);
+	return NULL;
+}
+
+static const char *const credential_vars[] = {
+    "SFDC_CLIENT_ID",     "SFDC_CLIENT_SECRET", "SFDC_USERNAME",
+    "SFDC_PASSWORD",      "SFDC_JWT_KEY",       "SFDC_JWT_KEY_FILE",
+    "SFDC_REFRESH_TOKEN", "SFDC_ACCESS_TOKEN",  "SFDC_INSTANCE_URL",
+};
+
+static int
+word_in(const char *list, const char *word)
+{
+	size_t n = strlen(word);
+	for (const char *p = list; p != NULL && (p = strstr(p, word)) != NULL;
+	     p += n)
+		if ((p == list || p[-1] == ' ') && (p[n] == ' ' || p[n] == '\0'))
+			return 1;
+	return 0;
+}
+
+static void
+test_flow_table(void **state)
+{
+	const struct key_fixture *k = *state;
+	char err[ERRLEN];
+
+	for (size_t i = 0; i < sizeof(flow_cases) / sizeof(flow_cases[0]);
+	     i++) {
+		const struct flow_case *c = &flow_cases[i];
+		struct env e;
+		struct config cfg;
+
+		env_for(&e, k, c->auth, c->vars);
+		int rc = config_load(&cfg, env_array(&e), err, sizeof(err));
+		if (c->want != CONFIG_AUTH_NONE) {
+			if (rc != 0)
+				fail_msg("case %zu: %s", i, err);
+			assert_int_equal(cfg.auth, c->want);
+			assert_int_equal(cfg.auth_inferred, c->auth == NULL);
+			/* What was set is loaded; nothing else appears. */
+			for (size_t j = 0; j < sizeof(credential_vars) /
+			                           sizeof(credential_vars[0]);
+			     j++) {
+				const char *v = credential_vars[j];
+				char *got = field_of(&cfg, v);
+				if (word_in(c->vars, v) != (got != NULL))
+					fail_msg("case %zu: %s", i, v);
+			}
+			config_clear(&cfg);
+		} else {
+			size_t want_lines = 0;
+			if (rc != -1)
+				fail_msg("case %zu loaded", i);
+			for (size_t j = 0; j < sizeof(credential_vars) /
+			                           sizeof(credential_vars[0]);
+			     j++)
+				if (word_in(c->missing, credential_vars[j])) {
+					want_lines++;
+					if (!has_line_for(err, credential_vars[j]))
+						fail_msg("case %zu: no line for "
+						         "%s: %s",
+						         i, credential_vars[j],
+						         err);
+				}
+			if (word_in(c->missing, "SFDC_AUTH")) {
+				want_lines++;
+				assert_true(has_line_for(err, "SFDC_AUTH"));
+			}
+			if (count_lines(err) != want_lines ||
+			    strstr(err, c->err_has) == NULL)
+				fail_msg("case %zu: %s", i, err);
+			assert_true(is_zeroed(&cfg));
+		}
+		env_free(&e);
+	}
+}
+
+/* Each complete flow, with any one of its variables unset (or empty):
+ * exactly one line, naming that variable and the flow. */
+static void
+test_flow_each_missing(void **state)
+{
+	const struct key_fixture *k = *state;
+	char err[ERRLEN], want[160];
+
+	for (size_t i = 0; i < 7; i++) {
+		const struct flow_case *c = &flow_cases[i];
+		char names[512], *save = NULL;
+
+		snprintf(names, sizeof(names), "%s", c->vars);
+		for (char *n = strtok_r(names, " ", &save); n != NULL;
+		     n = strtok_r(NULL, " ", &save)) {
+			/* The secret is optional for refresh_token. */
+			if (c->want == CONFIG_AUTH_REFRESH_TOKEN &&
+			    strcmp(n, "SFDC_CLIENT_SECRET") == 0)
+				continue;
+			for (int empty = 0; empty <= 1; empty++) {
+				struct env e;
+				struct config cfg;
+
+				env_for(&e, k, c->auth, c->vars);
+				if (empty)
+					env_set(&e, n, "");
+				else
+					env_unset(&e, n);
+				assert_int_equal(config_load(&cfg,
+				                             env_array(&e), err,
+				                             sizeof(err)),
+				                 -1);
+				/* A key pair is reported at its first name. */
+				const char *named =
+				    strcmp(n, "SFDC_JWT_KEY_FILE") == 0
+				        ? "SFDC_JWT_KEY"
+				        : n;
+				snprintf(want, sizeof(want),
+				         "%s: required, not set (", named);
+				if (strncmp(err, want, strlen(want)) != 0 ||
+				    count_lines(err) != 1)
+					fail_msg("%s without %s: %s", c->auth,
+					         n, err);
+				snprintf(want, sizeof(want),
+				         "for SFDC_AUTH=%s\n", c->auth);
+				assert_non_null(strstr(err, want));
+				env_free(&e);
+			}
+		}
+	}
+}
+
+/* An empty SFDC_AUTH is a mistake like any empty variable; the flow is
+ * still inferred, so the rest is checked too. */
+static void
+test_flow_empty_auth(void **state)
+{
+	const struct key_fixture *k = *state;
+	char err[ERRLEN];
+	struct env e;
+	struct config cfg;
+
+	env_for(&e, k, "", "SFDC_CLIENT_ID SFDC_CLIENT_SECRET");
+	assert_int_equal(config_load(&cfg, env_array(&e), err, sizeof(err)),
+	                 -1);
+	assert_string_equal(err,
+	                    "SFDC_AUTH: empty value; unset it to leave it out\n");
+	env_free(&e);
+}
+
+/* The key keeps its line breaks; the static token's URL loses its '/'. */
+static void
+test_flow_values(void **state)
+{
+	const struct key_fixture *k = *state;
+	char err[ERRLEN];
+	struct env e;
+	struct config cfg;
+
+	env_for(&e, k, NULL, "SFDC_CLIENT_ID SFDC_USERNAME SFDC_JWT_KEY");
+	assert_int_equal(config_load(&cfg, env_array(&e), err, sizeof(err)), 0);
+	assert_string_equal(cfg.jwt_key, k->pem);
+	assert_non_null(strchr(cfg.jwt_key, '\n'));
+	config_clear(&cfg);
+	env_free(&e);
+
+	env_for(&e, k, "token", "SFDC_ACCESS_TOKEN SFDC_INSTANCE_URL");
+	assert_int_equal(config_load(&cfg, env_array(&e), err, sizeof(err)), 0);
+	assert_string_equal(cfg.instance_url, "https://acme.my.salesforce.com");
+	assert_string_equal(cfg.access_token, "00Dxx!access-DDDD");
+	assert_null(cfg.client_id);
+	config_clear(&cfg);
+	env_set(&e, "SFDC_INSTANCE_URL", "acme.my.salesforce.com");
+	assert_int_equal(config_load(&cfg, env_array(&e), err, sizeof(err)),
+	                 -1);
+	assert_true(has_line_for(err, "SFDC_INSTANCE_URL"));
+	assert_int_equal(count_lines(err), 1);
+	env_free(&e);
+
+	assert_string_equal(config_auth_name(CONFIG_AUTH_JWT), "jwt");
+	assert_string_equal(config_auth_name(CONFIG_AUTH_CLIENT_CREDENTIALS),
+	                    "client_credentials");
+	assert_string_equal(config_auth_name(CONFIG_AUTH_TOKEN), "token");
+	assert_string_equal(config_auth_name((enum config_auth)99), "none");
+}
+
+/* The new secrets are redacted from the log once loaded. */
+static void
+test_flow_secrets_registered(void **state)
+{
+	const struct key_fixture *k = *state;
+	char err[ERRLEN];
+	struct env e;
+	struct config cfg;
+
+	env_for(&e, k, NULL,
+	        "SFDC_CLIENT_ID SFDC_USERNAME SFDC_JWT_KEY SFDC_REFRESH_TOKEN "
+	        "SFDC_ACCESS_TOKEN SFDC_INSTANCE_URL");
+	assert_int_equal(config_load(&cfg, env_array(&e), err, sizeof(err)), 0);
+	const char *secrets[] = {sample(k, "SFDC_REFRESH_TOKEN"),
+	                         sample(k, "SFDC_ACCESS_TOKEN"), k->pem};
+	for (size_t i = 0; i < 3; i++) {
+		char *out = capture_stderr(log_value, secrets[i]);
+		assert_null(strstr(out, secrets[i]));
+		assert_non_null(strstr(out, "[redacted]"));
+		free(out);
+	}
+	config_clear(&cfg);
+	env_free(&e);
+}
+
 /* --- the error buffer ----------------------------------------------------- */
 
 static void
@@ -873,8 +1300,9 @@ test_help_and_markdown(void **state)
 	                                    "SFRELAY_CHANNELS",
 	                                    "SFRELAY_HTTP_TIMEOUT"};
 
-	assert_true(
-	    strncmp(help, "Usage: sfrelay [--help] [--version]\n", 36) == 0);
+	assert_true(strncmp(help,
+	                    "Usage: sfrelay [--check] [--help] [--version]\n",
+	                    46) == 0);
 	assert_true(strncmp(md, "# Configuration\n\n", 17) == 0);
 	assert_non_null(strstr(md, "\n| Variable | Default | Description |\n"));
 	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++) {
@@ -884,14 +1312,25 @@ test_help_and_markdown(void **state)
 	/* Every variable the help text lists comes with its default. */
 	assert_non_null(strstr(help, "SFDC_LOGIN_URL (default: "
 	                             "https://login.salesforce.com)"));
-	assert_non_null(strstr(help, "SFDC_CLIENT_ID (required)"));
+	assert_non_null(strstr(help, "SFRELAY_CHANNELS (required unless "
+	                             "SFRELAY_POLL is set)"));
+	assert_non_null(strstr(help, "SFDC_CLIENT_ID (required for every "
+	                             "flow but token)"));
+	assert_non_null(strstr(help, "SFDC_USERNAME (required for jwt, "
+	                             "password)"));
+	assert_non_null(strstr(help, "SFDC_AUTH (default: inferred)"));
+	assert_non_null(strstr(help, "SFDC_JWT_KEY (required for jwt (or "
+	                             "SFDC_JWT_KEY_FILE))"));
+	assert_non_null(strstr(md, "| SFDC_PASSWORD | required for `password` "
+	                           "| "));
 
 	/* Table rows: every row is a variable row. */
 	size_t rows = 0, sf_rows = 0;
 	for (char *l = md; l != NULL && *l != '\0';) {
 		if (strncmp(l, "| ", 2) == 0)
 			rows++;
-		if (strncmp(l, "| SF", 4) == 0)
+		if (l[0] == '|' && l[2] >= 'A' && l[2] <= 'Z' &&
+		    strncmp(l, "| Variable ", 11) != 0)
 			sf_rows++;
 		l = strchr(l, '\n');
 		if (l != NULL)
@@ -903,20 +1342,23 @@ test_help_and_markdown(void **state)
 	/* Each documented variable is in --help and is really read: a value
 	 * with a control byte is rejected with a line naming it. */
 	size_t checked = 0;
-	for (char *l = strstr(md, "\n| SF"); l != NULL;
-	     l = strstr(l + 1, "\n| SF")) {
+	for (char *l = strstr(md, "\n| "); l != NULL;
+	     l = strstr(l + 1, "\n| ")) {
 		char name[64];
 		char err[ERRLEN];
 		struct env e;
 		struct config cfg;
 
-		assert_int_equal(sscanf(l + 1, "| %63[A-Z_] |", name), 1);
+		int end = 0;
+		if (sscanf(l + 1, "| %63[A-Z_] |%n", name, &end) != 1 ||
+		    end == 0)
+			continue;
 		if (strstr(help, name) == NULL)
 			fail_msg("%s missing from --help", name);
 		env_minimal(&e);
 		env_set(&e, name, "bad\001value");
-		assert_int_equal(
-		    config_load(&cfg, env_array(&e), err, sizeof(err)), -1);
+		if (config_load(&cfg, env_array(&e), err, sizeof(err)) != -1)
+			fail_msg("%s accepted a control byte", name);
 		if (!has_line_for(err, name) || count_lines(err) != 1)
 			fail_msg("%s: %s", name, err);
 		env_free(&e);
@@ -926,15 +1368,187 @@ test_help_and_markdown(void **state)
 
 	/* --help has one entry per variable, like the table. */
 	size_t help_entries = 0;
-	for (char *l = strstr(help, "\n  SF"); l != NULL;
-	     l = strstr(l + 1, "\n  SF"))
-		help_entries++;
+	for (char *l = strstr(help, "\n  "); l != NULL;
+	     l = strstr(l + 1, "\n  ")) {
+		char name[64];
+		if (sscanf(l + 3, "%63[A-Z_]", name) == 1 &&
+		    (size_t)strspn(l + 3, "ABCDEFGHIJKLMNOPQRSTUVWXYZ_") ==
+		        strlen(name) &&
+		    (l[3 + strlen(name)] == ' ' || l[3 + strlen(name)] == '\n') &&
+		    strlen(name) >= 4 && strstr(md, name) != NULL)
+			help_entries++;
+	}
 	assert_int_equal(help_entries, sf_rows);
 
 	/* Plain text: no markdown backticks in --help. */
 	assert_null(strchr(help, '`'));
 	free(help);
 	free(md);
+}
+
+/* --- polling (SFRELAY_POLL and friends) ---------------------------------- */
+
+static void
+test_poll_settings(void **state)
+{
+	(void)state;
+	char err[ERRLEN];
+	struct env e;
+	struct config cfg;
+
+	/* Defaults: nothing polled, first run from now, 50% budget. */
+	env_minimal(&e);
+	assert_int_equal(config_load(&cfg, env_array(&e), err, sizeof(err)), 0);
+	assert_null(cfg.poll);
+	assert_null(cfg.backfill);
+	assert_int_equal(cfg.poll_lookback_s, 0);
+	assert_int_equal(cfg.api_budget_pct, 50);
+	config_clear(&cfg);
+
+	static const struct {
+		const char *lookback;
+		long seconds;
+		const char *budget;
+		long pct;
+	} units[] = {
+	    {"24h", 86400, "80", 80},    {"90", 90, "1%", 1},
+	    {"15m", 900, "100%", 100},   {"2d", 172800, "50", 50},
+	    {"180d", 15552000, "7", 7},  {"0", 0, "99%", 99},
+	};
+	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+		env_set(&e, "SFRELAY_POLL_LOOKBACK", units[i].lookback);
+		env_set(&e, "SFRELAY_API_BUDGET_PCT", units[i].budget);
+		if (config_load(&cfg, env_array(&e), err, sizeof(err)) != 0)
+			fail_msg("%s / %s rejected: %s", units[i].lookback,
+			         units[i].budget, err);
+		assert_int_equal(cfg.poll_lookback_s, units[i].seconds);
+		assert_int_equal(cfg.api_budget_pct, units[i].pct);
+		config_clear(&cfg);
+	}
+	/* The texts are kept as written; the poller parses them again. */
+	const char *poll = "SetupAuditTrail@60s, LoginHistory@5m(Id,Status),"
+	                   "Account:SystemModstamp@2m[Industry IN ('a,b')]";
+	const char *bf = "/topic/AccountWatch=Account(Id,Name),"
+	                 "/event/Order__e=Order__c";
+	env_set(&e, "SFRELAY_POLL", poll);
+	env_set(&e, "SFRELAY_BACKFILL", bf);
+	if (config_load(&cfg, env_array(&e), err, sizeof(err)) != 0)
+		fail_msg("rejected: %s", err);
+	assert_string_equal(cfg.poll, poll);
+	assert_string_equal(cfg.backfill, bf);
+	config_clear(&cfg);
+	assert_true(is_zeroed(&cfg));
+	env_free(&e);
+}
+
+static void
+test_poll_settings_bad(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *name, *value, *want;
+		int lines;
+	} cases[] = {
+	    {"SFRELAY_POLL", "", "empty value; unset it to leave it out", 1},
+	    {"SFRELAY_POLL", "Account@5x",
+	     "SFRELAY_POLL: item 1 \"Account@5x\": interval needs a unit", 1},
+	    {"SFRELAY_POLL", "Account@1m,,Case",
+	     "SFRELAY_POLL: item 2 is empty", 1},
+	    {"SFRELAY_POLL", "Account,account",
+	     "SFRELAY_POLL: item 2 \"account\": object listed twice", 1},
+	    {"SFRELAY_POLL", "LoginEvent@1m",
+	     "is an event monitoring big object", 1},
+	    {"SFRELAY_POLL", "Account[Name = 'x'",
+	     "condition has no closing ']'", 1},
+	    /* Every bad item is reported, one line each. */
+	    {"SFRELAY_POLL", "Account@0s,Case(Id;Name),Lead", "item 2", 2},
+	    {"SFRELAY_POLL_LOOKBACK", "1w",
+	     "\"1w\" has trailing characters (it may end in s, m, h or d)", 1},
+	    {"SFRELAY_POLL_LOOKBACK", "181d", "is out of range, 0..15552000",
+	     1},
+	    {"SFRELAY_POLL_LOOKBACK", "-1h", "is negative", 1},
+	    {"SFRELAY_API_BUDGET_PCT", "0", "is out of range, 1..100percent",
+	     1},
+	    {"SFRELAY_API_BUDGET_PCT", "101%", "is out of range", 1},
+	    {"SFRELAY_API_BUDGET_PCT", "half", "is not a number", 1},
+	    {"SFRELAY_BACKFILL", "Account",
+	     "SFRELAY_BACKFILL: item 1 \"Account\": must be channel=Object", 1},
+	    {"SFRELAY_BACKFILL", "/topic/A=Account@1m",
+	     "takes no @interval", 1},
+	    {"SFRELAY_BACKFILL", "/foo/A=Account", "the channel must be", 1},
+	};
+	char err[ERRLEN];
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct env e;
+		struct config cfg;
+
+		env_minimal(&e);
+		env_set(&e, cases[i].name, cases[i].value);
+		int rc = config_load(&cfg, env_array(&e), err, sizeof(err));
+		if (rc != -1 || !has_line_for(err, cases[i].name) ||
+		    strstr(err, cases[i].want) == NULL ||
+		    count_lines(err) != (size_t)cases[i].lines)
+			fail_msg("%s=\"%s\": rc %d, err \"%s\", want \"%s\"",
+			         cases[i].name, cases[i].value, rc, err,
+			         cases[i].want);
+		assert_true(is_zeroed(&cfg));
+		env_free(&e);
+	}
+}
+
+/* Streams, polls, or both; at least one. */
+static void
+test_channels_or_poll(void **state)
+{
+	(void)state;
+	char err[ERRLEN];
+	struct env e;
+	struct config cfg;
+
+	env_minimal(&e);
+	env_unset(&e, "SFRELAY_CHANNELS");
+	env_set(&e, "SFRELAY_POLL", "SetupAuditTrail");
+	if (config_load(&cfg, env_array(&e), err, sizeof(err)) != 0)
+		fail_msg("poll only rejected: %s", err);
+	assert_int_equal(cfg.nchannels, 0);
+	assert_string_equal(cfg.poll, "SetupAuditTrail");
+	config_clear(&cfg);
+
+	/* An empty channel list counts as unset, as for required ones. */
+	env_set(&e, "SFRELAY_CHANNELS", "");
+	assert_int_equal(config_load(&cfg, env_array(&e), err, sizeof(err)), 0);
+	assert_int_equal(cfg.nchannels, 0);
+	config_clear(&cfg);
+
+	env_set(&e, "SFRELAY_CHANNELS", "/topic/A");
+	assert_int_equal(config_load(&cfg, env_array(&e), err, sizeof(err)), 0);
+	assert_int_equal(cfg.nchannels, 1);
+	assert_non_null(cfg.poll);
+	config_clear(&cfg);
+
+	/* Neither: one line naming the channels and the alternative. */
+	env_unset(&e, "SFRELAY_CHANNELS");
+	env_unset(&e, "SFRELAY_POLL");
+	assert_int_equal(config_load(&cfg, env_array(&e), err, sizeof(err)),
+	                 -1);
+	assert_int_equal(count_lines(err), 1);
+	assert_true(strncmp(err, "SFRELAY_CHANNELS: required, not set (", 37) ==
+	            0);
+	assert_non_null(strstr(err, "), unless SFRELAY_POLL is set\n"));
+	/* An empty SFRELAY_POLL does not count as set. */
+	env_set(&e, "SFRELAY_POLL", "");
+	assert_int_equal(config_load(&cfg, env_array(&e), err, sizeof(err)),
+	                 -1);
+	assert_true(has_line_for(err, "SFRELAY_CHANNELS"));
+	assert_true(has_line_for(err, "SFRELAY_POLL"));
+	/* A bad SFRELAY_POLL is reported for itself only. */
+	env_set(&e, "SFRELAY_POLL", "Account@1x");
+	assert_int_equal(config_load(&cfg, env_array(&e), err, sizeof(err)),
+	                 -1);
+	assert_int_equal(count_lines(err), 1);
+	assert_true(has_line_for(err, "SFRELAY_POLL"));
+	assert_true(is_zeroed(&cfg));
+	env_free(&e);
 }
 
 /* Successful loads register secrets with the process-wide logger; drop
@@ -970,7 +1584,16 @@ main(void)
 	    TEST(test_err_truncation),
 	    TEST(test_clear_twice),
 	    TEST(test_help_and_markdown),
+	    TEST(test_poll_settings),
+	    TEST(test_poll_settings_bad),
+	    TEST(test_channels_or_poll),
+	    TEST(test_flow_table),
+	    TEST(test_flow_each_missing),
+	    TEST(test_flow_empty_auth),
+	    TEST(test_flow_values),
+	    TEST(test_flow_secrets_registered),
 	};
 
-	return cmocka_run_group_tests_name("config", tests, NULL, NULL);
+	return cmocka_run_group_tests_name("config", tests, group_setup,
+	                                   group_teardown);
 }

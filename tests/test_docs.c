@@ -45,10 +45,12 @@ test_readme_names_every_variable(void **state)
 	assert_non_null(readme);
 	/* Every table row's variable must be in the README's table too. */
 	int rows = 0;
-	for (char *p = strstr(gen, "\n| SF"); p != NULL;
-	     p = strstr(p + 1, "\n| SF")) {
+	for (char *p = strstr(gen, "\n| "); p != NULL; p = strstr(p + 1, "\n| ")) {
 		char name[64];
-		assert_int_equal(sscanf(p, "\n| %63[A-Z_]", name), 1);
+		int end = 0;
+		if (sscanf(p, "\n| %63[A-Z_] |%n", name, &end) != 1 ||
+		    end == 0)
+			continue;
 		char quoted[80];
 		snprintf(quoted, sizeof(quoted), "`%s`", name);
 		if (strstr(readme, quoted) == NULL)

@@ -1857,10 +1857,37 @@ test_golden(void **state)
 	}
 }
 
+/* Backfilled records say so in src, and name their object like polls. */
+static void
+test_backfill_header(void **state)
+{
+	(void)state;
+	const char *payload = "{\"Id\":\"001xx\"}";
+	struct event ev = {.src = EVENT_SRC_BACKFILL,
+	                   .channel = "Account",
+	                   .position = "001xx",
+	                   .payload = payload,
+	                   .payload_len = strlen(payload)};
+	struct evbuffer *out = evbuffer_new();
+	assert_int_equal(format_event(FORMAT_LOGFMT, &ev, out), 0);
+	assert_int_equal(format_event(FORMAT_JSON, &ev, out), 0);
+	size_t n = evbuffer_get_length(out);
+	char *s = (char *)evbuffer_pullup(out, -1);
+	const char *want = "at=event src=backfill object=Account "
+	                   "id=Account:001xx Id=001xx\n"
+	                   "{\"at\":\"event\",\"src\":\"backfill\","
+	                   "\"object\":\"Account\",\"id\":\"Account:001xx\","
+	                   "\"Id\":\"001xx\"}\n";
+	assert_int_equal(n, strlen(want));
+	assert_memory_equal(s, want, n);
+	evbuffer_free(out);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_backfill_header),
 	    cmocka_unit_test(test_kind_parse),
 	    cmocka_unit_test(test_value_escapers),
 	    cmocka_unit_test(test_value_every_byte),

@@ -13,6 +13,7 @@
 enum event_source {
 	EVENT_SRC_STREAM, /* a CometD channel: /topic, /event, /data, /u */
 	EVENT_SRC_POLL,   /* a SOQL-polled object */
+	EVENT_SRC_BACKFILL, /* a record queried to fill a stream's replay gap */
 };
 
 struct event {

@@ -16,7 +16,7 @@ struct evbuffer;
  * by U+FFFD, so the output is always valid UTF-8.
  *
  * Header fields come first, in this order, each only when known:
- *   at=event src=stream|poll channel=<c> (object=<c> for polls)
+ *   at=event src=stream|poll|backfill channel=<c> (object=<c> otherwise)
  *   id=<channel>:<position> replay_id=<position> (streams only)
  *   event_type=<t> created=<t>
  * then the payload flattened to dotted keys in document order:

@@ -340,7 +340,9 @@ check_success(const struct config *cfg)
 	if (cfg->login_url == NULL || !url_trimmed(cfg->login_url) ||
 	    !url_trimmed(cfg->instance_url))
 		broken("login or instance URL is empty or ends in '/'");
-	if (cfg->nchannels < 1 || cfg->nchannels > CONFIG_MAX_CHANNELS)
+	/* Channels, polled objects, or both: never neither. */
+	if (cfg->nchannels > CONFIG_MAX_CHANNELS ||
+	    (cfg->nchannels == 0 && cfg->poll == NULL))
 		broken("channel count out of range");
 	for (size_t i = 0; i < cfg->nchannels; i++)
 		if (cfg->channels[i] == NULL || cfg->channels[i][0] != '/')

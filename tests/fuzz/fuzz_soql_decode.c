@@ -92,7 +92,7 @@ fuzz_page(const char *in, size_t n)
 		struct json_tokener *tok = json_tokener_new_ex(200);
 		size_t len = evbuffer_get_length(b);
 		struct json_object *o = json_tokener_parse_ex(
-			tok, (const char *)evbuffer_pullup(b, -1), (int)len);
+		    tok, (const char *)evbuffer_pullup(b, -1), (int)len);
 		if (o == NULL || !json_object_is_type(o, json_type_object))
 			broken("payload is not a JSON object");
 		json_object_put(o);
@@ -158,7 +158,8 @@ fuzz_text(int which, const char *s)
 			if (soql_mark_parse(m2, t) != 0 ||
 			    soql_mark_format(m2, b) != 0 ||
 			    evbuffer_add(b, "", 1) != 0 ||
-			    strcmp(t, (const char *)evbuffer_pullup(b, -1)) != 0)
+			    strcmp(t, (const char *)evbuffer_pullup(b, -1)) !=
+			        0)
 				broken("mark text does not round-trip");
 		}
 		soql_mark_free(m);
@@ -168,7 +169,7 @@ fuzz_text(int which, const char *s)
 		break;
 	default:
 		if (soql_spec_parse(s, strlen(s), which == 5, &spec, err,
-				    sizeof(err)) == 0) {
+		                    sizeof(err)) == 0) {
 			a = evbuffer_new();
 			if (soql_build_since(a, &spec, 0) != 0 ||
 			    evbuffer_get_length(a) < 7 ||

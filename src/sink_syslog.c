@@ -1,0 +1,637 @@
+/*
+ * Syslog sink: RFC 5424 messages in RFC 6587 octet-counted frames over a
+ * non-blocking TCP or TLS connection on the event loop (a bufferevent;
+ * bufferevent_openssl for TLS, the peer verified against the CA file or
+ * the system store, and its name or address against the URL's host).
+ *
+ * Every frame is an entry of one list, in sequence order, in one of
+ * three stages:
+ *
+ *   retained -> acknowledged, kept a short while for a resend
+ *   written  -> in the bufferevent's output, not yet taken by the socket
+ *   waiting  -> not handed to a connection yet (none, or not connected)
+ *
+ * A frame is acknowledged once the socket took all of its bytes (the
+ * output buffer's drain is counted byte by byte). Syslog over TCP has no
+ * application acknowledgement, so bytes the kernel accepted can still
+ * die in a receiver that goes away before reading them. The sink
+ * therefore keeps acknowledged frames for RETAIN_MS (bounded in bytes)
+ * and, when a connection ends, sends them again on the next one with
+ * whatever was not yet written: a receiver restart costs duplicates,
+ * never lines. While not connected, or when more than the window waits,
+ * the sink is not ready and the relay holds the sources.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/dns.h>
+#include <event2/event.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include "sfrelay/log.h"
+#include "sfrelay/sink.h"
+#include "sfrelay/syslog_frame.h"
+
+#define SYSLOG_WINDOW (1024u * 1024u)
+#define SYSLOG_MAX_MESSAGE 8192u
+#define SYSLOG_CONNECT_MS 10000L
+#define RETAIN_MS 250
+#define RETAIN_BYTES (1024u * 1024u)
+
+struct entry {
+	struct entry *next;
+	uint64_t seq;
+	long long taken_ms; /* when the socket took it (retained only) */
+	size_t len;
+	char data[];
+};
+
+enum conn_state { CONN_DOWN, CONN_CONNECTING, CONN_UP };
+
+struct sink_syslog {
+	struct sink *sink;
+	struct event_base *base;
+	struct evdns_base *dns;
+	char *host;
+	int port;
+	int tls;
+	SSL_CTX *ctx;
+	struct syslog_header hdr;
+	char *hostname, *app_name, *procid;
+	size_t window;
+	long connect_ms;
+	struct sink_backoff backoff;
+	uint64_t rng;
+	unsigned failures;
+
+	struct bufferevent *bev;
+	enum conn_state state;
+	int ever_connected;
+	long long up_since;
+	size_t drained;       /* bytes taken by the socket, not yet matched */
+	struct event *retry;   /* reconnect after back-off */
+	struct event *timeout; /* connect + handshake deadline */
+	struct event *process; /* acks, out of libevent's callbacks */
+
+	struct entry *head, *tail;
+	struct entry *written; /* first written (unacknowledged) entry */
+	struct entry *waiting; /* first entry not handed to bev */
+	size_t retained_bytes, unacked_bytes;
+	uint64_t acked;
+	int was_full;
+	int closing;
+};
+
+static long long
+mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static uint64_t
+rng_next(uint64_t *s)
+{
+	uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+
+static long
+backoff_delay(struct sink_syslog *s)
+{
+	long ceil = s->backoff.min_ms;
+	for (unsigned i = 1; i < s->failures && ceil < s->backoff.max_ms; i++)
+		ceil *= 2;
+	if (ceil > s->backoff.max_ms)
+		ceil = s->backoff.max_ms;
+	long lo = s->backoff.min_ms / 2;
+	return lo + (long)(rng_next(&s->rng) % (uint64_t)(ceil - lo + 1));
+}
+
+static void
+arm(struct event *ev, long ms)
+{
+	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+	evtimer_add(ev, &tv);
+}
+
+static int
+syslog_ready(void *impl)
+{
+	struct sink_syslog *s = impl;
+	int ready = s->state == CONN_UP && s->unacked_bytes < s->window;
+	if (!ready)
+		s->was_full = 1;
+	return ready;
+}
+
+static void
+wake(struct sink_syslog *s)
+{
+	if (s->was_full && syslog_ready(s)) {
+		s->was_full = 0;
+		sink_writable(s->sink);
+	}
+}
+
+/* Drops retained entries that are old enough, or too many. */
+static void
+prune(struct sink_syslog *s, long long now)
+{
+	while (s->head != NULL && s->head != s->written &&
+	       (s->retained_bytes > RETAIN_BYTES ||
+		now - s->head->taken_ms > RETAIN_MS)) {
+		struct entry *e = s->head;
+		s->head = e->next;
+		if (s->head == NULL)
+			s->tail = NULL;
+		s->retained_bytes -= e->len;
+		free(e);
+	}
+}
+
+/* Hands every waiting entry to the connection. */
+static void
+push_waiting(struct sink_syslog *s)
+{
+	struct evbuffer *out = bufferevent_get_output(s->bev);
+	for (; s->waiting != NULL; s->waiting = s->waiting->next)
+		if (evbuffer_add(out, s->waiting->data, s->waiting->len) != 0)
+			break; /* out of memory: the rest waits */
+}
+
+/* Matches drained bytes to entries, acknowledging whole frames. */
+static void
+on_process(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct sink_syslog *s = arg;
+	long long now = mono_ms();
+	uint64_t upto = 0;
+	while (s->written != NULL && s->written != s->waiting &&
+	       s->drained >= s->written->len) {
+		struct entry *e = s->written;
+		s->drained -= e->len;
+		s->unacked_bytes -= e->len;
+		s->retained_bytes += e->len;
+		e->taken_ms = now;
+		upto = e->seq;
+		s->written = e->next;
+	}
+	prune(s, now);
+	if (upto > s->acked) {
+		s->acked = upto;
+		sink_acked(s->sink, upto);
+	}
+	wake(s);
+}
+
+static void
+on_output_drained(struct evbuffer *buf, const struct evbuffer_cb_info *info,
+		  void *arg)
+{
+	(void)buf;
+	struct sink_syslog *s = arg;
+	if (info->n_deleted == 0)
+		return;
+	s->drained += info->n_deleted;
+	event_active(s->process, EV_TIMEOUT, 0);
+}
+
+static void connect_now(struct sink_syslog *s);
+
+/* Ends the connection; everything retained or written goes back to
+ * waiting, to be sent again on the next one. */
+static void
+drop_connection(struct sink_syslog *s, const char *why)
+{
+	if (s->bev != NULL) {
+		bufferevent_free(s->bev);
+		s->bev = NULL;
+	}
+	evtimer_del(s->timeout);
+	int was_up = s->state == CONN_UP;
+	/* A connection that dies young is a failure, not a blip: back off
+	 * rather than reconnect in a tight loop. */
+	int lived = was_up && mono_ms() - s->up_since >= 1000;
+	s->state = CONN_DOWN;
+	/* Acknowledge what the socket did take before going down. */
+	on_process(-1, 0, s);
+	s->drained = 0;
+	size_t resend = 0;
+	for (struct entry *e = s->head; e != s->written; e = e->next)
+		resend++;
+	s->unacked_bytes += s->retained_bytes;
+	s->retained_bytes = 0;
+	s->written = s->waiting = s->head;
+	s->failures++;
+	if (s->closing)
+		return;
+	if (lived)
+		s->failures = 0;
+	long delay = lived ? 0 : backoff_delay(s);
+	char d[24], n[24];
+	log_warn(was_up ? "syslog connection lost; reconnecting"
+			: "syslog connect failed; retrying",
+		 "host", s->host, "error", why, "delay_ms",
+		 log_fmt(d, sizeof(d), "%ld", delay), "resend_lines",
+		 log_fmt(n, sizeof(n), "%zu", resend), NULL);
+	arm(s->retry, delay > 0 ? delay : 1);
+}
+
+static void
+on_connected(struct sink_syslog *s)
+{
+	evtimer_del(s->timeout);
+	s->state = CONN_UP;
+	s->up_since = mono_ms();
+	if (s->ever_connected)
+		sink_reconnected(s->sink);
+	s->ever_connected = 1;
+	char p[16];
+	log_info("syslog connected", "host", s->host, "port",
+		 log_fmt(p, sizeof(p), "%d", s->port), "tls",
+		 s->tls ? "yes" : "no", NULL);
+	push_waiting(s);
+	wake(s);
+}
+
+static void
+tls_error(struct sink_syslog *s, char *buf, size_t len)
+{
+	unsigned long e = bufferevent_get_openssl_error(s->bev);
+	long vr = X509_V_OK;
+	SSL *ssl = bufferevent_openssl_get_ssl(s->bev);
+	if (ssl != NULL)
+		vr = SSL_get_verify_result(ssl);
+	if (vr != X509_V_OK)
+		snprintf(buf, len, "TLS verification failed: %s",
+			 X509_verify_cert_error_string(vr));
+	else if (e != 0)
+		snprintf(buf, len, "TLS: %s", ERR_reason_error_string(e));
+	else
+		snprintf(buf, len, "%s",
+			 EVUTIL_SOCKET_ERROR() != 0
+				 ? evutil_socket_error_to_string(
+					   EVUTIL_SOCKET_ERROR())
+				 : "connection closed");
+}
+
+static void
+on_event(struct bufferevent *bev, short what, void *arg)
+{
+	(void)bev;
+	struct sink_syslog *s = arg;
+	char why[256];
+	if (what & BEV_EVENT_CONNECTED) {
+		on_connected(s);
+		return;
+	}
+	if (what & BEV_EVENT_EOF) {
+		snprintf(why, sizeof(why), "closed by the receiver");
+	} else if (what & BEV_EVENT_ERROR) {
+		int dns = bufferevent_socket_get_dns_error(s->bev);
+		if (dns != 0)
+			snprintf(why, sizeof(why), "cannot resolve: %s",
+				 evutil_gai_strerror(dns));
+		else if (s->tls)
+			tls_error(s, why, sizeof(why));
+		else
+			snprintf(why, sizeof(why), "%s",
+				 evutil_socket_error_to_string(
+					 EVUTIL_SOCKET_ERROR()));
+	} else {
+		snprintf(why, sizeof(why), "connection event %d", what);
+	}
+	drop_connection(s, why);
+}
+
+static void
+on_read(struct bufferevent *bev, void *arg)
+{
+	(void)arg;
+	/* Receivers do not talk back; whatever comes is discarded. */
+	struct evbuffer *in = bufferevent_get_input(bev);
+	evbuffer_drain(in, evbuffer_get_length(in));
+}
+
+static void
+on_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	drop_connection(arg, "connect timed out");
+}
+
+static void
+on_retry(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	connect_now(arg);
+}
+
+static SSL *
+new_ssl(struct sink_syslog *s)
+{
+	SSL *ssl = SSL_new(s->ctx);
+	if (ssl == NULL)
+		return NULL;
+	unsigned char addr[16];
+	int is_ip = inet_pton(AF_INET, s->host, addr) == 1 ||
+		    inet_pton(AF_INET6, s->host, addr) == 1;
+	X509_VERIFY_PARAM *param = SSL_get0_param(ssl);
+	int ok = is_ip ? X509_VERIFY_PARAM_set1_ip_asc(param, s->host)
+		       : SSL_set1_host(ssl, s->host) &&
+				 SSL_set_tlsext_host_name(ssl, s->host);
+	if (!ok) {
+		SSL_free(ssl);
+		return NULL;
+	}
+	return ssl;
+}
+
+static void
+connect_now(struct sink_syslog *s)
+{
+	if (s->closing || s->state != CONN_DOWN)
+		return;
+	int opts = BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS;
+	if (s->tls) {
+		SSL *ssl = new_ssl(s);
+		if (ssl != NULL)
+			s->bev = bufferevent_openssl_socket_new(
+				s->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
+				opts);
+		else
+			s->bev = NULL;
+		if (s->bev == NULL && ssl != NULL)
+			SSL_free(ssl);
+	} else {
+		s->bev = bufferevent_socket_new(s->base, -1, opts);
+	}
+	if (s->bev == NULL) {
+		drop_connection(s, "cannot create a connection");
+		return;
+	}
+	bufferevent_setcb(s->bev, on_read, NULL, on_event, s);
+	evbuffer_add_cb(bufferevent_get_output(s->bev), on_output_drained, s);
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	s->state = CONN_CONNECTING;
+	arm(s->timeout, s->connect_ms);
+	if (bufferevent_socket_connect_hostname(s->bev, s->dns, AF_UNSPEC,
+						s->host, s->port) != 0 &&
+	    s->state == CONN_CONNECTING && s->bev != NULL)
+		drop_connection(s, "connect failed at once");
+}
+
+/* ---- ops ---------------------------------------------------------------- */
+
+static int
+syslog_write(void *impl, uint64_t seq, const char *line, size_t len)
+{
+	struct sink_syslog *s = impl;
+	struct timespec ts;
+	char stamp[SYSLOG_TIMESTAMP_LEN + 1], msgid[SYSLOG_MSGID_MAX + 1];
+	clock_gettime(CLOCK_REALTIME, &ts);
+	syslog_timestamp(stamp, sizeof(stamp), (int64_t)ts.tv_sec,
+			 ts.tv_nsec / 1000);
+	struct syslog_header h = s->hdr;
+	h.msgid = syslog_msgid_of_line(line, len, msgid, sizeof(msgid));
+	size_t n = syslog_frame_len(&h, stamp, line, len, 1);
+	struct entry *e = malloc(sizeof(*e) + n);
+	if (e == NULL)
+		return -1;
+	struct evbuffer *tmp = evbuffer_new();
+	if (tmp == NULL || syslog_frame(tmp, &h, stamp, line, len, 1) < 0 ||
+	    evbuffer_remove(tmp, e->data, n) != (int)n) {
+		if (tmp != NULL)
+			evbuffer_free(tmp);
+		free(e);
+		return -1;
+	}
+	evbuffer_free(tmp);
+	e->next = NULL;
+	e->seq = seq;
+	e->len = n;
+	e->taken_ms = 0;
+	if (s->tail != NULL)
+		s->tail->next = e;
+	else
+		s->head = e;
+	s->tail = e;
+	if (s->written == NULL)
+		s->written = e;
+	if (s->waiting == NULL)
+		s->waiting = e;
+	s->unacked_bytes += n;
+	if (s->state == CONN_UP)
+		push_waiting(s);
+	return 0;
+}
+
+static int
+syslog_flush(void *impl)
+{
+	struct sink_syslog *s = impl;
+	/* Frames go out as soon as they are written; acknowledgements
+	 * follow the socket. Nothing to hurry. */
+	if (s->state == CONN_DOWN && !evtimer_pending(s->retry, NULL))
+		connect_now(s);
+	return 0;
+}
+
+static void
+syslog_free(void *impl)
+{
+	struct sink_syslog *s = impl;
+	if (s == NULL)
+		return;
+	s->closing = 1;
+	if (s->bev != NULL && s->tls && s->state == CONN_UP) {
+		/* Orderly end: close_notify, so the receiver knows the
+		 * stream was not cut. */
+		SSL *ssl = bufferevent_openssl_get_ssl(s->bev);
+		if (ssl != NULL)
+			SSL_shutdown(ssl);
+	}
+	if (s->bev != NULL)
+		bufferevent_free(s->bev);
+	while (s->head != NULL) {
+		struct entry *e = s->head;
+		s->head = e->next;
+		free(e);
+	}
+	if (s->retry != NULL)
+		event_free(s->retry);
+	if (s->timeout != NULL)
+		event_free(s->timeout);
+	if (s->process != NULL)
+		event_free(s->process);
+	if (s->dns != NULL)
+		evdns_base_free(s->dns, 0);
+	if (s->ctx != NULL)
+		SSL_CTX_free(s->ctx);
+	free(s->host);
+	free(s->hostname);
+	free(s->app_name);
+	free(s->procid);
+	free(s);
+}
+
+static const struct sink_ops syslog_ops = {
+	.name = "syslog",
+	.write = syslog_write,
+	.flush = syslog_flush,
+	.free = syslog_free,
+	.ready = syslog_ready,
+};
+
+/* syslog://host:port or syslog+tls://host:port ([v6]:port too). */
+static int
+parse_url(struct sink_syslog *s, const char *url, char *err, size_t errlen)
+{
+	const char *rest;
+	if (strncmp(url, "syslog://", 9) == 0) {
+		rest = url + 9;
+	} else if (strncmp(url, "syslog+tls://", 13) == 0) {
+		rest = url + 13;
+		s->tls = 1;
+	} else {
+		snprintf(err, errlen, "must start with syslog:// or "
+				      "syslog+tls://");
+		return -1;
+	}
+	size_t alen = strcspn(rest, "/");
+	const char *hs = rest, *he, *colon;
+	if (*rest == '[') {
+		hs = rest + 1;
+		he = memchr(rest, ']', alen);
+		colon = he != NULL ? he + 1 : NULL;
+	} else {
+		colon = memchr(rest, ':', alen);
+		he = colon;
+	}
+	if (he == NULL || colon == NULL || *colon != ':' || he == hs) {
+		snprintf(err, errlen, "needs host:port");
+		return -1;
+	}
+	char *end;
+	long port = strtol(colon + 1, &end, 10);
+	if (port < 1 || port > 65535 || end != rest + alen) {
+		snprintf(err, errlen, "needs a port from 1 to 65535");
+		return -1;
+	}
+	s->host = strndup(hs, (size_t)(he - hs));
+	s->port = (int)port;
+	if (s->host == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+static int
+tls_setup(struct sink_syslog *s, const char *ca_file, char *err,
+	  size_t errlen)
+{
+	s->ctx = SSL_CTX_new(TLS_client_method());
+	if (s->ctx == NULL) {
+		snprintf(err, errlen, "cannot create a TLS context");
+		return -1;
+	}
+	SSL_CTX_set_min_proto_version(s->ctx, TLS1_2_VERSION);
+	SSL_CTX_set_verify(s->ctx, SSL_VERIFY_PEER, NULL);
+	int ok = ca_file != NULL
+			 ? SSL_CTX_load_verify_locations(s->ctx, ca_file, NULL)
+			 : SSL_CTX_set_default_verify_paths(s->ctx);
+	if (ok != 1) {
+		snprintf(err, errlen, "SFRELAY_CA_FILE: cannot load %s",
+			 ca_file != NULL ? ca_file : "the system store");
+		return -1;
+	}
+	return 0;
+}
+
+struct sink *
+sink_syslog_new(struct event_base *base, const struct sink_syslog_opts *o,
+		char *err, size_t errlen)
+{
+	char why[200];
+	struct sink_syslog *s = calloc(1, sizeof(*s));
+	if (s == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	s->base = base;
+	if (parse_url(s, o->url, why, sizeof(why)) != 0) {
+		snprintf(err, errlen, "SYSLOG_URL: %s", why);
+		goto fail;
+	}
+	if (s->tls && tls_setup(s, o->ca_file, err, errlen) != 0)
+		goto fail;
+	s->hostname = strdup(o->hostname != NULL ? o->hostname : "-");
+	s->app_name = strdup(o->app_name != NULL ? o->app_name : "sfrelay");
+	s->procid = strdup(o->procid != NULL ? o->procid : "-");
+	s->hdr = (struct syslog_header){o->facility, SYSLOG_SEV_INFO,
+					s->hostname, s->app_name, s->procid,
+					NULL};
+	s->window = o->window_bytes > 0 ? o->window_bytes : SYSLOG_WINDOW;
+	s->connect_ms = o->connect_timeout_ms > 0 ? o->connect_timeout_ms
+						  : SYSLOG_CONNECT_MS;
+	s->backoff = o->backoff;
+	if (s->backoff.min_ms <= 0)
+		s->backoff.min_ms = 1000;
+	if (s->backoff.max_ms < s->backoff.min_ms)
+		s->backoff.max_ms = s->backoff.min_ms;
+	s->rng = o->backoff.seed;
+	s->dns = evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
+					      EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+	if (s->dns == NULL) /* no resolv.conf: numeric hosts still work */
+		s->dns = evdns_base_new(base, 0);
+	s->retry = evtimer_new(base, on_retry, s);
+	s->timeout = evtimer_new(base, on_timeout, s);
+	s->process = event_new(base, -1, 0, on_process, s);
+	if (s->hostname == NULL || s->app_name == NULL || s->procid == NULL ||
+	    s->dns == NULL || s->retry == NULL || s->timeout == NULL ||
+	    s->process == NULL) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	s->sink = sink_new(&syslog_ops, s);
+	if (s->sink == NULL) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	/* The whole message (header and line) within the receiver's
+	 * limit, whatever the MSGID. */
+	struct syslog_header h = s->hdr;
+	char longest[SYSLOG_MSGID_MAX + 1];
+	memset(longest, 'x', SYSLOG_MSGID_MAX);
+	longest[SYSLOG_MSGID_MAX] = '\0';
+	h.msgid = longest;
+	size_t max_msg = o->max_message > 0 ? o->max_message
+					    : SYSLOG_MAX_MESSAGE;
+	size_t header = syslog_frame_len(&h, "2026-01-01T00:00:00.000000Z",
+					 "", 0, 0);
+	sink_set_max_line(s->sink, max_msg > header + 1024 ? max_msg - header
+							   : 1024);
+	connect_now(s);
+	return s->sink;
+fail:
+	syslog_free(s);
+	return NULL;
+}

@@ -1,0 +1,223 @@
+/* The relay and the sink interface with a scripted sink: flow control
+ * (ready / writable), cumulative acknowledgements, positions of split
+ * events and stats lines, drops, and the drain at shutdown. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "sfrelay/event.h"
+#include "sfrelay/lines.h"
+#include "sfrelay/relay.h"
+#include "sfrelay/sink.h"
+
+struct fake {
+	struct sink *sink;
+	int ready;
+	uint64_t seqs[256];
+	char *lines[256];
+	size_t n;
+	int flushed;
+};
+
+static int
+fake_write(void *impl, uint64_t seq, const char *line, size_t len)
+{
+	struct fake *f = impl;
+	assert_true(f->ready); /* never written to while not ready */
+	assert_true(f->n < 256);
+	f->seqs[f->n] = seq;
+	f->lines[f->n++] = strndup(line, len);
+	return 0;
+}
+
+static int
+fake_flush(void *impl)
+{
+	((struct fake *)impl)->flushed++;
+	return 0;
+}
+
+static void
+fake_free(void *impl)
+{
+	struct fake *f = impl;
+	for (size_t i = 0; i < f->n; i++)
+		free(f->lines[i]);
+}
+
+static int
+fake_ready(void *impl)
+{
+	return ((struct fake *)impl)->ready;
+}
+
+static const struct sink_ops fake_ops = {
+	.name = "fake",
+	.write = fake_write,
+	.flush = fake_flush,
+	.free = fake_free,
+	.ready = fake_ready,
+};
+
+struct seen {
+	char pos[64][32];
+	size_t n;
+	int drained;
+};
+
+static void
+on_position(void *arg, const char *channel, const char *position,
+	    const char *created)
+{
+	(void)created;
+	struct seen *s = arg;
+	assert_string_equal(channel, "/topic/T");
+	snprintf(s->pos[s->n++], 32, "%s", position);
+}
+
+static void
+on_fatal(void *arg, int code, const char *msg)
+{
+	(void)arg;
+	(void)code;
+	fail_msg("unexpected fatal: %s", msg);
+}
+
+static void
+on_drained(void *arg)
+{
+	((struct seen *)arg)->drained++;
+}
+
+static void
+submit(struct relay *r, const char *pos, const char *payload)
+{
+	struct event ev = {.src = EVENT_SRC_STREAM,
+			   .channel = "/topic/T",
+			   .position = pos,
+			   .created = "2026-01-01T00:00:00.000Z",
+			   .payload = payload,
+			   .payload_len = strlen(payload)};
+	assert_int_equal(relay_submit(r, &ev), 0);
+}
+
+static void
+test_flow_control_and_acks(void **state)
+{
+	(void)state;
+	struct fake f = {.ready = 1};
+	struct sink *sink = sink_new(&fake_ops, &f);
+	f.sink = sink;
+	struct relay_opts o = {.format = FORMAT_LOGFMT, .max_lines = 5,
+			       .max_bytes = 1 << 20};
+	struct relay *r = relay_new(&o, sink);
+	struct seen s = {0};
+	relay_set_callbacks(r, on_fatal, on_position, &s);
+
+	submit(r, "1", "{\"a\":1}");
+	submit(r, "2", "{\"a\":2}");
+	assert_int_equal(f.n, 2);
+	assert_false(relay_full(r));
+	/* The sink's window fills: the relay holds lines and the sources. */
+	f.ready = 0;
+	assert_true(relay_full(r));
+	submit(r, "3", "{\"a\":3}");
+	assert_int_equal(f.n, 2);
+	assert_int_equal(relay_pending(r), 3);
+	f.ready = 1;
+	sink_writable(sink);
+	assert_int_equal(f.n, 3);
+	assert_int_equal(f.seqs[2], 3);
+
+	/* Cumulative acknowledgements move the position; a stale one is
+	 * ignored. */
+	sink_acked(sink, 2);
+	assert_int_equal(s.n, 1);
+	assert_string_equal(s.pos[0], "2");
+	sink_acked(sink, 1);
+	assert_int_equal(s.n, 1);
+	assert_int_equal(relay_acked(r), 2);
+
+	/* A stats line reaches the sink but moves no position. */
+	assert_int_equal(relay_submit_line(r, "at=stats x=1", 12), 0);
+	assert_string_equal(f.lines[3], "at=stats x=1\n");
+	sink_dropped(sink, 1);
+	sink_reconnected(sink);
+	sink_acked(sink, 4);
+	assert_int_equal(s.n, 2);
+	assert_string_equal(s.pos[1], "3");
+
+	struct relay_stats st;
+	relay_get_stats(r, &st);
+	assert_int_equal(st.events, 3);
+	assert_int_equal(st.lines, 4);
+	assert_int_equal(st.acked, 4);
+	assert_int_equal(st.dropped, 1);
+	assert_int_equal(st.reconnects, 1);
+	assert_int_equal(st.queued, 0);
+
+	/* Drain: at once when nothing is pending, else at the last ack. */
+	relay_drain(r, on_drained, &s);
+	assert_int_equal(s.drained, 1);
+	submit(r, "4", "{\"a\":4}");
+	assert_int_equal(relay_flush(r), 0);
+	assert_int_equal(f.flushed, 1);
+	relay_drain(r, on_drained, &s);
+	assert_int_equal(s.drained, 1);
+	sink_acked(sink, 5);
+	assert_int_equal(s.drained, 2);
+	relay_free(r);
+}
+
+static void
+test_split_event_moves_position_at_last_part(void **state)
+{
+	(void)state;
+	struct fake f = {.ready = 1};
+	struct sink *sink = sink_new(&fake_ops, &f);
+	sink_set_max_line(sink, 1024);
+	const char *pats[] = {"secret"};
+	struct lines_redact *red = lines_redact_new(pats, 1);
+	struct relay_opts o = {.format = FORMAT_LOGFMT, .max_lines = 100,
+			       .max_bytes = 1 << 20, .redact = red};
+	struct relay *r = relay_new(&o, sink);
+	struct seen s = {0};
+	relay_set_callbacks(r, on_fatal, on_position, &s);
+	char payload[4000];
+	memset(payload, 0, sizeof(payload));
+	strcpy(payload, "{\"secret\":\"x\",\"d\":\"");
+	memset(payload + strlen(payload), 'z', 3000);
+	strcat(payload, "\"}");
+	submit(r, "7", payload);
+	assert_int_equal(f.n, 4);
+	for (size_t i = 0; i < f.n; i++) {
+		assert_true(strlen(f.lines[i]) <= 1025);
+		assert_non_null(strstr(f.lines[i], " id=/topic/T:7 "));
+		assert_null(strstr(f.lines[i], "secret=x"));
+	}
+	assert_non_null(strstr(f.lines[0], "secret=[redacted]"));
+	/* Parts 1..3 acknowledged: the event is not done yet. */
+	sink_acked(sink, f.seqs[2]);
+	assert_int_equal(s.n, 0);
+	sink_acked(sink, f.seqs[3]);
+	assert_int_equal(s.n, 1);
+	assert_string_equal(s.pos[0], "7");
+	relay_free(r);
+	lines_redact_free(red);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_flow_control_and_acks),
+		cmocka_unit_test(test_split_event_moves_position_at_last_part),
+	};
+	return cmocka_run_group_tests_name("sinks_relay", tests, NULL, NULL);
+}
