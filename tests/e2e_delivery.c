@@ -304,6 +304,43 @@ test_server_restart_is_recovered(void **state)
 	f->ok = 1;
 }
 
+/*
+ * Shutdown: SIGTERM sends /meta/disconnect (held here by the mock for
+ * 8 s); a second signal must not wait for it: the relay saves its
+ * checkpoint once more and exits at once.
+ */
+static void
+test_second_signal_exits_at_once(void **state)
+{
+	struct fixture *f = *state;
+	const char *flags[] = {"--channel", CH, NULL};
+	assert_int_equal(start_mock(f, flags), 0);
+	assert_int_equal(relay_start(&f->relay, f->dir, f->port, CH, fast), 0);
+	assert_int_equal(wait_log(f->dir, "msg=subscribed", 1, 10000), 0);
+	assert_int_equal(mock_publish(f->port, CH, 10), 200);
+	assert_int_equal(wait_lines(f->dir, 10, 15000), 10);
+	char url[128], resp[256];
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/_mock/fault", f->port);
+	assert_int_equal(http_call("POST", url, NULL,
+				   "{\"match\":\"/meta/disconnect\","
+				   "\"action\":\"delay\",\"ms\":8000}",
+				   resp, sizeof(resp)),
+			 200);
+	kill(f->relay.pid, SIGTERM);
+	assert_int_equal(wait_log(f->dir, "msg=\"shutting down\"", 1, 5000),
+			 0);
+	sleep_ms(200); /* the disconnect is now held by the mock */
+	long long t0 = now_ms();
+	/* Well inside the 8 s hold: only the second signal can end it. */
+	assert_int_equal(proc_stop(&f->relay, SIGTERM, 4000), 0);
+	assert_true(now_ms() - t0 < 4000);
+	char err[4096];
+	snprintf(err, sizeof(err), "%s/relay.err", f->dir);
+	assert_true(file_contains(err, "second signal"));
+	assert_true(file_contains(f->ckpt, "\"10\""));
+	f->ok = 1;
+}
+
 int
 main(void)
 {
@@ -321,6 +358,8 @@ main(void)
 			teardown),
 		cmocka_unit_test_setup_teardown(
 			test_server_restart_is_recovered, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_second_signal_exits_at_once, setup, teardown),
 	};
 	return cmocka_run_group_tests_name("e2e_delivery", tests, NULL, NULL);
 }
