@@ -153,6 +153,7 @@ static const char *const replay_choices[] = {"-1", "-2", NULL};
 
 static setting_enum_fn parse_sink;
 static setting_enum_fn parse_facility;
+static setting_enum_fn parse_severity;
 static setting_check_fn check_logplex_url;
 static setting_check_fn check_syslog_url;
 static setting_check_fn check_app_name;
@@ -166,6 +167,11 @@ static const char *const facility_choices[] = {
     "lpr",    "news",   "uucp",   "cron",   "authpriv", "ftp",
     "ntp",    "audit",  "alert",  "clock",  "local0", "local1",
     "local2", "local3", "local4", "local5", "local6", "local7",
+    NULL,
+};
+
+static const char *const severity_choices[] = {
+    "emerg", "alert", "crit", "err", "warning", "notice", "info", "debug",
     NULL,
 };
 
@@ -609,10 +615,21 @@ static const struct setting settings[] = {
         .def = "user",
         .field = offsetof(struct config, syslog_facility),
         .what = "the syslog facility",
-        .help = "Facility in the PRI of every syslog and Logplex frame "
-                "(the severity is always `info`).",
+        .help = "Facility in the PRI of every syslog and Logplex frame.",
         .choices = facility_choices,
         .parse_enum = parse_facility,
+    },
+    {
+        .name = "SFRELAY_SYSLOG_SEVERITY",
+        .kind = SETTING_ENUM,
+        .def = "info",
+        .field = offsetof(struct config, syslog_severity),
+        .what = "the syslog severity",
+        .help = "Severity in the PRI of every syslog and Logplex frame "
+                "(e.g. `notice` or `warning` to route security events "
+                "apart from a drain's ordinary traffic).",
+        .choices = severity_choices,
+        .parse_enum = parse_severity,
     },
     {
         .name = "SFRELAY_SYSLOG_APP_NAME",
@@ -1404,6 +1421,18 @@ parse_sink(const char *value, void *field)
 	for (size_t i = 0; sink_choices[i] != NULL; i++)
 		if (strcmp(value, sink_choices[i]) == 0) {
 			*out = (enum config_sink)i;
+			return 0;
+		}
+	return -1;
+}
+
+static int
+parse_severity(const char *value, void *field)
+{
+	long *out = field;
+	for (size_t i = 0; severity_choices[i] != NULL; i++)
+		if (strcmp(value, severity_choices[i]) == 0) {
+			*out = (long)i;
 			return 0;
 		}
 	return -1;

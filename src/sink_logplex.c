@@ -476,7 +476,7 @@ sink_logplex_new(struct event_base *base, struct http *http,
 	s->hostname = strdup(o->hostname != NULL ? o->hostname : "-");
 	s->app_name = strdup(o->app_name != NULL ? o->app_name : "sfrelay");
 	s->procid = strdup(o->procid != NULL ? o->procid : "-");
-	s->hdr = (struct syslog_header){o->facility, SYSLOG_SEV_INFO,
+	s->hdr = (struct syslog_header){o->facility, o->severity,
 					s->hostname, s->app_name, s->procid,
 					NULL};
 	s->max_lines = o->max_lines > 0 ? o->max_lines : LOGPLEX_MAX_LINES;

@@ -586,7 +586,7 @@ sink_syslog_new(struct event_base *base, const struct sink_syslog_opts *o,
 	s->hostname = strdup(o->hostname != NULL ? o->hostname : "-");
 	s->app_name = strdup(o->app_name != NULL ? o->app_name : "sfrelay");
 	s->procid = strdup(o->procid != NULL ? o->procid : "-");
-	s->hdr = (struct syslog_header){o->facility, SYSLOG_SEV_INFO,
+	s->hdr = (struct syslog_header){o->facility, o->severity,
 					s->hostname, s->app_name, s->procid,
 					NULL};
 	s->window = o->window_bytes > 0 ? o->window_bytes : SYSLOG_WINDOW;

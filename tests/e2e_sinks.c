@@ -185,6 +185,7 @@ test_logplex_delivers_in_batches_of_count(void **state)
 	const char *env[] = {"SFRELAY_SINK=logplex", f->url, "DYNO=worker.1",
 			     "SFRELAY_LOGPLEX_BATCH_LINES=50",
 			     "SFRELAY_SYSLOG_FACILITY=local3",
+			     "SFRELAY_SYSLOG_SEVERITY=notice",
 			     "SFRELAY_STATS_INTERVAL=0", NULL};
 	assert_int_equal(start_relay(f, f->port, env), 0);
 	assert_int_equal(mock_publish(f->port, CH, 500), 200);
@@ -202,7 +203,7 @@ test_logplex_delivers_in_batches_of_count(void **state)
 	/* Every header field as the relay configured it. */
 	char fields[7][64];
 	header_fields(strstr(logs, "<"), fields);
-	assert_string_equal(fields[0], "<158>1"); /* local3.info: 19*8+6 */
+	assert_string_equal(fields[0], "<157>1"); /* local3.notice: 19*8+5 */
 	assert_int_equal(strlen(fields[1]), 27);
 	assert_true(fields[1][26] == 'Z' && fields[1][19] == '.');
 	assert_string_equal(fields[2], "worker.1");

@@ -64,6 +64,7 @@ test_good_values(void **state)
 		"SFRELAY_SINK=syslog",
 		"SYSLOG_URL=syslog+tls://logs.example.com:6514",
 		"SFRELAY_SYSLOG_FACILITY=local7",
+		"SFRELAY_SYSLOG_SEVERITY=notice",
 		"SFRELAY_SYSLOG_APP_NAME=my-relay",
 		"DYNO=worker.2",
 		"SFRELAY_MAX_LINE=4096",
@@ -78,6 +79,7 @@ test_good_values(void **state)
 	assert_string_equal(cfg.syslog_url,
 			    "syslog+tls://logs.example.com:6514");
 	assert_int_equal(cfg.syslog_facility, 23);
+	assert_int_equal(cfg.syslog_severity, 5);
 	assert_string_equal(cfg.syslog_app_name, "my-relay");
 	assert_string_equal(cfg.dyno, "worker.2");
 	assert_int_equal(cfg.max_line, 4096);
@@ -125,6 +127,7 @@ test_bad_values(void **state)
 		{{"SYSLOG_URL=syslog://h:0"}, "needs host:port"},
 		{{"SYSLOG_URL=syslog://h:514/x"}, "must not have a path"},
 		{{"SFRELAY_SYSLOG_FACILITY=local8"}, "is not one of: kern, user"},
+		{{"SFRELAY_SYSLOG_SEVERITY=loud"}, "is not one of: emerg, alert"},
 		{{"SFRELAY_SYSLOG_APP_NAME=my relay"},
 		 "must be 1 to 48 printable ASCII"},
 		{{"SFRELAY_MAX_LINE=100"}, "SFRELAY_MAX_LINE: \"100\" is out of range"},

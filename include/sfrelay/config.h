@@ -92,6 +92,7 @@ struct config {
 	char *logplex_url;          /* LOGPLEX_URL (secret: holds the token) */
 	char *syslog_url;           /* SYSLOG_URL: syslog[+tls]://host:port */
 	long syslog_facility;       /* SFRELAY_SYSLOG_FACILITY: 0..23 */
+	long syslog_severity;       /* SFRELAY_SYSLOG_SEVERITY: 0..7 */
 	char *syslog_app_name;      /* SFRELAY_SYSLOG_APP_NAME */
 	char *dyno;                 /* DYNO (set by Heroku) or NULL */
 	long max_line;              /* SFRELAY_MAX_LINE; 0: the sink's own */

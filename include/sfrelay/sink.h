@@ -129,6 +129,7 @@ struct sink_logplex_opts {
 	const char *app_name; /* APP-NAME */
 	const char *procid;   /* PROCID */
 	int facility;         /* 0..23 */
+	int severity;         /* 0..7 (6 = info) */
 	size_t max_lines;     /* 0: 500 */
 	size_t max_bytes;     /* 0: 1 MiB */
 	long max_age_ms;      /* 0: 250 */
@@ -159,6 +160,7 @@ struct sink_syslog_opts {
 	const char *app_name;
 	const char *procid;
 	int facility;         /* 0..23 */
+	int severity;         /* 0..7 (6 = info) */
 	size_t window_bytes;  /* bytes written but not yet taken; 0: 1 MiB */
 	long connect_timeout_ms; /* 0: 10000 */
 	size_t max_message;   /* whole syslog message; 0: 8192 */
