@@ -217,6 +217,8 @@ on_stats_collect(void *arg, struct stats_totals *t)
 	t->dropped = rs.dropped;
 	t->reconnects = rs.reconnects + (hs > 1 ? hs - 1 : 0);
 	t->queue = rs.queued;
+	const struct checkpoint_gap *gaps;
+	t->gaps = checkpoint_gaps(app->checkpoint, &gaps);
 }
 
 /* The stats line goes through the sink like an event line. */

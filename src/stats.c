@@ -23,7 +23,10 @@ struct stats {
 int
 stats_format(struct evbuffer *out, const struct stats_sample *s)
 {
-	char lag[48] = "", api[64] = "";
+	char lag[48] = "", api[64] = "", gaps[48] = "";
+	if (s->gaps > 0)
+		snprintf(gaps, sizeof(gaps), " sample#sfrelay.gaps=%zu",
+			 s->gaps);
 	if (s->lag_ms >= 0)
 		snprintf(lag, sizeof(lag), " sample#sfrelay.lag_ms=%ld",
 			 s->lag_ms);
@@ -34,10 +37,10 @@ stats_format(struct evbuffer *out, const struct stats_sample *s)
 		       out,
 		       "at=stats count#sfrelay.events=%llu "
 		       "count#sfrelay.dropped=%llu sample#sfrelay.queue=%zu%s "
-		       "count#sfrelay.reconnects=%llu%s\n",
+		       "count#sfrelay.reconnects=%llu%s%s\n",
 		       (unsigned long long)s->events,
 		       (unsigned long long)s->dropped, s->queue, lag,
-		       (unsigned long long)s->reconnects, api) < 0
+		       (unsigned long long)s->reconnects, api, gaps) < 0
 		       ? -1
 		       : 0;
 }
@@ -158,6 +161,7 @@ emit(struct stats *st)
 		.queue = t.queue,
 		.lag_ms = st->max_lag_ms,
 		.api_usage_pct = st->api_usage_pct,
+		.gaps = t.gaps,
 	};
 	st->last = t;
 	st->max_lag_ms = -1;

@@ -273,13 +273,17 @@ test_stats_format(void **state)
 		struct stats_sample s;
 		const char *want;
 	} cases[] = {
-		{{120, 0, 0, 0, 14, 1.25},
+		{{120, 0, 0, 0, 14, 1.25, 0},
 		 "at=stats count#sfrelay.events=120 count#sfrelay.dropped=0 "
 		 "sample#sfrelay.queue=0 sample#sfrelay.lag_ms=14 "
 		 "count#sfrelay.reconnects=0 sample#sfrelay.api_usage_pct=1.2\n"},
-		{{0, 7, 2, 31, -1, -1},
+		{{0, 7, 2, 31, -1, -1, 0},
 		 "at=stats count#sfrelay.events=0 count#sfrelay.dropped=7 "
 		 "sample#sfrelay.queue=31 count#sfrelay.reconnects=2\n"},
+		{{1, 0, 0, 0, -1, -1, 3},
+		 "at=stats count#sfrelay.events=1 count#sfrelay.dropped=0 "
+		 "sample#sfrelay.queue=0 count#sfrelay.reconnects=0 "
+		 "sample#sfrelay.gaps=3\n"},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct evbuffer *b = evbuffer_new();

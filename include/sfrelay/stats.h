@@ -15,6 +15,7 @@ struct evbuffer;
  *   at=stats count#sfrelay.events=120 count#sfrelay.dropped=0
  *   sample#sfrelay.queue=0 sample#sfrelay.lag_ms=14
  *   count#sfrelay.reconnects=0 sample#sfrelay.api_usage_pct=1.2
+ *   [sample#sfrelay.gaps=N: replay gaps not recovered yet, when any]
  *
  * count# values are what happened during the interval; sample# values are
  * the state at its end (queue), the largest delay from an event's
@@ -29,6 +30,7 @@ struct stats_totals {
 	uint64_t dropped;    /* lines the sink refused for good */
 	uint64_t reconnects; /* re-handshakes and sink reconnections */
 	size_t queue;        /* lines waiting for the sink now */
+	size_t gaps;         /* replay gaps recorded and not yet recovered */
 };
 
 /* One line's values. lag_ms < 0 and api_usage_pct < 0 mean unknown. */
@@ -37,6 +39,7 @@ struct stats_sample {
 	size_t queue;
 	long lag_ms;
 	double api_usage_pct;
+	size_t gaps; /* written as sample#sfrelay.gaps only when > 0 */
 };
 
 /* Appends the l2met line for s (ending in '\n') to out. Pure. Returns
