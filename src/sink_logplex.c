@@ -23,6 +23,7 @@
 
 #include "sfrelay/http.h"
 #include "sfrelay/log.h"
+#include "sfrelay/backoff.h"
 #include "sfrelay/sink.h"
 #include "sfrelay/syslog_frame.h"
 
@@ -198,27 +199,11 @@ oom:
 	return -1;
 }
 
-static uint64_t
-rng_next(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
-}
-
-/* Full jitter below a ceiling that doubles per failure, at least min. */
 static long
-backoff_delay(struct sink_logplex *s)
+backoff_after_failure(struct sink_logplex *s)
 {
-	long ceil = s->backoff.min_ms;
-	for (unsigned i = 1; i < s->attempts && ceil < s->backoff.max_ms; i++)
-		ceil *= 2;
-	if (ceil > s->backoff.max_ms)
-		ceil = s->backoff.max_ms;
-	long span = ceil - s->backoff.min_ms / 2;
-	return s->backoff.min_ms / 2 +
-	       (long)(rng_next(&s->rng) % (uint64_t)(span + 1));
+	return backoff_delay(s->backoff.min_ms, s->backoff.max_ms, s->attempts,
+			     &s->rng);
 }
 
 static void
@@ -329,7 +314,7 @@ on_response(void *arg, const struct http_response *resp)
 	}
 	if (!resp->transport_ok || st == 429 || st >= 500 || st < 200) {
 		s->attempts++;
-		long delay = backoff_delay(s);
+		long delay = backoff_after_failure(s);
 		char d[24];
 		log_response("logplex post failed; retrying", LOG_WARN, resp,
 			     s->sending.lines, s->attempts);
@@ -371,7 +356,7 @@ retry:
 	/* Out of memory or curl refused: try again later, keep the lines. */
 	s->attempts++;
 	log_warn("logplex post could not be started; retrying", NULL);
-	arm(s->retry_timer, backoff_delay(s));
+	arm(s->retry_timer, backoff_after_failure(s));
 }
 
 static void

@@ -38,6 +38,7 @@
 #include <openssl/x509v3.h>
 
 #include "sfrelay/log.h"
+#include "sfrelay/backoff.h"
 #include "sfrelay/sink.h"
 #include "sfrelay/syslog_frame.h"
 
@@ -99,25 +100,11 @@ mono_ms(void)
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static uint64_t
-rng_next(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
-}
-
 static long
-backoff_delay(struct sink_syslog *s)
+backoff_after_failure(struct sink_syslog *s)
 {
-	long ceil = s->backoff.min_ms;
-	for (unsigned i = 1; i < s->failures && ceil < s->backoff.max_ms; i++)
-		ceil *= 2;
-	if (ceil > s->backoff.max_ms)
-		ceil = s->backoff.max_ms;
-	long lo = s->backoff.min_ms / 2;
-	return lo + (long)(rng_next(&s->rng) % (uint64_t)(ceil - lo + 1));
+	return backoff_delay(s->backoff.min_ms, s->backoff.max_ms, s->failures,
+			     &s->rng);
 }
 
 static void
@@ -242,7 +229,7 @@ drop_connection(struct sink_syslog *s, const char *why)
 		return;
 	if (lived)
 		s->failures = 0;
-	long delay = lived ? 0 : backoff_delay(s);
+	long delay = lived ? 0 : backoff_after_failure(s);
 	char d[24], n[24];
 	log_warn(was_up ? "syslog connection lost; reconnecting"
 			: "syslog connect failed; retrying",
