@@ -7,6 +7,7 @@
 #include <strings.h>
 
 #include "sfrelay/checkpoint.h"
+#include "sfrelay/log.h"
 #include "sfrelay/replay.h"
 
 /* Real-Time Event Monitoring streams and the big objects that store
@@ -103,7 +104,7 @@ static void
 map_problem(struct map_parse *mp, const char *item, size_t len, size_t index,
             const char *why)
 {
-	char msg[512];
+	char msg[512], q[208];
 	while (len > 0 && (*item == ' ' || *item == '\t')) {
 		item++;
 		len--;
@@ -119,9 +120,8 @@ map_problem(struct map_parse *mp, const char *item, size_t len, size_t index,
 		         "at an end)",
 		         index);
 	else
-		snprintf(msg, sizeof(msg), "item %zu \"%.*s%s\": %s", index,
-		         (int)(len > 48 ? 48 : len), item,
-		         len > 48 ? "..." : "", why);
+		snprintf(msg, sizeof(msg), "item %zu %s: %s", index,
+		         log_quote(q, sizeof(q), item, len, 48), why);
 	scrub(msg);
 	mp->problem(mp->arg, msg);
 }

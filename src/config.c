@@ -853,36 +853,11 @@ load_shows_secret(const struct load *ld, const char *v)
 static const char *
 load_quote(const struct load *ld, const char *v, char *buf, size_t len)
 {
-	static const char hex[] = "0123456789abcdef";
-	size_t o = 0;
-	size_t i;
-
 	if (load_shows_secret(ld, v)) {
 		snprintf(buf, len, "(value not shown: it contains a secret)");
 		return buf;
 	}
-	buf[o++] = '"';
-	for (i = 0; v[i] != '\0' && i < QUOTE_MAX && o + 8 < len; i++) {
-		unsigned char c = (unsigned char)v[i];
-		if (c == '"' || c == '\\') {
-			buf[o++] = '\\';
-			buf[o++] = (char)c;
-		} else if (c < 0x20 || c >= 0x7f) {
-			buf[o++] = '\\';
-			buf[o++] = 'x';
-			buf[o++] = hex[c >> 4];
-			buf[o++] = hex[c & 0xf];
-		} else {
-			buf[o++] = (char)c;
-		}
-	}
-	if (v[i] != '\0') {
-		memcpy(buf + o, "...", 3);
-		o += 3;
-	}
-	buf[o++] = '"';
-	buf[o] = '\0';
-	return buf;
+	return log_quote(buf, len, v, strlen(v), QUOTE_MAX);
 }
 
 /* Checks ---------------------------------------------------------------- */
@@ -985,6 +960,9 @@ check_channel(struct load *ld, const struct setting *s, const char *v)
 struct item_report {
 	struct load *ld;
 	const struct setting *s;
+	/* The whole value holds a secret: the item parsers quote items
+	 * escaped, so a secret with a '"' in it would not match msg. */
+	int hides;
 };
 
 static void
@@ -995,9 +973,9 @@ report_item(void *arg, const char *msg)
 	size_t o = 0;
 
 	/* The item parsers quote the item: keep secrets and raw bytes out. */
-	if (load_shows_secret(r->ld, msg)) {
+	if (r->hides || load_shows_secret(r->ld, msg)) {
 		load_problem(r->ld, r->s,
-		             "an item is invalid (not shown: it contains a "
+		             "an item is invalid (not shown: the value holds a "
 		             "secret)");
 		return;
 	}
@@ -1016,7 +994,7 @@ report_item(void *arg, const char *msg)
 static int
 check_poll(struct load *ld, const struct setting *s, const char *v)
 {
-	struct item_report r = {ld, s};
+	struct item_report r = {ld, s, load_shows_secret(ld, v)};
 	struct soql_spec *specs;
 	size_t n;
 
@@ -1029,7 +1007,7 @@ check_poll(struct load *ld, const struct setting *s, const char *v)
 static int
 check_backfill(struct load *ld, const struct setting *s, const char *v)
 {
-	struct item_report r = {ld, s};
+	struct item_report r = {ld, s, load_shows_secret(ld, v)};
 	struct backfill_map *maps;
 	size_t n;
 

@@ -182,3 +182,40 @@ log_fmt(char *buf, unsigned long len, const char *fmt, ...)
 	va_end(ap);
 	return buf;
 }
+
+char *
+log_quote(char *buf, unsigned long len, const char *s, unsigned long n,
+          unsigned long max)
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned long o = 0, i;
+
+	if (len < 3) {
+		if (len > 0)
+			buf[0] = '\0';
+		return buf;
+	}
+	buf[o++] = '"';
+	/* Room for the widest escape (4), "..." (3), the quote and NUL. */
+	for (i = 0; i < n && i < max && o + 9 <= len; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c == '"' || c == '\\') {
+			buf[o++] = '\\';
+			buf[o++] = (char)c;
+		} else if (c < 0x20 || c >= 0x7f) {
+			buf[o++] = '\\';
+			buf[o++] = 'x';
+			buf[o++] = hex[c >> 4];
+			buf[o++] = hex[c & 0xf];
+		} else {
+			buf[o++] = (char)c;
+		}
+	}
+	if (i < n && o + 5 <= len) {
+		memcpy(buf + o, "...", 3);
+		o += 3;
+	}
+	buf[o++] = '"';
+	buf[o] = '\0';
+	return buf;
+}

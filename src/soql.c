@@ -18,6 +18,7 @@
 #include <event2/buffer.h>
 
 #include "sfrelay/format.h"
+#include "sfrelay/log.h"
 #include "sfrelay/replay.h"
 
 #define SOQL_NAME_MAX 80
@@ -321,10 +322,9 @@ parse_fields(const char *s, size_t n, const char *id_field,
 			    "FIELDS(ALL) and FIELDS(CUSTOM) need LIMIT 200");
 			return -1;
 		} else if (!is_field_path(s + b, e - b)) {
-			char msg[160];
-			snprintf(msg, sizeof(msg),
-			         "\"%.*s\" is not a field name",
-			         (int)(e - b > 60 ? 60 : e - b), s + b);
+			char msg[320], q[256];
+			snprintf(msg, sizeof(msg), "%s is not a field name",
+			         log_quote(q, sizeof(q), s + b, e - b, 60));
 			set_err(err, errlen, msg);
 			return -1;
 		}
@@ -598,12 +598,12 @@ soql_spec_parse(const char *text, size_t len, int want_interval,
 	while (s < end && is_blank(*s))
 		s++;
 	if (s != end) {
-		char msg[160];
+		char msg[200], q[96];
 		snprintf(
 		    msg, sizeof(msg),
-		    "unexpected \"%.*s\" (the form is "
+		    "unexpected %s (the form is "
 		    "Object[:TimeField][@interval][(fields)][[condition]])",
-		    (int)(end - s > 20 ? 20 : end - s), s);
+		    log_quote(q, sizeof(q), s, end - s, 20));
 		set_err(err, errlen, msg);
 		return -1;
 	}
@@ -724,7 +724,7 @@ static void
 problem_at(struct poll_parse *pp, const char *item, size_t len, size_t index,
            const char *why)
 {
-	char msg[512];
+	char msg[512], q[208];
 	const char *b = item, *e = item + len;
 	while (b < e && is_blank(*b))
 		b++;
@@ -740,8 +740,8 @@ problem_at(struct poll_parse *pp, const char *item, size_t len, size_t index,
 		         "at an end)",
 		         index);
 	else
-		snprintf(msg, sizeof(msg), "item %zu \"%.*s%s\": %s", index,
-		         (int)(n > 48 ? 48 : n), b, n > 48 ? "..." : "", why);
+		snprintf(msg, sizeof(msg), "item %zu %s: %s", index,
+		         log_quote(q, sizeof(q), b, n, 48), why);
 	scrub(msg);
 	pp->problem(pp->arg, msg);
 }

@@ -1476,6 +1476,15 @@ test_poll_settings_bad(void **state)
 	    {"SFRELAY_BACKFILL", "/topic/A=Account@1m",
 	     "takes no @interval", 1},
 	    {"SFRELAY_BACKFILL", "/foo/A=Account", "the channel must be", 1},
+	    /* A quote or backslash in an item is escaped, so the quoted
+	     * span ends where the item ends and nothing after it reads as
+	     * the value (the fuzzer found the unescaped form). */
+	    {"SFRELAY_POLL", "Ac\"c=x",
+	     "item 1 \"Ac\\\"c=x\": unexpected \"\\\"c=x\"", 1},
+	    {"SFRELAY_POLL", "Account(Na\\me)",
+	     "\"Na\\\\me\" is not a field name", 1},
+	    {"SFRELAY_BACKFILL", "/topic/A\"=Account@1m",
+	     "item 1 \"/topic/A\\\"=Account@1m\"", 1},
 	};
 	char err[ERRLEN];
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {

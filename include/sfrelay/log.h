@@ -41,4 +41,13 @@ void log_msg(enum log_level level, const char *msg, ...)
 char *log_fmt(char *buf, unsigned long len, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
+/*
+ * Quotes n bytes of user text for an error message: "..." with \" \\ and
+ * \xNN escapes, so the text can neither end the quote nor break the line,
+ * and cut after max bytes with "..." before the closing quote. Always
+ * terminates buf (len > 0). Returns buf. Secrets are the caller's concern.
+ */
+char *log_quote(char *buf, unsigned long len, const char *s, unsigned long n,
+                unsigned long max);
+
 #endif /* SFRELAY_LOG_H */

@@ -15,6 +15,8 @@ FUZZ_CC       ?= clang
 FUZZ_SECONDS  ?= 15
 FUZZ_RSS_MB   ?= 512
 FUZZ_TIMEOUT  ?= 5
+# libFuzzer -seed for the smoke run; empty: a fresh one each run.
+FUZZ_SEED     ?=
 FUZZ_JOBS     ?= $(shell nproc 2>/dev/null || echo 2)
 FUZZ_CFLAGS   ?=
 FUZZ_LDFLAGS  ?=
@@ -69,7 +71,7 @@ fuzz-smoke:
 	+@$(MAKE) --no-print-directory \
 		$(if $(findstring jobserver,$(MAKEFLAGS)),,-j$(FUZZ_JOBS)) fuzz
 	@FUZZ_SECONDS='$(FUZZ_SECONDS)' FUZZ_RSS_MB='$(FUZZ_RSS_MB)' \
-	FUZZ_TIMEOUT='$(FUZZ_TIMEOUT)' \
+	FUZZ_TIMEOUT='$(FUZZ_TIMEOUT)' FUZZ_SEED='$(FUZZ_SEED)' \
 	$(FUZZ_HERE)/smoke.sh '$(FUZZ_DIR)' '$(FUZZ_HERE)' $(FUZZ_NAMES)
 
 $(FUZZ_OBJ)/src/%.o: src/%.c

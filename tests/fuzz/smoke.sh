@@ -12,6 +12,11 @@
 # Ends with one line per harness, "fuzz NAME: ok (N runs)" or the failure
 # with the path of its reproducer, and exits 1 when any harness failed.
 # The temporary directory is removed when all passed and kept otherwise.
+#
+# FUZZ_SEED fixes libFuzzer's seed, so a run explores the same inputs in
+# the same order on every machine (only how far it gets depends on speed):
+# CI sets it, so a red build is reproducible and caused by the change
+# under test. Unset, each run explores afresh (for longer local runs).
 set -u
 
 bin_dir=$1
@@ -49,6 +54,7 @@ for name in "$@"; do
 		cp -R "$src_dir/corpus/$name/." "$dir/corpus/"
 	fi
 	opts=(-rss_limit_mb="$rss_mb" -timeout="$timeout")
+	[ -n "${FUZZ_SEED:-}" ] && opts+=(-seed="$FUZZ_SEED")
 
 	# 1. Regressions, one process each, so every failing one is named.
 	bad=()
