@@ -18,6 +18,7 @@
 
 #include "cometd.h"
 #include "fault.h"
+#include "hostile.h"
 #include "org.h"
 #include "util.h"
 
@@ -91,6 +92,7 @@ struct cometd {
 	struct event *wake;
 	struct event *sweep;
 	struct fault_plan *faults;
+	struct hostile_set *hostile; /* streamed hostile replies */
 	int64_t start_ms;
 	struct note *notes; /* ring of COMETD_NOTES */
 	size_t notes_head;
@@ -498,10 +500,74 @@ has_pending(struct client *c)
 	return 0;
 }
 
+/*
+ * Adds an event's text to b, damaged as a fault asks: event_no_data
+ * sends only the channel; replay_id_string turns every "replayId":N
+ * into a string that is not a number.
+ */
+static int
+add_event(struct batch *b, const struct org_channel *ch, const char *text,
+          size_t len, enum fault_action damage)
+{
+	static const char key[] = "\"replayId\":";
+	struct evbuffer *out;
+	const char *p, *end = text + len;
+	int rc;
+
+	if (damage == FAULT_EVENT_NO_DATA) {
+		out = evbuffer_new();
+		if (out == NULL)
+			return -1;
+		rc = evbuffer_add(out, "{\"channel\":", 11);
+		rc |= util_json_str(out, org_channel_name(ch));
+		rc |= evbuffer_add(out, "}", 1);
+		if (rc == 0)
+			rc =
+			    batch_add(b, (const char *)evbuffer_pullup(out, -1),
+			              evbuffer_get_length(out));
+		evbuffer_free(out);
+		return rc;
+	}
+	if (damage != FAULT_REPLAY_ID_STRING)
+		return batch_add(b, text, len);
+	out = evbuffer_new();
+	if (out == NULL)
+		return -1;
+	rc = 0;
+	for (p = text; p < end && rc == 0;) {
+		const char *k = NULL, *q;
+
+		for (q = p; (size_t)(end - q) >= sizeof(key) - 1; q++) {
+			if (memcmp(q, key, sizeof(key) - 1) == 0) {
+				k = q;
+				break;
+			}
+		}
+		if (k == NULL) {
+			rc = evbuffer_add(out, p, (size_t)(end - p));
+			break;
+		}
+		k += sizeof(key) - 1;
+		rc = evbuffer_add(out, p, (size_t)(k - p));
+		for (q = k; q < end && *q >= '0' && *q <= '9'; q++)
+			;
+		rc |= evbuffer_add_printf(out, "\"sfmock-%.*s\"", (int)(q - k),
+		                          k) < 0;
+		p = q;
+	}
+	if (rc == 0)
+		rc = batch_add(b, (const char *)evbuffer_pullup(out, -1),
+		               evbuffer_get_length(out));
+	evbuffer_free(out);
+	return rc;
+}
+
 /* Adds up to max_batch pending events to b, oldest first across the
- * client's channels, and advances the cursors. Returns how many. */
+ * client's channels, and advances the cursors; damage: see add_event.
+ * Returns how many. */
 static size_t
-collect_events(struct cometd *cd, struct client *c, struct batch *b)
+collect_events(struct cometd *cd, struct client *c, struct batch *b,
+               enum fault_action damage)
 {
 	size_t max = org_config(cd->org)->max_batch, n = 0, i;
 
@@ -530,7 +596,7 @@ collect_events(struct cometd *cd, struct client *c, struct batch *b)
 		}
 		if (best == NULL)
 			break;
-		if (batch_add(b, best_text, best_len) != 0)
+		if (add_event(b, best->ch, best_text, best_len, damage) != 0)
 			break;
 		best->cursor++;
 		n++;
@@ -584,8 +650,13 @@ connect_answer(struct cometd *cd, struct client *c, struct batch *b,
 {
 	struct batch events = {.out = evbuffer_new()};
 	struct evbuffer *reply = evbuffer_new();
+	enum fault_action damage = FAULT_NONE;
 	size_t nev;
 
+	if (hit != NULL && (hit->match & FAULT_M_CONNECT) &&
+	    (hit->action == FAULT_REPLAY_ID_STRING ||
+	     hit->action == FAULT_EVENT_NO_DATA))
+		damage = hit->action;
 	if (events.out == NULL || reply == NULL)
 		goto out;
 	evbuffer_add_printf(
@@ -595,7 +666,9 @@ connect_answer(struct cometd *cd, struct client *c, struct batch *b,
 	connect_advice(cd, c, reply, first, hit);
 	evbuffer_add_printf(reply, ",\"successful\":true}");
 
-	nev = collect_events(cd, c, &events);
+	nev = collect_events(cd, c, &events, damage);
+	if (nev > 0 && damage != FAULT_NONE)
+		note_reply(cd, hit, c->id);
 	/* Alternating where the reply sits makes every client cope with
 	 * both orders, as it must with Salesforce. */
 	if (c->events_last)
@@ -614,11 +687,104 @@ out:
 		evbuffer_free(reply);
 }
 
+/* The channel of the hostile messages that sfmock makes up. */
+#define HOSTILE_CHANNEL "/topic/SfmockHostile"
+
+/*
+ * Sends the replies in b inside a streamed hostile body (see
+ * docs/sfmock.md): one huge message first, a sea of whitespace first,
+ * a message nested depth levels deep first, or "[" and then one space
+ * every ms forever (the replies themselves are lost).
+ */
+static void
+send_hostile(struct cometd *cd, struct evhttp_request *req, int code,
+             struct batch *b, const struct fault_hit *hit)
+{
+	static const char huge_head[] =
+	    "[{\"channel\":\"" HOSTILE_CHANNEL "\",\"data\":{\"event\":"
+	    "{\"replayId\":1},\"pad\":\"";
+	static const char deep_head[] =
+	    "[{\"channel\":\"" HOSTILE_CHANNEL "\",\"data\":";
+	struct hostile_body *body = hostile_body_new();
+	uint64_t n = (uint64_t)(hit->action == FAULT_DEEP_NESTING ? hit->depth
+	                                                          : hit->bytes);
+	int64_t interval = 0;
+	int rc = body == NULL ? -1 : 0;
+	char count[32];
+
+	switch (hit->action) {
+	case FAULT_HUGE_BODY:
+		rc |= hostile_body_text(body, huge_head, sizeof(huge_head) - 1);
+		rc |= hostile_body_fill(body, 'x', n);
+		rc |= hostile_body_text(body, "\"}}", 3);
+		break;
+	case FAULT_HUGE_PADDING:
+		rc |= hostile_body_text(body, "[", 1);
+		rc |= hostile_body_fill(body, ' ', n);
+		break;
+	case FAULT_DEEP_NESTING:
+		rc |= hostile_body_text(body, deep_head, sizeof(deep_head) - 1);
+		rc |= hostile_body_fill(body, '[', n);
+		rc |= hostile_body_fill(body, ']', n);
+		rc |= hostile_body_text(body, "}", 1);
+		break;
+	default: /* FAULT_TRICKLE */
+		rc |= hostile_body_text(body, "[", 1);
+		interval = hit->ms;
+		break;
+	}
+	if (hit->action != FAULT_TRICKLE && rc == 0) {
+		if (hit->action != FAULT_HUGE_PADDING && b->n > 0)
+			rc |= hostile_body_text(body, ",", 1);
+		rc |= hostile_body_buffer(body, b->out);
+		rc |= hostile_body_text(body, "]", 1);
+	}
+	if (rc != 0) {
+		hostile_body_free(body);
+		evhttp_send_error(req, 500, NULL);
+		return;
+	}
+	snprintf(count, sizeof(count), "%llu", (unsigned long long)n);
+	log_info("hostile reply", "action", fault_action_name(hit->action),
+	         hit->action == FAULT_DEEP_NESTING ? "depth" : "bytes",
+	         hit->action == FAULT_TRICKLE ? "forever" : count, NULL);
+	hostile_send(cd->hostile, req, code, UTIL_JSON_UTF8, body, interval);
+}
+
+/* Pads the reply's headers with X-Sfmock-Pad-N lines of 8000 bytes
+ * until they hold about bytes. */
+static void
+add_huge_headers(struct evhttp_request *req, int64_t bytes)
+{
+	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+	char name[32], *value = malloc(8001);
+	int64_t done = 0;
+	unsigned i;
+
+	if (value == NULL)
+		return;
+	memset(value, 'h', 8000);
+	value[8000] = '\0';
+	for (i = 0; done < bytes; i++) {
+		int64_t left = bytes - done;
+		size_t n = left < 8000 ? (size_t)left : 8000;
+
+		snprintf(name, sizeof(name), "X-Sfmock-Pad-%u", i);
+		value[n] = '\0';
+		if (evhttp_add_header(h, name, value) != 0)
+			break;
+		value[n] = 'h';
+		done += (int64_t)(n + strlen(name) + 4);
+	}
+	free(value);
+}
+
 /*
  * Sends the replies in b as one JSON array, unless the fault verdict hit
  * says to lose them (the connection is closed instead) or to damage
  * them: malformed turns the first quote into an apostrophe, so the body
- * is not JSON from its third byte; truncated sends the first half.
+ * is not JSON from its third byte; truncated sends the first half; the
+ * hostile actions are send_hostile's, plus huge headers.
  */
 static void
 send_batch(struct cometd *cd, struct evhttp_request *req, int code,
@@ -633,6 +799,16 @@ send_batch(struct cometd *cd, struct evhttp_request *req, int code,
 		note_reply(cd, hit, client);
 		fault_drop_later(cd->faults, req);
 		return;
+	}
+	if (a == FAULT_HUGE_BODY || a == FAULT_HUGE_PADDING ||
+	    a == FAULT_DEEP_NESTING || a == FAULT_TRICKLE) {
+		note_reply(cd, hit, client);
+		send_hostile(cd, req, code, b, hit);
+		return;
+	}
+	if (a == FAULT_HUGE_HEADERS) {
+		note_reply(cd, hit, client);
+		add_huge_headers(req, hit->bytes);
 	}
 	body = evbuffer_new();
 	if (body == NULL) {
@@ -1511,7 +1687,9 @@ cometd_new(struct event_base *base, struct org *org)
 	cd->notes = calloc(COMETD_NOTES, sizeof(*cd->notes));
 	cd->wake = event_new(base, -1, 0, wake_cb, cd);
 	cd->sweep = event_new(base, -1, EV_PERSIST, sweep_cb, cd);
-	if (cd->wake == NULL || cd->sweep == NULL || cd->notes == NULL) {
+	cd->hostile = hostile_set_new(base);
+	if (cd->wake == NULL || cd->sweep == NULL || cd->notes == NULL ||
+	    cd->hostile == NULL) {
 		cometd_free(cd);
 		return NULL;
 	}
@@ -1544,6 +1722,7 @@ cometd_free(struct cometd *cd)
 		event_free(cd->wake);
 	if (cd->sweep != NULL)
 		event_free(cd->sweep);
+	hostile_set_free(cd->hostile);
 	free(cd->notes);
 	free(cd);
 }
@@ -1552,6 +1731,26 @@ void
 cometd_set_faults(struct cometd *cd, struct fault_plan *plan)
 {
 	cd->faults = plan;
+}
+
+struct fault_plan *
+cometd_faults(struct cometd *cd)
+{
+	return cd->faults;
+}
+
+void
+cometd_send_hostile(struct cometd *cd, struct evhttp_request *req,
+                    const struct fault_hit *hit)
+{
+	struct batch b = {.out = evbuffer_new()};
+
+	if (b.out == NULL) {
+		evhttp_send_error(req, 500, NULL);
+		return;
+	}
+	send_hostile(cd, req, 200, &b, hit);
+	evbuffer_free(b.out);
 }
 
 unsigned

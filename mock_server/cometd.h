@@ -4,6 +4,7 @@
 struct evbuffer;
 struct event_base;
 struct evhttp_request;
+struct fault_hit;
 struct fault_plan;
 struct org;
 
@@ -41,6 +42,14 @@ void cometd_sessions_revoked(struct cometd *cd);
 /* The fault plan whose verdicts (fault_current) the endpoint carries
  * out; borrowed, NULL for none. */
 void cometd_set_faults(struct cometd *cd, struct fault_plan *plan);
+/* That plan (borrowed), or NULL: other endpoints read their verdicts
+ * from it. */
+struct fault_plan *cometd_faults(struct cometd *cd);
+/* Answers req (any endpoint) with the streamed hostile body of hit
+ * (huge_body, huge_padding, deep_nesting or trickle) around an empty
+ * array, status 200. */
+void cometd_send_hostile(struct cometd *cd, struct evhttp_request *req,
+                         const struct fault_hit *hit);
 
 /*
  * The traffic log, for tests: the last 4096 entries, each a message the

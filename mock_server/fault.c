@@ -20,6 +20,13 @@
 #define FAULT_MAX_NUM 1000000000LL
 #define FAULT_MAX_MS 600000LL
 #define FAULT_SPEC_MAX 1024
+#define FAULT_MAX_BYTES (4LL * 1024 * 1024 * 1024)
+/* Headers are built in memory (a body is generated as it goes out). */
+#define FAULT_MAX_HEADER_BYTES (64LL * 1024 * 1024)
+#define FAULT_DEFAULT_BYTES (100LL * 1024 * 1024)
+#define FAULT_DEFAULT_HEADER_BYTES (1024LL * 1024)
+#define FAULT_DEFAULT_DEPTH 100000
+#define FAULT_MAX_DEPTH 100000000LL
 
 /* When an action takes effect (see fault.h). */
 enum group {
@@ -56,6 +63,15 @@ static const struct action_info {
     {"advice_retry", FAULT_ADVICE_RETRY, GROUP_REPLY, FAULT_M_CONNECT},
     {"advice_handshake", FAULT_ADVICE_HANDSHAKE, GROUP_REPLY, FAULT_M_CONNECT},
     {"advice_none", FAULT_ADVICE_NONE, GROUP_REPLY, FAULT_M_CONNECT},
+    {"hang", FAULT_HANG, GROUP_PRE, 0},
+    {"huge_body", FAULT_HUGE_BODY, GROUP_REPLY, FAULT_M_COMETD | FAULT_M_TOKEN},
+    {"huge_padding", FAULT_HUGE_PADDING, GROUP_REPLY, FAULT_M_COMETD},
+    {"deep_nesting", FAULT_DEEP_NESTING, GROUP_REPLY, FAULT_M_COMETD},
+    {"trickle", FAULT_TRICKLE, GROUP_REPLY, FAULT_M_COMETD},
+    {"huge_headers", FAULT_HUGE_HEADERS, GROUP_REPLY, FAULT_M_COMETD},
+    {"replay_id_string", FAULT_REPLAY_ID_STRING, GROUP_REPLY, FAULT_M_CONNECT},
+    {"event_no_data", FAULT_EVENT_NO_DATA, GROUP_REPLY, FAULT_M_CONNECT},
+    {"no_instance_url", FAULT_NO_INSTANCE_URL, GROUP_REPLY, FAULT_M_TOKEN},
 };
 
 static const struct match_info {
@@ -86,6 +102,9 @@ struct rule {
 	int64_t ms;       /* delay */
 	int64_t interval; /* advice_retry */
 	int64_t keep;     /* trim_retention */
+	int64_t bytes;    /* huge_body, huge_padding, huge_headers */
+	int bytes_set;
+	int64_t depth; /* deep_nesting */
 	char channel[208];
 	int64_t added_ms; /* monotonic */
 	uint64_t seen;
@@ -205,6 +224,7 @@ rule_defaults(struct rule *r)
 	r->for_ms = -1;
 	r->ms = 1000;
 	r->interval = 1000;
+	r->depth = FAULT_DEFAULT_DEPTH;
 	r->match = &matches[0];
 }
 
@@ -274,6 +294,14 @@ rule_set(struct rule *r, const char *key, const char *val, char *err,
 	if (strcmp(key, "keep") == 0)
 		return num_field(key, val, 0, FAULT_MAX_NUM, &r->keep, err,
 		                 errlen);
+	if (strcmp(key, "bytes") == 0) {
+		r->bytes_set = 1;
+		return num_field(key, val, 1, FAULT_MAX_BYTES, &r->bytes, err,
+		                 errlen);
+	}
+	if (strcmp(key, "depth") == 0)
+		return num_field(key, val, 1, FAULT_MAX_DEPTH, &r->depth, err,
+		                 errlen);
 	if (strcmp(key, "channel") == 0) {
 		enum org_kind kind;
 
@@ -306,6 +334,22 @@ rule_finish(struct rule *r, char *err, size_t errlen)
 	if (r->channel[0] != '\0' &&
 	    r->action->action != FAULT_TRIM_RETENTION) {
 		set_err(err, errlen, "channel: only for trim_retention");
+		return -1;
+	}
+	if (r->action->action == FAULT_HUGE_HEADERS) {
+		if (!r->bytes_set)
+			r->bytes = FAULT_DEFAULT_HEADER_BYTES;
+		if (r->bytes > FAULT_MAX_HEADER_BYTES) {
+			set_err(err, errlen,
+			        "bytes: huge_headers takes at most %lld",
+			        FAULT_MAX_HEADER_BYTES);
+			return -1;
+		}
+	} else if (!r->bytes_set) {
+		r->bytes = FAULT_DEFAULT_BYTES;
+	}
+	if (r->action->action == FAULT_TRICKLE && r->ms == 0) {
+		set_err(err, errlen, "ms: trickle needs at least 1");
 		return -1;
 	}
 	/* A window hits every request in it unless a count says less. */
@@ -512,8 +556,19 @@ fault_plan_list(const struct fault_plan *plan, struct evbuffer *out)
 			                          (long long)r->for_ms) < 0;
 		switch (r->action->action) {
 		case FAULT_DELAY:
+		case FAULT_TRICKLE:
 			rc |= evbuffer_add_printf(out, "\"ms\":%lld,",
 			                          (long long)r->ms) < 0;
+			break;
+		case FAULT_HUGE_BODY:
+		case FAULT_HUGE_PADDING:
+		case FAULT_HUGE_HEADERS:
+			rc |= evbuffer_add_printf(out, "\"bytes\":%lld,",
+			                          (long long)r->bytes) < 0;
+			break;
+		case FAULT_DEEP_NESTING:
+			rc |= evbuffer_add_printf(out, "\"depth\":%lld,",
+			                          (long long)r->depth) < 0;
 			break;
 		case FAULT_ADVICE_RETRY:
 			rc |= evbuffer_add_printf(out, "\"interval\":%lld,",
@@ -677,6 +732,9 @@ evaluate(struct fault_plan *plan, unsigned bits, struct verdict *v)
 				v->hit.action = r->action->action;
 				v->hit.match = r->match->bits & bits;
 				v->hit.interval_ms = r->interval;
+				v->hit.bytes = r->bytes;
+				v->hit.depth = r->depth;
+				v->hit.ms = r->ms;
 				v->hit.rule = r->id;
 			}
 			break;
@@ -751,6 +809,11 @@ carry_out(struct fault_plan *plan, struct evhttp_request *req,
 	switch (v->pre) {
 	case FAULT_DROP:
 		fault_drop_later(plan, req);
+		return;
+	case FAULT_HANG:
+		/* Never answered: held as long as a rule may hold anything,
+		 * then closed, which no test waits for. */
+		hold(plan, req, FAULT_MAX_MS, 1, NULL, NULL, NULL);
 		return;
 	case FAULT_HTTP_500:
 		util_reply_text(req, 500,

@@ -29,7 +29,14 @@ struct org;
  *     replies (401 shapes, 403::Unknown client, the concurrent user
  *     limit), and HTTP 401 for the whole request;
  *   - after processing: a malformed or truncated body, the connection
- *     closed instead of the reply, or the connect reply's advice changed.
+ *     closed instead of the reply, or the connect reply's advice changed;
+ *     and the hostile replies: a body of any size generated as it is
+ *     sent (one huge message, or the real reply behind a sea of
+ *     whitespace), nesting deeper than any parser should follow, a body
+ *     that trickles forever, huge headers, events whose replayId is not
+ *     a number or that have no "data", a token reply without
+ *     instance_url. A request that is never answered (hang) is held
+ *     before processing.
  * The last two groups are carried out by the CometD endpoint, which asks
  * fault_current() for the verdict on the request it is handling.
  */
@@ -54,6 +61,16 @@ enum fault_action {
 	FAULT_ADVICE_RETRY,
 	FAULT_ADVICE_HANDSHAKE,
 	FAULT_ADVICE_NONE,
+	/* Hostile replies (see docs/sfmock.md, "Hostile replies"). */
+	FAULT_HANG,
+	FAULT_HUGE_BODY,
+	FAULT_HUGE_PADDING,
+	FAULT_DEEP_NESTING,
+	FAULT_TRICKLE,
+	FAULT_HUGE_HEADERS,
+	FAULT_REPLAY_ID_STRING,
+	FAULT_EVENT_NO_DATA,
+	FAULT_NO_INSTANCE_URL,
 };
 
 /* What a request matches: bits for the meta channels its messages are
@@ -75,6 +92,9 @@ struct fault_hit {
 	enum fault_action action;
 	unsigned match;
 	int64_t interval_ms; /* FAULT_ADVICE_RETRY */
+	int64_t bytes;       /* FAULT_HUGE_BODY, _PADDING, _HEADERS */
+	int64_t depth;       /* FAULT_DEEP_NESTING */
+	int64_t ms;          /* FAULT_TRICKLE: one byte every ms */
 	int rule;            /* the rule's id, for logs */
 };
 

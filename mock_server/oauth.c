@@ -363,7 +363,7 @@ check_grant(struct org *org, struct evkeyvalq *form, const char **who)
 }
 
 void
-oauth_token(struct org *org, struct evhttp_request *req)
+oauth_token(struct org *org, struct evhttp_request *req, int no_instance_url)
 {
 	static const struct refusal malformed = {"invalid_request",
 	                                         "malformed request body"};
@@ -397,13 +397,15 @@ oauth_token(struct org *org, struct evhttp_request *req)
 	now = util_now_ms();
 	for (i = 0; i < sizeof(sig); i++)
 		sig[i] = (unsigned char)util_rng_next(org_rng(org));
+	evbuffer_add_printf(out, "{\"access_token\":\"%s\",", token);
+	if (!no_instance_url)
+		evbuffer_add_printf(out, "\"instance_url\":\"%s\",",
+		                    org_instance_url(org));
 	evbuffer_add_printf(out,
-	                    "{\"access_token\":\"%s\",\"instance_url\":\"%s\","
 	                    "\"id\":\"%s/id/00Dxx0000001gPLEAY/"
 	                    "005xx000001X8UzAAK\",\"token_type\":\"Bearer\","
 	                    "\"issued_at\":\"%lld\",\"signature\":\"",
-	                    token, org_instance_url(org), org_instance_url(org),
-	                    (long long)now);
+	                    org_instance_url(org), (long long)now);
 	util_base64(out, sig, sizeof(sig));
 	evbuffer_add(out, "\"}", 2);
 	grant = evhttp_find_header(&form, "grant_type");

@@ -29,8 +29,11 @@ struct org;
  * org_token_valid()). docs/sfmock.md lists every error.
  */
 
-/* Answers req (a POST to the token path). org is borrowed. */
-void oauth_token(struct org *org, struct evhttp_request *req);
+/* Answers req (a POST to the token path). org is borrowed. With
+ * no_instance_url set, a success leaves out "instance_url" (the fault
+ * no_instance_url). */
+void oauth_token(struct org *org, struct evhttp_request *req,
+                 int no_instance_url);
 
 /* Checks at start-up that path holds a PEM certificate or public key
  * with an RSA key. Returns 0, or -1 with a reason in err. */

@@ -671,8 +671,18 @@ rest_handle(struct rest *rest, struct evhttp_request *req)
 	if (path == NULL) {
 		util_reply_text(req, 404, NOT_FOUND, "no path");
 	} else if (strcmp(path, "/services/oauth2/token") == 0) {
-		if (method_is(req, EVHTTP_REQ_POST))
-			oauth_token(rest->org, req);
+		if (method_is(req, EVHTTP_REQ_POST)) {
+			const struct fault_hit *hit =
+			    fault_current(cometd_faults(rest->cd), req);
+
+			if (hit != NULL && hit->action == FAULT_HUGE_BODY)
+				cometd_send_hostile(rest->cd, req, hit);
+			else
+				oauth_token(rest->org, req,
+				            hit != NULL &&
+				                hit->action ==
+				                    FAULT_NO_INSTANCE_URL);
+		}
 	} else if (query_handle(rest->query, req, path)) {
 		/* served by query.c */
 	} else if (strncmp(path, "/services/data/v", 16) == 0) {

@@ -19,6 +19,8 @@
 #include "sfrelay/log.h"
 
 #define JWT_GRANT "urn:ietf:params:oauth:grant-type:jwt-bearer"
+/* The largest token reply parsed (real ones are well under 2 KiB). */
+#define AUTH_MAX_REPLY (1024u * 1024u)
 
 struct auth_waiter {
 	auth_done_fn *cb;
@@ -255,7 +257,7 @@ auth_parse_token(long http_status, const char *body, size_t len, char **token,
 	*instance_url = NULL;
 	struct json_tokener *tok = json_tokener_new_ex(16);
 	struct json_object *o = NULL;
-	if (tok != NULL && len <= 1024 * 1024)
+	if (tok != NULL && len <= AUTH_MAX_REPLY)
 		o = json_tokener_parse_ex(tok, body, (int)len);
 	if (o == NULL || !json_object_is_type(o, json_type_object)) {
 		snprintf(err, errlen,
@@ -492,6 +494,9 @@ token_request(struct auth *auth)
 			       0 ||
 	    http_request_header(req, "Accept", "application/json") != 0)
 		goto fail;
+	/* A token reply is a few hundred bytes: refuse a huge one before
+	 * it is buffered, not after. */
+	http_request_max_body(req, AUTH_MAX_REPLY);
 	evbuffer_free(form);
 	return req;
 fail:

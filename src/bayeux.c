@@ -20,8 +20,16 @@
 #include "sfrelay/log.h"
 
 #define BAYEUX_DEFAULT_TIMEOUT_MS 110000L
-/* The long poll may legitimately take the server's whole timeout. */
-#define BAYEUX_POLL_MARGIN_MS 30000L
+/* The long poll may legitimately take the server's whole timeout; the
+ * margin on top covers the network and the transfer of a big reply:
+ * half the advised timeout, within these bounds (30 s for Salesforce's
+ * 110 s). A server that holds a connect past it, or trickles a reply
+ * that never ends, is given up on there. */
+#define BAYEUX_POLL_MARGIN_MIN_MS 5000L
+#define BAYEUX_POLL_MARGIN_MAX_MS 30000L
+/* Meta replies (handshake, subscribe, disconnect) are a few hundred
+ * bytes: one far bigger is refused before it is buffered. */
+#define BAYEUX_META_MAX_BODY (1024u * 1024u)
 #define BAYEUX_HOLD_CHECK_MS 50L
 /* Largest single message in a long-poll reply (a platform event is at
  * most 1 MB); the reply itself may be any size. */
@@ -33,6 +41,7 @@
  * stream (its strings are only borrowed during the stream callback). */
 struct poll_reply {
 	int seen;
+	char *refused; /* why on_poll_msg stopped the body, or NULL */
 	int successful;
 	char *error;
 	char *failure_reason;
@@ -78,6 +87,11 @@ struct bayeux {
 	struct bayeux_stream *stream; /* decodes long-poll replies as they come */
 	struct poll_reply reply;
 	struct evbuffer *error_body; /* start of a non-200 long-poll reply */
+	/* An event without a usable replayId refused a reply; the replay
+	 * that follows brings it again: if still bad, it is dropped, so one
+	 * damaged event cannot stop the stream for good. Cleared by the
+	 * next good event. */
+	int bad_event_retried;
 	struct event *resub_timer;
 	long long last_handshake_ms;
 
@@ -184,6 +198,7 @@ bayeux_free(struct bayeux *b)
 		evbuffer_free(b->error_body);
 	free(b->reply.error);
 	free(b->reply.failure_reason);
+	free(b->reply.refused);
 	free(b->client_id);
 	free(b->token_used);
 	free(b);
@@ -297,6 +312,8 @@ send_on(struct bayeux *b, struct http_request **slot, struct evbuffer *body,
 	if (data != NULL) {
 		http_request_on_data(req, data, b);
 		http_request_no_resend(req);
+	} else {
+		http_request_max_body(req, BAYEUX_META_MAX_BODY);
 	}
 	free(b->token_used);
 	b->token_used = strdup(token);
@@ -763,9 +780,44 @@ reset_poll(struct bayeux *b)
 {
 	free(b->reply.error);
 	free(b->reply.failure_reason);
+	free(b->reply.refused);
 	memset(&b->reply, 0, sizeof(b->reply));
 	bayeux_stream_reset(b->stream);
 	evbuffer_drain(b->error_body, evbuffer_get_length(b->error_body));
+}
+
+/*
+ * An event without a usable replayId cannot be placed in the stream: its
+ * line would carry no id and its acknowledgement would checkpoint an
+ * empty position. The first time, the whole reply is refused (the new
+ * session replays from the checkpoint, so a reply damaged on the way is
+ * fetched again); if the replay brings a bad event again, it is dropped
+ * and reported. Returns what on_poll_msg returns.
+ */
+static int
+bad_event(struct bayeux *b, const struct bayeux_msg *m)
+{
+	const char *problem =
+		m->ev.payload_len == 2 && memcmp(m->ev.payload, "{}", 2) == 0
+			? "event has no data"
+			: "replayId missing or not a number";
+	if (b->bad_event_retried) {
+		log_error("event dropped: no usable replayId after a replay",
+			  "channel", m->channel, "problem", problem, NULL);
+		return 0;
+	}
+	char why[512];
+	snprintf(why, sizeof(why),
+		 "connect reply refused: event on %s without a usable "
+		 "replayId (%s)",
+		 m->channel, problem);
+	log_error("event without a usable replayId; refusing the reply and "
+		  "replaying from the checkpoint",
+		  "channel", m->channel, "problem", problem, NULL);
+	free(b->reply.refused);
+	b->reply.refused = strdup(why);
+	b->bad_event_retried = 1;
+	return -1;
 }
 
 /*
@@ -779,8 +831,8 @@ on_poll_msg(void *arg, const struct bayeux_msg *m)
 	struct bayeux *b = arg;
 	if (m->kind == BAYEUX_MSG_EVENT) {
 		if (m->ev.position[0] == '\0')
-			log_warn("event without a replayId", "channel",
-				 m->channel, NULL);
+			return bad_event(b, m);
+		b->bad_event_retried = 0;
 		if (b->cbs.event != NULL)
 			b->cbs.event(b->cbs.arg, &m->ev);
 		return 0;
@@ -843,9 +895,11 @@ static void
 on_connect(void *arg, const struct http_response *resp)
 {
 	struct bayeux *b = arg;
-	char why[512];
+	char why[768];
 	b->inflight = NULL;
-	if (resp->status == 401) {
+	if (b->reply.refused != NULL) {
+		new_session_after(b, NEXT_HANDSHAKE, b->reply.refused);
+	} else if (resp->status == 401) {
 		reauthenticate(b, "connect answered HTTP 401");
 	} else if (resp->transport_ok && resp->status != 200) {
 		snprintf(why, sizeof(why), "connect answered HTTP %ld",
@@ -855,7 +909,14 @@ on_connect(void *arg, const struct http_response *resp)
 		   strcmp(resp->error, "aborted by the receiver") != 0) {
 		/* Events already delivered stay delivered; the new session
 		 * replays from the acknowledged checkpoints anyway. */
-		snprintf(why, sizeof(why), "connect failed: %s", resp->error);
+		if (resp->timed_out)
+			snprintf(why, sizeof(why),
+				 "connect failed: %s; the server advised "
+				 "holding a connect at most %ld ms",
+				 resp->error, b->advice_timeout_ms);
+		else
+			snprintf(why, sizeof(why), "connect failed: %s",
+				 resp->error);
 		new_session_after(b, NEXT_HANDSHAKE, why);
 	} else if (!resp->transport_ok ||
 		   bayeux_stream_finish(b->stream) != 0) {
@@ -883,6 +944,18 @@ on_connect(void *arg, const struct http_response *resp)
 	}
 }
 
+/* The long poll's whole-request time limit (see the margin above). */
+static long
+poll_deadline_ms(const struct bayeux *b)
+{
+	long margin = b->advice_timeout_ms / 2;
+	if (margin < BAYEUX_POLL_MARGIN_MIN_MS)
+		margin = BAYEUX_POLL_MARGIN_MIN_MS;
+	if (margin > BAYEUX_POLL_MARGIN_MAX_MS)
+		margin = BAYEUX_POLL_MARGIN_MAX_MS;
+	return b->advice_timeout_ms + margin;
+}
+
 static void
 connect_now(struct bayeux *b)
 {
@@ -901,8 +974,7 @@ connect_now(struct bayeux *b)
 	int rc = body != NULL ? bayeux_build_connect(body, b->client_id) : -1;
 	reset_poll(b);
 	if (rc == 0)
-		rc = send_on(b, &b->inflight, body,
-			     b->advice_timeout_ms + BAYEUX_POLL_MARGIN_MS,
+		rc = send_on(b, &b->inflight, body, poll_deadline_ms(b),
 			     on_connect, on_poll_data);
 	if (body != NULL)
 		evbuffer_free(body);

@@ -20,6 +20,9 @@
 #define HTTP_DEFAULT_MAX_BODY (64u * 1024u * 1024u)
 #define HTTP_DEFAULT_CONNECT_MS 10000L
 #define LIMIT_HEADER "sforce-limit-info:"
+/* Salesforce's response headers are a few KiB; far more is refused
+ * before libcurl's own, version-dependent limit (300 KB in 7.88). */
+#define HTTP_MAX_HEADER_BYTES (64u * 1024u)
 
 struct http_request {
 	struct http *http;
@@ -30,8 +33,11 @@ struct http_request {
 	char *body;
 	size_t body_len;
 	long timeout_ms;
+	size_t max_body; /* 0: the http's */
 	struct evbuffer *resp;
 	char *limit_info;
+	size_t header_bytes;
+	int header_overflow;
 	int overflow;
 	int aborted;
 	http_data_fn *on_data;
@@ -318,6 +324,18 @@ http_request_timeout(struct http_request *req, long timeout_ms)
 }
 
 void
+http_request_max_body(struct http_request *req, size_t max_body)
+{
+	req->max_body = max_body;
+}
+
+static size_t
+max_body_of(const struct http_request *req)
+{
+	return req->max_body > 0 ? req->max_body : req->http->max_body;
+}
+
+void
 http_request_free(struct http_request *req)
 {
 	if (req == NULL)
@@ -356,7 +374,7 @@ write_cb(char *data, size_t size, size_t nmemb, void *userp)
 		event_active(req->data_ev, EV_TIMEOUT, 0);
 		return n;
 	}
-	if (evbuffer_get_length(req->resp) + n > req->http->max_body) {
+	if (evbuffer_get_length(req->resp) + n > max_body_of(req)) {
 		req->overflow = 1;
 		return 0; /* makes curl fail the transfer with a write error */
 	}
@@ -371,6 +389,11 @@ header_cb(char *data, size_t size, size_t nmemb, void *userp)
 	struct http_request *req = userp;
 	size_t n = size * nmemb;
 	size_t hl = strlen(LIMIT_HEADER);
+	req->header_bytes += n;
+	if (req->header_bytes > HTTP_MAX_HEADER_BYTES) {
+		req->header_overflow = 1;
+		return 0; /* makes curl fail the transfer */
+	}
 	if (n > hl && strncasecmp(data, LIMIT_HEADER, hl) == 0) {
 		const char *v = data + hl;
 		size_t vn = n - hl;
@@ -489,7 +512,7 @@ static void
 finish(struct http *http, struct http_request *req, CURLcode code)
 {
 	struct http_response resp = {0};
-	char msg[CURL_ERROR_SIZE + 64];
+	char msg[CURL_ERROR_SIZE + 128];
 
 	/* Every streamed byte reaches the receiver before the completion. */
 	if (req->on_data != NULL && !(req->aborted && req->sends > 1))
@@ -498,10 +521,24 @@ finish(struct http *http, struct http_request *req, CURLcode code)
 		code = CURLE_WRITE_ERROR;
 	curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &resp.status);
 	resp.transport_ok = code == CURLE_OK;
+	resp.timed_out = code == CURLE_OPERATION_TIMEDOUT;
 	if (!resp.transport_ok) {
 		if (req->overflow)
+			snprintf(msg, sizeof(msg), "response body over %zu bytes",
+				 max_body_of(req));
+		else if (req->header_overflow)
 			snprintf(msg, sizeof(msg),
-				 "response body over %zu bytes", http->max_body);
+				 "response headers over %u bytes",
+				 HTTP_MAX_HEADER_BYTES);
+		else if (code == CURLE_OPERATION_TIMEDOUT)
+			snprintf(msg, sizeof(msg),
+				 "no complete reply within the %ld ms time "
+				 "limit (%s)",
+				 req->timeout_ms > 0 ? req->timeout_ms
+						     : http->timeout_ms,
+				 req->errbuf[0] != '\0'
+					 ? req->errbuf
+					 : curl_easy_strerror(code));
 		else if (req->aborted && req->sends > 1)
 			snprintf(msg, sizeof(msg),
 				 "request re-sent after a dropped connection");

@@ -22,6 +22,16 @@ struct http;
  * token, then handshake; network errors, 5xx and malformed replies ->
  * exponential back-off with full jitter. A channel is resubscribed from
  * the position the replay callback gives (the last acknowledged one).
+ *
+ * Hostile replies: a long poll is given up after the advised timeout
+ * plus half of it (at least 5 s, at most 30 s more), so a connect that
+ * is never answered, or a body that never ends, costs one retry; a
+ * long-poll body is decoded as it streams in, one message of at most
+ * 2 MiB at a time, and meta replies are refused beyond 1 MiB. An event
+ * without a usable replayId (no "data", or a replayId that is not a
+ * number) cannot be checkpointed: its reply is refused and replayed
+ * from the checkpoint; if the replay brings it again it is dropped, with
+ * an error logged.
  */
 
 struct bayeux;

@@ -33,6 +33,7 @@ struct http_response {
 	const char *body;   /* NUL-terminated (body_len excludes the NUL) */
 	size_t body_len;
 	const char *limit_info; /* Sforce-Limit-Info header, or NULL */
+	int timed_out;      /* the request's time limit ended it */
 };
 
 /*
@@ -84,6 +85,11 @@ void http_request_on_data(struct http_request *req, http_data_fn *fn,
 void http_request_no_resend(struct http_request *req);
 /* Whole-request timeout for this request (long polls need more). */
 void http_request_timeout(struct http_request *req, long timeout_ms);
+/* Largest buffered response body for this request, instead of the
+ * http's max_body (a reply known to be small need not be let grow to
+ * tens of megabytes before it is refused). 0: the http's. No effect on
+ * a streamed response (http_request_on_data), whose receiver bounds it. */
+void http_request_max_body(struct http_request *req, size_t max_body);
 /* Frees a request that was never submitted. NULL is a no-op. */
 void http_request_free(struct http_request *req);
 
