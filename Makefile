@@ -8,7 +8,7 @@ PREFIX  ?= /usr/local
 DESTDIR ?=
 B       ?= build
 
-PKGS      := libcurl json-c libevent libcrypto libevent_openssl libssl
+PKGS      := libcurl json-c libevent libcrypto libevent_openssl libssl libpq
 TEST_PKGS := cmocka
 
 WARN := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes \
@@ -43,7 +43,8 @@ MOCK_OBJS := $(MOCK_SRCS:%.c=$(B)/%.o)
 MOCK_LIBS := $(B)/src/log.o $(B)/src/format.o
 TEST_SRCS := $(wildcard tests/test_*.c) $(wildcard tests/e2e_*.c)
 TEST_BINS := $(TEST_SRCS:tests/%.c=$(B)/tests/%)
-HARNESS   := $(B)/tests/harness.o
+# Linked into every test: the e2e helpers and the PostgreSQL test bed.
+HARNESS   := $(B)/tests/harness.o $(B)/tests/pgtest.o
 
 # Keep objects that make would otherwise treat as intermediate.
 .SECONDARY:

@@ -10,6 +10,9 @@ PACKAGES=(
 	libcurl4-openssl-dev libjson-c-dev libevent-dev libssl-dev
 	libcmocka-dev valgrind clang libclang-rt-dev
 	libevent-openssl-2.1-7 openssl rsyslog rsyslog-openssl
+	# libpq for the Postgres checkpoint store; the server for its tests
+	# (started by tests/pgtest.c in a temp dir, never as a service).
+	libpq-dev postgresql
 	# syslog-ng-core conflicts with rsyslog (both are the system logger):
 	# the tests run it unpacked (scripts/syslog-ng-local.sh); these are
 	# its libraries.

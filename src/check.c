@@ -22,6 +22,7 @@
 #include "sfrelay/config.h"
 #include "sfrelay/http.h"
 #include "sfrelay/log.h"
+#include "sfrelay/pg.h"
 #include "sfrelay/soql.h"
 
 #define CHECK_LINE_MAX 1024
@@ -92,6 +93,7 @@ check_line(struct check *c, int ok, const char *what, const char *fmt, ...)
 	const char *secrets[] = {cfg->client_secret, cfg->password,
 				 cfg->security_token, cfg->jwt_key,
 				 cfg->refresh_token, cfg->access_token,
+				 cfg->database_url,
 				 c->auth != NULL ? auth_access_token(c->auth)
 						 : NULL};
 	for (size_t i = 0; i < sizeof(secrets) / sizeof(secrets[0]); i++)
@@ -483,6 +485,80 @@ on_auth(void *arg, enum auth_status status, const char *err)
 		polls_start(c);
 }
 
+struct db_check {
+	int done;
+	char line[CHECK_LINE_MAX / 2];
+	int ok;
+};
+
+static void
+on_db_state(void *arg, int up, const char *err)
+{
+	(void)arg;
+	(void)up;
+	(void)err;
+}
+
+static void
+on_db_version(void *arg, const struct pg_result *res, const char *err)
+{
+	struct db_check *d = arg;
+	d->done = 1;
+	if (err != NULL) {
+		snprintf(d->line, sizeof(d->line), "%s", err);
+		return;
+	}
+	const char *v = pg_value(res, 0, 0);
+	const char *tls = pg_value(res, 0, 1);
+	d->ok = 1;
+	snprintf(d->line, sizeof(d->line), "PostgreSQL %s, TLS %s",
+		 v != NULL ? v : "?",
+		 tls != NULL && strcmp(tls, "t") == 0 ? "on" : "off");
+}
+
+/* With the postgres store: one connection and one query (the server
+ * version and whether TLS is on). The relay's own diagnostics are not
+ * needed: the line says it all. */
+static void
+check_database(struct check *c)
+{
+	const struct config *cfg = &c->cfg;
+	if (cfg->checkpoint != CONFIG_CHECKPOINT_POSTGRES)
+		return;
+	char err[512];
+	struct db_check d = {0};
+	struct event_base *base = event_base_new();
+	struct pg_opts o = {.url = cfg->database_url,
+			    .connect_timeout_ms = cfg->connect_timeout_ms,
+			    .query_timeout_ms = cfg->connect_timeout_ms};
+	struct pg *pg = base != NULL ? pg_new(base, &o, on_db_state, &d, err,
+					      sizeof(err))
+				     : NULL;
+	if (pg == NULL) {
+		check_line(c, 0, "database", "%s",
+			   base != NULL ? err : "out of memory");
+	} else {
+		pg_start(pg);
+		if (pg_wait(pg, cfg->connect_timeout_ms, err, sizeof(err)) !=
+			0 ||
+		    pg_query(pg,
+			     "SELECT current_setting('server_version'),"
+			     " coalesce((SELECT ssl FROM pg_stat_ssl"
+			     " WHERE pid = pg_backend_pid()), false)",
+			     0, NULL, on_db_version, &d) != 0 ||
+		    pg_wait(pg, cfg->connect_timeout_ms, err, sizeof(err)) !=
+			0) {
+			if (!d.done)
+				check_line(c, 0, "database", "%s", err);
+		}
+		if (d.done)
+			check_line(c, d.ok, "database", "%s", d.line);
+	}
+	pg_free(pg);
+	if (base != NULL)
+		event_base_free(base);
+}
+
 /* Reports each configuration problem ("NAME: reason") on its own line. */
 static void
 report_config(struct check *c, char *err)
@@ -561,6 +637,7 @@ check_run(const char *const *env, FILE *out)
 				       : "SFDC_AUTH",
 		   c.cfg.nchannels, c.cfg.nchannels == 1 ? "" : "s", c.npolls,
 		   c.npolls == 1 ? "" : "s");
+	check_database(&c);
 	c.curl_ready = curl_global_init(CURL_GLOBAL_DEFAULT) == 0;
 	if (!c.curl_ready)
 		check_line(&c, 0, "authentication", "cannot start libcurl");

@@ -36,12 +36,20 @@ struct cp_data {
 struct checkpoint {
 	struct event_base *base; /* borrowed */
 	const struct checkpoint_ops *ops;
+	const struct checkpoint_async_ops *async; /* NULL: synchronous */
 	void *impl;
 	long interval_ms;
 	struct event *timer; /* NULL when every change is saved at once */
 	struct cp_data data;
 	int dirty;
 	unsigned long writes;
+	/* Asynchronous saves: gen counts changes, so a save that completes
+	 * after newer changes leaves the map dirty. */
+	unsigned long gen, inflight_gen;
+	int inflight;
+	int halted; /* deposed or halted: never write again */
+	checkpoint_deposed_fn *deposed_fn;
+	void *deposed_arg;
 };
 
 static void *
@@ -183,10 +191,42 @@ load_into(void *arg, const struct checkpoint_state *st)
 	return 0;
 }
 
-/* Saves now if dirty. */
+static void on_saved(void *arg, int status, const char *err);
+
+/* Starts an asynchronous save if dirty and none runs. Returns 0, or -1
+ * with err when it cannot start. */
+static int
+start_save(struct checkpoint *cp, char *err, size_t errlen)
+{
+	if (cp->halted) {
+		snprintf(err, errlen, "%s checkpoint store: writes stopped",
+		         cp->ops->name);
+		return -1;
+	}
+	if (!cp->dirty || cp->inflight)
+		return 0;
+	struct checkpoint_state st = {cp->data.entries, cp->data.nentries,
+	                              cp->data.gaps, cp->data.ngaps};
+	err[0] = '\0';
+	if (cp->async->save_start(cp->impl, &st, on_saved, cp, err, errlen) !=
+	    0) {
+		if (err[0] == '\0')
+			snprintf(err, errlen,
+			         "%s checkpoint store: save failed",
+			         cp->ops->name);
+		return -1;
+	}
+	cp->inflight = 1;
+	cp->inflight_gen = cp->gen;
+	return 0;
+}
+
+/* Saves now if dirty (an asynchronous backend: starts the save). */
 static int
 write_now(struct checkpoint *cp, char *err, size_t errlen)
 {
+	if (cp->async != NULL)
+		return start_save(cp, err, errlen);
 	if (!cp->dirty)
 		return 0;
 	struct checkpoint_state st = {cp->data.entries, cp->data.nentries,
@@ -231,6 +271,41 @@ arm(struct checkpoint *cp)
 	}
 }
 
+/* An asynchronous save reported back. */
+static void
+on_saved(void *arg, int status, const char *err)
+{
+	struct checkpoint *cp = arg;
+	cp->inflight = 0;
+	if (status == CHECKPOINT_SAVED) {
+		cp->writes++;
+		if (cp->gen == cp->inflight_gen) {
+			cp->dirty = 0;
+			if (cp->timer != NULL)
+				event_del(cp->timer);
+			return;
+		}
+	} else if (status == CHECKPOINT_DEPOSED) {
+		cp->halted = 1;
+		log_warn("checkpoint write refused: another relay leads now",
+		         "error", err != NULL ? err : "deposed", NULL);
+		if (cp->deposed_fn != NULL)
+			cp->deposed_fn(cp->deposed_arg,
+			               err != NULL ? err : "deposed");
+		return;
+	} else {
+		log_warn("checkpoint write failed", "error",
+		         err != NULL ? err : "unknown error", NULL);
+	}
+	if (cp->halted || !cp->dirty)
+		return;
+	/* Newer changes, or a failure: write again after the interval. */
+	if (cp->timer != NULL)
+		arm(cp);
+	else if (status == CHECKPOINT_SAVED)
+		write_or_warn(cp);
+}
+
 static void
 on_timer(evutil_socket_t fd, short what, void *arg)
 {
@@ -248,6 +323,9 @@ static void
 changed(struct checkpoint *cp)
 {
 	cp->dirty = 1;
+	cp->gen++;
+	if (cp->halted)
+		return;
 	if (cp->timer == NULL)
 		write_or_warn(cp);
 	else
@@ -265,6 +343,7 @@ checkpoint_new(struct event_base *base, const struct checkpoint_ops *ops,
 	}
 	cp->base = base;
 	cp->ops = ops;
+	cp->async = NULL;
 	cp->impl = impl;
 	cp->interval_ms = interval_ms > 0 ? interval_ms : 0;
 	if (cp->interval_ms > 0 && base != NULL) {
@@ -275,6 +354,48 @@ checkpoint_new(struct event_base *base, const struct checkpoint_ops *ops,
 		}
 	}
 	return cp;
+}
+
+struct checkpoint *
+checkpoint_new_async(struct event_base *base, const struct checkpoint_ops *ops,
+                     const struct checkpoint_async_ops *async, void *impl,
+                     long interval_ms)
+{
+	struct checkpoint *cp = checkpoint_new(base, ops, impl, interval_ms);
+	if (cp != NULL)
+		cp->async = async;
+	return cp;
+}
+
+void
+checkpoint_on_deposed(struct checkpoint *cp, checkpoint_deposed_fn *fn,
+                      void *arg)
+{
+	cp->deposed_fn = fn;
+	cp->deposed_arg = arg;
+}
+
+void
+checkpoint_halt(struct checkpoint *cp)
+{
+	cp->halted = 1;
+	if (cp->timer != NULL)
+		event_del(cp->timer);
+}
+
+int
+checkpoint_write_soon(struct checkpoint *cp)
+{
+	char err[512];
+	if (cp->halted)
+		return -1;
+	if (write_now(cp, err, sizeof(err)) != 0) {
+		log_warn("checkpoint write failed", "error", err, NULL);
+		if (cp->timer != NULL)
+			arm(cp);
+		return -1;
+	}
+	return 0;
 }
 
 void
@@ -358,9 +479,69 @@ checkpoint_remove_gap(struct checkpoint *cp, size_t i)
 	changed(cp);
 }
 
+/* Flush over an asynchronous backend: let the running save finish, then
+ * save what is newer, all within CHECKPOINT_FLUSH_WAIT_MS. */
+static int
+flush_async(struct checkpoint *cp, char *err, size_t errlen)
+{
+	struct timeval start, now;
+	evutil_gettimeofday(&start, NULL);
+	for (int round = 0; round < 3; round++) {
+		if (cp->halted) {
+			snprintf(err, errlen,
+			         "%s checkpoint store: writes stopped",
+			         cp->ops->name);
+			return -1;
+		}
+		if (!cp->dirty && !cp->inflight)
+			return 0;
+		if (!cp->inflight && start_save(cp, err, errlen) != 0)
+			return -1;
+		evutil_gettimeofday(&now, NULL);
+		long spent = (long)(now.tv_sec - start.tv_sec) * 1000 +
+		             (long)(now.tv_usec - start.tv_usec) / 1000;
+		long left = CHECKPOINT_FLUSH_WAIT_MS - spent;
+		if (left <= 0 ||
+		    cp->async->wait(cp->impl, left, err, errlen) != 0) {
+			if (left <= 0)
+				snprintf(
+				    err, errlen,
+				    "%s checkpoint store: no answer within "
+				    "%d ms",
+				    cp->ops->name, CHECKPOINT_FLUSH_WAIT_MS);
+			return -1;
+		}
+		if (cp->inflight) {
+			snprintf(err, errlen,
+			         "%s checkpoint store: save still running",
+			         cp->ops->name);
+			return -1;
+		}
+	}
+	if (!cp->dirty)
+		return 0;
+	snprintf(err, errlen, "%s checkpoint store: save failed",
+	         cp->ops->name);
+	return -1;
+}
+
 int
 checkpoint_flush(struct checkpoint *cp, char *err, size_t errlen)
 {
+	if (cp->async != NULL) {
+		if (err != NULL && errlen > 0)
+			err[0] = '\0';
+		char tmp[512];
+		if (err == NULL || errlen == 0) {
+			err = tmp;
+			errlen = sizeof(tmp);
+		}
+		if (flush_async(cp, err, errlen) == 0)
+			return 0;
+		if (cp->timer != NULL && !cp->halted)
+			arm(cp);
+		return -1;
+	}
 	if (write_now(cp, err, errlen) == 0)
 		return 0;
 	/* Keep retrying in the background too, not only on the next flush. */

@@ -151,6 +151,10 @@ static const char *const log_level_choices[] = {"debug", "info", "warn",
 
 static const char *const replay_choices[] = {"-1", "-2", NULL};
 
+static setting_enum_fn parse_checkpoint;
+static setting_check_fn check_database_url;
+static const char *const checkpoint_choices[] = {"file", "postgres", NULL};
+
 static setting_enum_fn parse_sink;
 static setting_enum_fn parse_facility;
 static setting_enum_fn parse_severity;
@@ -514,6 +518,52 @@ static const struct setting settings[] = {
                 "writes). `0` writes at every acknowledgement.",
         .min = 0,
         .max = 60000,
+        .unit = "ms",
+        .suffixes = ms_suffixes,
+    },
+    {
+        .name = "SFRELAY_CHECKPOINT",
+        .kind = SETTING_ENUM,
+        .field = offsetof(struct config, checkpoint),
+        .what = "the checkpoint store",
+        .help = "Where checkpoints are kept: `file` (in "
+                "SFRELAY_STATE_DIR; on Heroku it survives process "
+                "restarts only) or `postgres` (tables in the database "
+                "at DATABASE_URL, which survive everything; the relay "
+                "then also takes a leader lock there, so that of several "
+                "relays sharing the database exactly one relays and the "
+                "others stand by). Unset, `postgres` when DATABASE_URL "
+                "is set, else `file`. See docs/postgres.md.",
+        .choices = checkpoint_choices,
+        .parse_enum = parse_checkpoint,
+        .unset = "postgres if DATABASE_URL is set, else file",
+    },
+    {
+        .name = "DATABASE_URL",
+        .kind = SETTING_SECRET,
+        .field = offsetof(struct config, database_url),
+        .what = "the Postgres database",
+        .help = "The Postgres database of the `postgres` checkpoint "
+                "store, as Heroku Postgres sets it: "
+                "`postgres://user:password@host:5432/dbname`. Without "
+                "an `sslmode` in the URL, TLS is required for any host "
+                "but 127.0.0.1, ::1, localhost or a Unix socket "
+                "directory (`prefer` for those).",
+        .check = check_database_url,
+    },
+    {
+        .name = "SFRELAY_FAILOVER",
+        .kind = SETTING_INT,
+        .def = "15s",
+        .field = offsetof(struct config, failover_ms),
+        .what = "the failover time",
+        .help = "With the `postgres` store: the longest time after the "
+                "leader dies or loses its database connection before a "
+                "standby relay takes over. The database connection's "
+                "keepalives, the leader's liveness checks and the "
+                "standbys' polling are all derived from it.",
+        .min = 3000,
+        .max = 300000,
         .unit = "ms",
         .suffixes = ms_suffixes,
     },
@@ -1390,6 +1440,64 @@ load_setting(struct load *ld, const struct setting *s, const char *v,
 	return 0;
 }
 
+/* Checkpoint store ------------------------------------------------------- */
+
+static int
+parse_checkpoint(const char *value, void *field)
+{
+	enum config_checkpoint *out = field;
+	for (size_t i = 0; checkpoint_choices[i] != NULL; i++)
+		if (strcmp(value, checkpoint_choices[i]) == 0) {
+			*out = (enum config_checkpoint)i;
+			return 0;
+		}
+	return -1;
+}
+
+/* The value holds the database password: no message may quote it. */
+static int
+check_database_url(struct load *ld, const struct setting *s, const char *v)
+{
+	const char *rest = strncmp(v, "postgres://", 11) == 0 ? v + 11
+	                   : strncmp(v, "postgresql://", 13) == 0 ? v + 13
+	                                                          : NULL;
+	if (rest == NULL) {
+		load_problem(ld, s,
+		             "must start with postgres:// or postgresql:// "
+		             "(value not shown)");
+		return -1;
+	}
+	if (*rest == '\0') {
+		load_problem(ld, s, "has nothing after :// (value not shown)");
+		return -1;
+	}
+	for (const char *p = v; *p != '\0'; p++)
+		if (*p == ' ') {
+			load_problem(ld, s,
+			             "contains a space (value not shown)");
+			return -1;
+		}
+	return 0;
+}
+
+static int env_has(const char *const *env, const char *name);
+static const struct setting *setting_find(const char *name);
+
+/* SFRELAY_CHECKPOINT unset: postgres exactly when there is a database. */
+static void
+resolve_checkpoint(struct load *ld, struct config *cfg)
+{
+	const struct setting *s = setting_find("SFRELAY_CHECKPOINT");
+	int has_db = env_has(ld->env, "DATABASE_URL");
+	if (!env_has(ld->env, s->name))
+		cfg->checkpoint = has_db ? CONFIG_CHECKPOINT_POSTGRES
+		                         : CONFIG_CHECKPOINT_FILE;
+	else if (cfg->checkpoint == CONFIG_CHECKPOINT_POSTGRES && !has_db)
+		load_problem(ld, s,
+		             "postgres needs DATABASE_URL "
+		             "(postgres://user:password@host:5432/dbname)");
+}
+
 /* Sinks ------------------------------------------------------------------ */
 
 static int
@@ -1788,6 +1896,7 @@ config_load(struct config *cfg, const char *const *env, char *err,
 	}
 	resolve_auth(&ld, cfg);
 	check_sinks(&ld, cfg);
+	resolve_checkpoint(&ld, cfg);
 	if (ld.nproblems > 0) {
 		config_clear(cfg);
 		return -1;

@@ -18,8 +18,10 @@
 #include "sfrelay/bayeux.h"
 #include "sfrelay/check.h"
 #include "sfrelay/checkpoint.h"
+#include "sfrelay/checkpoint_pg.h"
 #include "sfrelay/config.h"
 #include "sfrelay/http.h"
+#include "sfrelay/leader.h"
 #include "sfrelay/lines.h"
 #include "sfrelay/log.h"
 #include "sfrelay/poller.h"
@@ -52,6 +54,7 @@ struct app {
 	int sources;           /* sources not yet stopped (shutdown) */
 	struct stats *stats;
 	struct lines_redact *redact;
+	struct leader *leader; /* SFRELAY_CHECKPOINT=postgres only */
 	struct event *sigint, *sigterm, *deadline;
 	int stopping;
 	int exit_code;
@@ -136,6 +139,11 @@ begin_shutdown(struct app *app, int code, const char *why)
 	if (code != 0)
 		app->exit_code = code;
 	log_info("shutting down", "reason", why, NULL);
+	if (app->poller == NULL) {
+		/* A standby: nothing to drain. */
+		finish_loop(app);
+		return;
+	}
 	long ms = app->cfg.shutdown_timeout_ms;
 	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
 	evtimer_add(app->deadline, &tv);
@@ -255,7 +263,10 @@ on_subscribed(void *arg, const char *channel, const char *from)
 	char now[64];
 	utc_now(now, sizeof(now));
 	checkpoint_set(app->checkpoint, channel, REPLAY_MARKER_POSITION, now);
-	save_checkpoints(app);
+	if (app->leader != NULL)
+		checkpoint_write_soon(app->checkpoint); /* never blocks */
+	else
+		save_checkpoints(app);
 }
 
 /* The stream cannot give back what came after `rejected`: say so loudly
@@ -384,6 +395,23 @@ fail:
 	return -1;
 }
 
+/* SIGINT, SIGTERM and the shutdown deadline; once. */
+static int
+add_signals(struct app *app)
+{
+	if (app->sigint != NULL)
+		return 0;
+	app->sigint = evsignal_new(app->base, SIGINT, on_signal, app);
+	app->sigterm = evsignal_new(app->base, SIGTERM, on_signal, app);
+	app->deadline = evtimer_new(app->base, on_deadline, app);
+	if (app->sigint == NULL || app->sigterm == NULL ||
+	    app->deadline == NULL)
+		return -1;
+	event_add(app->sigint, NULL);
+	event_add(app->sigterm, NULL);
+	return 0;
+}
+
 static int
 build(struct app *app)
 {
@@ -468,19 +496,13 @@ build(struct app *app)
 		log_error("cannot set up polling", "error", err, NULL);
 		return -1;
 	}
-	app->sigint = evsignal_new(app->base, SIGINT, on_signal, app);
-	app->sigterm = evsignal_new(app->base, SIGTERM, on_signal, app);
-	app->deadline = evtimer_new(app->base, on_deadline, app);
-	if (app->sigint == NULL ||
-	    app->sigterm == NULL || app->deadline == NULL)
+	if (add_signals(app) != 0)
 		return -1;
 	if (cfg->stats_interval_ms > 0 &&
 	    (app->stats = stats_new(app->base, cfg->stats_interval_ms,
 				    on_stats_collect, on_stats_line, app)) ==
 		    NULL)
 		return -1;
-	event_add(app->sigint, NULL);
-	event_add(app->sigterm, NULL);
 	return 0;
 }
 
@@ -496,6 +518,9 @@ teardown(struct app *app)
 	relay_free(app->relay);
 	lines_redact_free(app->redact);
 	checkpoint_free(app->checkpoint);
+	/* After the last checkpoint write: closing the session releases
+	 * the lock for a standby. */
+	leader_free(app->leader);
 	http_free(app->http);
 	if (app->sigint != NULL)
 		event_free(app->sigint);
@@ -509,6 +534,148 @@ teardown(struct app *app)
 	curl_global_cleanup();
 	config_clear(&app->cfg);
 	log_shutdown();
+}
+
+/* Builds the relay and starts its sources. Returns 0 or an exit code
+ * (logged). */
+static int
+start_relaying(struct app *app)
+{
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0 || build(app) != 0) {
+		log_error("start-up failed", NULL);
+		return EXIT_TEMPFAIL;
+	}
+	char nch[16], nobj[16];
+	struct poller_stats pst;
+	poller_get_stats(app->poller, &pst);
+	log_info("starting", "version", SFRELAY_VERSION, "channels",
+		 log_fmt(nch, sizeof(nch), "%zu", app->cfg.nchannels),
+		 "polled_objects", log_fmt(nobj, sizeof(nobj), "%zu", pst.objects),
+		 "sink",
+		 app->cfg.sink == CONFIG_SINK_LOGPLEX  ? "logplex"
+		 : app->cfg.sink == CONFIG_SINK_SYSLOG ? "syslog"
+						       : "stdout",
+		 NULL);
+	char perr[512];
+	if (poller_start(app->poller, perr, sizeof(perr)) != 0) {
+		fprintf(stderr,
+			"sfrelay: configuration error: SFRELAY_STATE_DIR: %s\n",
+			perr);
+		return EXIT_CONFIG;
+	}
+	if (app->bayeux != NULL)
+		bayeux_start(app->bayeux);
+	return 0;
+}
+
+/* A checkpoint write was refused: another relay leads. */
+static void
+on_deposed(void *arg, const char *err)
+{
+	struct app *app = arg;
+	leader_resign(app->leader, err);
+}
+
+/* Leader: load the checkpoints (synchronously: nothing is relayed yet)
+ * and start relaying. Returns 0 or an exit code. */
+static int
+start_leading(struct app *app, long long epoch)
+{
+	char err[512];
+	struct checkpoint_pg_opts o = {
+	    .url = app->cfg.database_url,
+	    .epoch = epoch,
+	    .timeout_ms = app->cfg.connect_timeout_ms,
+	    .backoff_min_ms = app->cfg.backoff_min_ms,
+	    .backoff_max_ms = app->cfg.backoff_max_ms,
+	    .seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 16),
+	};
+	void *impl = checkpoint_pg_open(app->base, &o, err, sizeof(err));
+	if (impl == NULL) {
+		log_error("cannot open the checkpoint store", "error", err,
+			  NULL);
+		return EXIT_TEMPFAIL;
+	}
+	app->checkpoint = checkpoint_new_async(
+	    app->base, &checkpoint_pg_ops, &checkpoint_pg_async_ops, impl,
+	    app->cfg.checkpoint_interval_ms);
+	if (app->checkpoint == NULL)
+		return EXIT_TEMPFAIL;
+	checkpoint_on_deposed(app->checkpoint, on_deposed, app);
+	if (checkpoint_load(app->checkpoint, err, sizeof(err)) != 0) {
+		log_error("cannot load checkpoints", "error", err, NULL);
+		return EXIT_TEMPFAIL;
+	}
+	return start_relaying(app);
+}
+
+static void
+on_leader(void *arg, enum leader_event ev, long long epoch, const char *why)
+{
+	struct app *app = arg;
+	(void)why; /* logged by the leader module */
+	if (ev == LEADER_ACQUIRED) {
+		if (app->stopping)
+			return;
+		int rc = start_leading(app, epoch);
+		if (rc != 0) {
+			/* Give the lock up at once, for a standby. */
+			app->exit_code = rc;
+			leader_resign(app->leader, "start-up failed");
+			app->stopping = 1;
+			finish_loop(app);
+		}
+		return;
+	}
+	/* Another relay may lead already: not one more checkpoint, no more
+	 * requests. Lines the sink holds may still go out. */
+	if (app->checkpoint != NULL)
+		checkpoint_halt(app->checkpoint);
+	if (app->relay != NULL)
+		relay_flush(app->relay);
+	app->stopping = 1;
+	if (app->exit_code == 0)
+		app->exit_code = EXIT_TEMPFAIL;
+	finish_loop(app);
+}
+
+/* The who of sfrelay_leader.holder: the dyno (or host) and pid. */
+static void
+holder_name(const struct app *app, char *buf, size_t len)
+{
+	char host[256] = "";
+	if (app->cfg.dyno == NULL && gethostname(host, sizeof(host)) != 0)
+		snprintf(host, sizeof(host), "unknown");
+	host[sizeof(host) - 1] = '\0';
+	snprintf(buf, len, "%s pid=%ld",
+		 app->cfg.dyno != NULL ? app->cfg.dyno : host, (long)getpid());
+}
+
+/* SFRELAY_CHECKPOINT=postgres: nothing starts until the leader lock is
+ * ours (on_leader). Returns 0 or an exit code. */
+static int
+start_standby(struct app *app)
+{
+	char err[512], holder[300];
+	holder_name(app, holder, sizeof(holder));
+	struct leader_opts o = {
+	    .url = app->cfg.database_url,
+	    .failover_ms = app->cfg.failover_ms,
+	    .holder = holder,
+	    .backoff_min_ms = app->cfg.backoff_min_ms,
+	    .backoff_max_ms = app->cfg.backoff_max_ms,
+	    .seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32),
+	};
+	app->leader = leader_new(app->base, &o, on_leader, app, err,
+				 sizeof(err));
+	if (app->leader == NULL) {
+		fprintf(stderr, "sfrelay: configuration error: %s\n", err);
+		return EXIT_CONFIG;
+	}
+	if (add_signals(app) != 0)
+		return EXIT_TEMPFAIL;
+	leader_start(app->leader);
+	return 0;
 }
 
 int
@@ -531,36 +698,26 @@ main(int argc, char **argv)
 		teardown(&app);
 		return EXIT_TEMPFAIL;
 	}
+	if (app.cfg.checkpoint == CONFIG_CHECKPOINT_POSTGRES) {
+		rc = start_standby(&app);
+		if (rc != 0) {
+			teardown(&app);
+			return rc;
+		}
+		event_base_dispatch(app.base);
+		rc = app.exit_code;
+		teardown(&app);
+		return rc;
+	}
 	if (open_checkpoints(&app) != 0) {
 		teardown(&app);
 		return EXIT_CONFIG;
 	}
-	if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0 || build(&app) != 0) {
-		log_error("start-up failed", NULL);
+	rc = start_relaying(&app);
+	if (rc != 0) {
 		teardown(&app);
-		return EXIT_TEMPFAIL;
+		return rc;
 	}
-	char nch[16], nobj[16];
-	struct poller_stats pst;
-	poller_get_stats(app.poller, &pst);
-	log_info("starting", "version", SFRELAY_VERSION, "channels",
-		 log_fmt(nch, sizeof(nch), "%zu", app.cfg.nchannels),
-		 "polled_objects", log_fmt(nobj, sizeof(nobj), "%zu", pst.objects),
-		 "sink",
-		 app.cfg.sink == CONFIG_SINK_LOGPLEX  ? "logplex"
-		 : app.cfg.sink == CONFIG_SINK_SYSLOG ? "syslog"
-						      : "stdout",
-		 NULL);
-	char perr[512];
-	if (poller_start(app.poller, perr, sizeof(perr)) != 0) {
-		fprintf(stderr,
-			"sfrelay: configuration error: SFRELAY_STATE_DIR: %s\n",
-			perr);
-		teardown(&app);
-		return EXIT_CONFIG;
-	}
-	if (app.bayeux != NULL)
-		bayeux_start(app.bayeux);
 	event_base_dispatch(app.base);
 	rc = app.exit_code;
 	teardown(&app);

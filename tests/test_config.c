@@ -585,6 +585,26 @@ static const struct bad_case bad_cases[] = {
      "\"/nonexistent/ca.pem\" cannot be read: No such file or directory"},
     {"SFRELAY_CA_FILE", "/", "\"/\" is not a regular file"},
     {"SFRELAY_CA_FILE", "/etc/ca\n.pem", "contains a control character"},
+    /* checkpoint store */
+    {"SFRELAY_CHECKPOINT", "", "empty value; unset it"},
+    {"SFRELAY_CHECKPOINT", "redis", "\"redis\" is not one of: file, postgres"},
+    {"SFRELAY_CHECKPOINT", "Postgres", "is not one of"},
+    {"SFRELAY_CHECKPOINT", "postgres", "postgres needs DATABASE_URL"},
+    {"DATABASE_URL", "", "empty value; unset it"},
+    {"DATABASE_URL", "mysql://u:p@h/d",
+     "must start with postgres:// or postgresql:// (value not shown)"},
+    {"DATABASE_URL", "postgres:/u:p@h/d", "must start with postgres://"},
+    {"DATABASE_URL", "postgres://", "has nothing after ://"},
+    {"DATABASE_URL", "postgres://u:p w@h/d", "contains a space"},
+    {"DATABASE_URL", "postgres://u:p\n@h/d", "contains a control character"},
+    {"SFRELAY_FAILOVER", "", "empty value; unset it to use the default (15s)"},
+    {"SFRELAY_FAILOVER", "2s", "\"2s\" is out of range, 3000..300000ms"},
+    {"SFRELAY_FAILOVER", "2999", "is out of range"},
+    {"SFRELAY_FAILOVER", "301s", "is out of range"},
+    {"SFRELAY_FAILOVER", "6m", "is out of range"},
+    {"SFRELAY_FAILOVER", "-15s", "is negative"},
+    {"SFRELAY_FAILOVER", "15 s", "has trailing characters"},
+    {"SFRELAY_FAILOVER", "1h", "has trailing characters"},
 };
 
 static void
@@ -721,6 +741,9 @@ static const struct secret_case secret_cases[] = {
     /* Credentials in a URL are never echoed. */
     {"SFDC_LOGIN_URL", "https://admin:pa55word@login.salesforce.com",
      "pa55word"},
+    {"DATABASE_URL", "mysql://u:dbpa55word@h/d", "dbpa55word"},
+    {"DATABASE_URL", "postgres://u:dbpa55 word@h/d", "dbpa55"},
+    {"DATABASE_URL", "postgres://u:dbpa55\001word@h/d", "dbpa55"},
 };
 
 static void
@@ -1560,6 +1583,52 @@ test_channels_or_poll(void **state)
 	env_free(&e);
 }
 
+/* SFRELAY_CHECKPOINT follows DATABASE_URL unless set; SFRELAY_FAILOVER
+ * takes a duration. */
+static void
+test_checkpoint_store(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *checkpoint, *url, *failover;
+		enum config_checkpoint want;
+		long want_failover;
+	} cases[] = {
+	    {NULL, NULL, NULL, CONFIG_CHECKPOINT_FILE, 15000},
+	    {NULL, "postgres://u:pw@db.example.com:5432/d", NULL,
+	     CONFIG_CHECKPOINT_POSTGRES, 15000},
+	    {NULL, "postgresql://u:pw@localhost/d", "3s",
+	     CONFIG_CHECKPOINT_POSTGRES, 3000},
+	    {"file", "postgres://u:pw@h/d", "300s", CONFIG_CHECKPOINT_FILE,
+	     300000},
+	    {"postgres", "postgres://h/d", "5m", CONFIG_CHECKPOINT_POSTGRES,
+	     300000},
+	    {"file", NULL, "4500ms", CONFIG_CHECKPOINT_FILE, 4500},
+	};
+	char err[ERRLEN];
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct env e;
+		struct config cfg;
+		env_minimal(&e);
+		if (cases[i].checkpoint != NULL)
+			env_set(&e, "SFRELAY_CHECKPOINT", cases[i].checkpoint);
+		if (cases[i].url != NULL)
+			env_set(&e, "DATABASE_URL", cases[i].url);
+		if (cases[i].failover != NULL)
+			env_set(&e, "SFRELAY_FAILOVER", cases[i].failover);
+		if (config_load(&cfg, env_array(&e), err, sizeof(err)) != 0)
+			fail_msg("case %zu rejected: %s", i, err);
+		assert_int_equal(cfg.checkpoint, cases[i].want);
+		assert_int_equal(cfg.failover_ms, cases[i].want_failover);
+		if (cases[i].url != NULL)
+			assert_string_equal(cfg.database_url, cases[i].url);
+		else
+			assert_null(cfg.database_url);
+		config_clear(&cfg);
+		env_free(&e);
+	}
+}
+
 /* Successful loads register secrets with the process-wide logger; drop
  * them after each test so leak checkers see an empty heap. */
 static int
@@ -1601,6 +1670,7 @@ main(void)
 	    TEST(test_flow_empty_auth),
 	    TEST(test_flow_values),
 	    TEST(test_flow_secrets_registered),
+	    TEST(test_checkpoint_store),
 	};
 
 	return cmocka_run_group_tests_name("config", tests, group_setup,

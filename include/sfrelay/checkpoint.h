@@ -13,8 +13,8 @@ struct event_base;
  *
  * Two layers:
  *  - a backend behind struct checkpoint_ops that loads and durably
- *    replaces the whole saved state (the file backend here; Postgres
- *    later);
+ *    replaces the whole saved state (the file backend here; Postgres in
+ *    checkpoint_pg.h, which also saves asynchronously);
  *  - struct checkpoint, the in-memory map the relay updates on every
  *    acknowledgement, which writes to the backend at most once per
  *    interval (debounced) and on checkpoint_flush().
@@ -64,6 +64,36 @@ struct checkpoint_ops {
 };
 
 /*
+ * Backends that talk to a server (Postgres) also offer an asynchronous
+ * save, so that a slow or absent database never stalls the event loop:
+ * struct checkpoint then starts a save and carries on, keeping any newer
+ * change pending until the save reports back.
+ */
+#define CHECKPOINT_SAVED 0
+#define CHECKPOINT_FAILED (-1)
+/* The store refused the write because another relay leads now (its
+ * fencing epoch moved on): nothing was changed, and nothing will be. */
+#define CHECKPOINT_DEPOSED (-2)
+
+/* Completion of an asynchronous save: status is one of the above, err
+ * the reason (NULL on success; borrowed for the call). */
+typedef void checkpoint_saved_fn(void *arg, int status, const char *err);
+
+struct checkpoint_async_ops {
+	/* Starts replacing the saved state with st (copied before it
+	 * returns). Returns 0, and done will be called exactly once, later
+	 * (never from inside this call); or -1 with err when it cannot start
+	 * (no connection), and done is not called. At most one save is
+	 * started at a time. */
+	int (*save_start)(void *impl, const struct checkpoint_state *st,
+			  checkpoint_saved_fn *done, void *arg, char *err,
+			  size_t errlen);
+	/* Blocks until the save in progress has reported (done ran) or
+	 * timeout_ms passed. Returns 0, or -1 with err. For shutdown. */
+	int (*wait)(void *impl, long timeout_ms, char *err, size_t errlen);
+};
+
+/*
  * File backend: <dir>/checkpoints.json, replaced atomically (temp file,
  * write, fsync, rename, fsync of the directory). The directory is created
  * with mode 0700 when missing, the file is written with mode 0600.
@@ -86,6 +116,31 @@ struct checkpoint;
 struct checkpoint *checkpoint_new(struct event_base *base,
 				  const struct checkpoint_ops *ops, void *impl,
 				  long interval_ms);
+/*
+ * As checkpoint_new, over a backend that also saves asynchronously
+ * (async borrowed, static). Writes from the timer and from
+ * checkpoint_write_soon() then never block; checkpoint_flush() waits for
+ * them, at most CHECKPOINT_FLUSH_WAIT_MS.
+ */
+struct checkpoint *checkpoint_new_async(struct event_base *base,
+					const struct checkpoint_ops *ops,
+					const struct checkpoint_async_ops *async,
+					void *impl, long interval_ms);
+#define CHECKPOINT_FLUSH_WAIT_MS 3000
+
+/* Called once when the backend reports CHECKPOINT_DEPOSED; the map stops
+ * writing from then on. fn and arg borrowed. */
+typedef void checkpoint_deposed_fn(void *arg, const char *err);
+void checkpoint_on_deposed(struct checkpoint *cp, checkpoint_deposed_fn *fn,
+			   void *arg);
+/* Stops every later write (the leader lock is lost): changes stay in
+ * memory only; flushes return -1. */
+void checkpoint_halt(struct checkpoint *cp);
+/* Starts a write of pending changes now: an asynchronous backend returns
+ * at once (failures are logged and retried), a synchronous one writes
+ * before returning, as checkpoint_flush() does. Returns 0 or -1. */
+int checkpoint_write_soon(struct checkpoint *cp);
+
 /* Does not write pending changes (call checkpoint_flush first). */
 void checkpoint_free(struct checkpoint *cp);
 

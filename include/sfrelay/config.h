@@ -16,7 +16,8 @@
  * Every setting is declared once, in the table in config.c (name, type,
  * default, help); --help and docs/configuration.md are generated from it.
  * Secrets (SFDC_CLIENT_SECRET, SFDC_PASSWORD, SFDC_SECURITY_TOKEN,
- * SFDC_JWT_KEY, SFDC_REFRESH_TOKEN, SFDC_ACCESS_TOKEN) are registered
+ * SFDC_JWT_KEY, SFDC_REFRESH_TOKEN, SFDC_ACCESS_TOKEN, LOGPLEX_URL,
+ * DATABASE_URL) are registered
  * with log_add_secret() once config_load() succeeds, are wiped by
  * config_clear(), and are never printed.
  */
@@ -29,6 +30,12 @@ enum config_sink {
 	CONFIG_SINK_STDOUT = 0,
 	CONFIG_SINK_LOGPLEX,
 	CONFIG_SINK_SYSLOG,
+};
+
+/* Where checkpoints are kept (SFRELAY_CHECKPOINT). */
+enum config_checkpoint {
+	CONFIG_CHECKPOINT_FILE = 0,
+	CONFIG_CHECKPOINT_POSTGRES,
 };
 
 /*
@@ -86,6 +93,11 @@ struct config {
 	long backoff_min_ms;        /* SFRELAY_BACKOFF_MIN */
 	long backoff_max_ms;        /* SFRELAY_BACKOFF_MAX */
 	long shutdown_timeout_ms;   /* SFRELAY_SHUTDOWN_TIMEOUT */
+	/* SFRELAY_CHECKPOINT, or inferred: POSTGRES when DATABASE_URL is
+	 * set, else FILE. */
+	enum config_checkpoint checkpoint;
+	char *database_url;         /* DATABASE_URL (secret) or NULL */
+	long failover_ms;           /* SFRELAY_FAILOVER */
 
 	/* Sinks (see docs/sinks.md) */
 	enum config_sink sink;      /* SFRELAY_SINK */

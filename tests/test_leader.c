@@ -1,0 +1,381 @@
+/* The leader lock (leader.h), against a private server. */
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <event2/event.h>
+
+#include "harness.h"
+#include "pgtest.h"
+#include "sfrelay/checkpoint.h"
+#include "sfrelay/checkpoint_pg.h"
+#include "sfrelay/leader.h"
+#include "sfrelay/log.h"
+
+struct fix {
+	struct pgtest db;
+	char *dir;
+	char logpath[1200];
+	struct event_base *base;
+	int saved_stderr;
+};
+
+struct seen {
+	int acquired, lost;
+	long long epoch;
+	char why[256];
+	struct leader **free_on_lost; /* frees itself from the callback */
+};
+
+static void
+on_leader(void *arg, enum leader_event ev, long long epoch, const char *why)
+{
+	struct seen *s = arg;
+	if (ev == LEADER_ACQUIRED) {
+		s->acquired++;
+		s->epoch = epoch;
+		return;
+	}
+	s->lost++;
+	snprintf(s->why, sizeof(s->why), "%s", why != NULL ? why : "");
+	if (s->free_on_lost != NULL) {
+		leader_free(*s->free_on_lost);
+		*s->free_on_lost = NULL;
+	}
+}
+
+struct until {
+	struct event_base *base;
+	const int *flag;
+	int want;
+	long long end;
+};
+
+static void
+on_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct until *u = arg;
+	(void)fd;
+	(void)what;
+	if ((u->flag != NULL && *u->flag >= u->want) || now_ms() >= u->end)
+		event_base_loopbreak(u->base);
+}
+
+static int
+run_until(struct event_base *base, const int *flag, int want, int timeout_ms)
+{
+	struct until u = {base, flag, want, now_ms() + timeout_ms};
+	struct event *tick = event_new(base, -1, EV_PERSIST, on_tick, &u);
+	struct timeval tv = {0, 10000};
+	event_add(tick, &tv);
+	event_base_dispatch(base);
+	event_free(tick);
+	return flag != NULL && *flag >= want;
+}
+
+static int
+setup(void **state)
+{
+	struct fix *f = calloc(1, sizeof(*f));
+	assert_non_null(f);
+	f->dir = harness_tmpdir("test_leader");
+	assert_non_null(f->dir);
+	if (pgtest_start(&f->db, f->dir) != 0)
+		return -1;
+	snprintf(f->logpath, sizeof(f->logpath), "%s/stderr.log", f->dir);
+	*state = f;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	struct fix *f = *state;
+	pgtest_cleanup(&f->db);
+	pgtest_rmtree(f->dir);
+	free(f->dir);
+	free(f);
+	log_shutdown();
+	return 0;
+}
+
+/* Each test: a fresh loop, a running server, stderr captured. */
+static int
+each_setup(void **state)
+{
+	struct fix *f = *state;
+	if (f->db.pid == 0 && pgtest_restart(&f->db) != 0)
+		return -1;
+	f->base = event_base_new();
+	fflush(stderr);
+	f->saved_stderr = dup(2);
+	if (freopen(f->logpath, "w", stderr) == NULL)
+		return -1;
+	return 0;
+}
+
+static int
+each_teardown(void **state)
+{
+	struct fix *f = *state;
+	fflush(stderr);
+	dup2(f->saved_stderr, 2);
+	close(f->saved_stderr);
+	event_base_free(f->base);
+	f->base = NULL;
+	return 0;
+}
+
+static struct leader *
+new_leader(struct fix *f, const char *holder, long failover_ms, struct seen *s)
+{
+	struct leader_opts o = {.url = f->db.url,
+	                        .failover_ms = failover_ms,
+	                        .holder = holder,
+	                        .backoff_min_ms = 50,
+	                        .backoff_max_ms = 200,
+	                        .seed = 11};
+	char err[256];
+	struct leader *l =
+	    leader_new(f->base, &o, on_leader, s, err, sizeof(err));
+	assert_non_null(l);
+	return l;
+}
+
+static int
+log_count(struct fix *f, const char *needle)
+{
+	fflush(stderr);
+	return file_count(f->logpath, needle);
+}
+
+static void
+test_timing_fits_failover(void **state)
+{
+	(void)state;
+	static const long fs[] = {3000, 5000, 15000, 60000, 300000};
+	for (size_t i = 0; i < sizeof(fs) / sizeof(fs[0]); i++) {
+		struct leader_timing t;
+		leader_timing(fs[i], &t);
+		long server_ms = (t.keepalive_idle_s +
+		                  t.keepalive_interval_s * t.keepalive_count) *
+		                 1000;
+		/* The server frees a dead leader's lock, and a standby
+		 * polls, within the failover time. */
+		assert_true(server_ms <= t.user_timeout_ms);
+		assert_true(t.user_timeout_ms + t.poll_ms <= fs[i]);
+		/* A leader on a dead link notices before the server frees
+		 * its lock. */
+		assert_true(t.liveness_ms + t.query_timeout_ms <
+		            t.user_timeout_ms);
+		assert_true(t.keepalive_idle_s >= 1 &&
+		            t.keepalive_interval_s >= 1 &&
+		            t.keepalive_count >= 1);
+	}
+}
+
+/* One relay leads at once; a second waits, and takes over (with a new
+ * epoch) when the first goes away. */
+static void
+test_single_leader_and_takeover(void **state)
+{
+	struct fix *f = *state;
+	char out[64];
+	struct seen a = {0}, b = {0};
+	struct leader *la = new_leader(f, "relay-a", 3000, &a);
+	log_set_level(LOG_DEBUG);
+	leader_start(la);
+	assert_true(run_until(f->base, &a.acquired, 1, 5000));
+	log_set_level(LOG_INFO);
+	/* The server took all four keepalive settings for the session. */
+	assert_int_equal(log_count(f, "settings=4"), 1);
+	assert_true(leader_is_leader(la));
+	assert_true(a.epoch >= 1);
+	assert_int_equal(leader_epoch(la), a.epoch);
+	assert_int_equal(pgtest_query(&f->db,
+	                              "SELECT epoch || ':' || holder FROM "
+	                              "sfrelay_leader",
+	                              out, sizeof(out)),
+	                 0);
+	char want[64];
+	snprintf(want, sizeof(want), "%lld:relay-a", a.epoch);
+	assert_string_equal(out, want);
+
+	struct leader *lb = new_leader(f, "relay-b", 3000, &b);
+	leader_start(lb);
+	/* Several polls (every second) and still a standby. */
+	run_until(f->base, &b.acquired, 1, 2500);
+	assert_int_equal(b.acquired, 0);
+	assert_false(leader_is_leader(lb));
+	assert_int_equal(leader_epoch(lb), 0);
+	assert_int_equal(log_count(f, "msg=\"waiting for the leader lock\""),
+	                 1);
+	assert_int_equal(log_count(f, "holder=relay-a"), 2);
+
+	/* The leader goes away: its session ends, its lock is free. */
+	long long t0 = now_ms();
+	leader_free(la);
+	assert_true(run_until(f->base, &b.acquired, 1, 3000));
+	assert_true(now_ms() - t0 <= 1500); /* one poll interval */
+	assert_int_equal(b.epoch, a.epoch + 1);
+	assert_int_equal(log_count(f, "msg=\"leader lock acquired\""), 2);
+	char line[64];
+	snprintf(line, sizeof(line), "epoch=%lld", b.epoch);
+	assert_true(log_count(f, line) >= 1);
+	assert_int_equal(a.lost, 0); /* freeing is no callback */
+	leader_free(lb);
+}
+
+/* A leader whose database goes away loses the lock at once and says so;
+ * it does not reconnect as leader. */
+static void
+test_lost_on_connection_loss(void **state)
+{
+	struct fix *f = *state;
+	struct seen a = {0};
+	struct leader *la = new_leader(f, "relay-a", 3000, &a);
+	a.free_on_lost = &la;
+	leader_start(la);
+	assert_true(run_until(f->base, &a.acquired, 1, 5000));
+	assert_int_equal(pgtest_stop(&f->db), 0);
+	assert_true(run_until(f->base, &a.lost, 1, 3000));
+	assert_null(la); /* freed from its own callback */
+	assert_int_equal(log_count(f, "msg=\"leader lock lost\""), 1);
+	assert_int_equal(pgtest_restart(&f->db), 0);
+	run_until(f->base, NULL, 0, 300);
+	assert_int_equal(a.acquired, 1);
+}
+
+/* A leader whose server stops answering (frozen, link intact) notices
+ * within its query deadline, well inside the failover time. */
+static void
+test_lost_on_silent_server(void **state)
+{
+	struct fix *f = *state;
+	struct seen a = {0};
+	struct leader *la = new_leader(f, "relay-a", 3000, &a);
+	leader_start(la);
+	assert_true(run_until(f->base, &a.acquired, 1, 5000));
+	pid_t pids[64];
+	size_t n = pgtest_pids(&f->db, pids, 64);
+	for (size_t i = 0; i < n; i++)
+		kill(pids[i], SIGSTOP);
+	long long t0 = now_ms();
+	int lost = run_until(f->base, &a.lost, 1, 3000);
+	long long took = now_ms() - t0;
+	for (size_t i = 0; i < n; i++)
+		kill(pids[i], SIGCONT);
+	assert_true(lost);
+	struct leader_timing t;
+	leader_timing(3000, &t);
+	assert_true(took <= t.liveness_ms + t.query_timeout_ms + 300);
+	assert_false(leader_is_leader(la));
+	leader_free(la);
+}
+
+/* A deposed leader resigns: the lock is released at once, so a standby
+ * takes over, and the old epoch's writes change nothing. */
+static void
+test_resign_releases_and_fences(void **state)
+{
+	struct fix *f = *state;
+	char err[512], out[64];
+	struct seen a = {0}, b = {0};
+	struct leader *la = new_leader(f, "relay-a", 3000, &a);
+	leader_start(la);
+	assert_true(run_until(f->base, &a.acquired, 1, 5000));
+	struct checkpoint_pg_opts co = {
+	    .url = f->db.url, .epoch = a.epoch, .timeout_ms = 2000};
+	void *impl = checkpoint_pg_open(f->base, &co, err, sizeof(err));
+	assert_non_null(impl);
+	struct checkpoint *cp = checkpoint_new_async(
+	    f->base, &checkpoint_pg_ops, &checkpoint_pg_async_ops, impl, 0);
+	assert_int_equal(checkpoint_load(cp, err, sizeof(err)), 0);
+	checkpoint_set(cp, "/topic/F", "1", NULL);
+	assert_int_equal(checkpoint_flush(cp, err, sizeof(err)), 0);
+
+	struct leader *lb = new_leader(f, "relay-b", 3000, &b);
+	leader_start(lb);
+	run_until(f->base, &b.acquired, 1, 300);
+	assert_int_equal(b.acquired, 0);
+	leader_resign(la, "checkpoint write refused");
+	assert_int_equal(a.lost, 1);
+	assert_string_equal(a.why, "checkpoint write refused");
+	assert_true(run_until(f->base, &b.acquired, 1, 3000));
+	/* The old leader's epoch no longer writes. */
+	checkpoint_set(cp, "/topic/F", "2", NULL);
+	assert_int_equal(checkpoint_flush(cp, err, sizeof(err)), -1);
+	assert_int_equal(pgtest_query(&f->db,
+	                              "SELECT position FROM "
+	                              "sfrelay_checkpoints WHERE key = "
+	                              "'/topic/F'",
+	                              out, sizeof(out)),
+	                 0);
+	assert_string_equal(out, "1");
+	/* A second resign, or one by a standby, does nothing. */
+	leader_resign(la, "again");
+	assert_int_equal(a.lost, 1);
+	checkpoint_free(cp);
+	leader_free(la);
+	leader_free(lb);
+}
+
+/* The leader starts while the database is down, and keeps trying. */
+static void
+test_waits_for_database(void **state)
+{
+	struct fix *f = *state;
+	struct seen a = {0};
+	assert_int_equal(pgtest_stop(&f->db), 0);
+	struct leader *la = new_leader(f, "relay-a", 3000, &a);
+	leader_start(la);
+	run_until(f->base, &a.acquired, 1, 500);
+	assert_int_equal(a.acquired, 0);
+	assert_int_equal(pgtest_restart(&f->db), 0);
+	assert_true(run_until(f->base, &a.acquired, 1, 8000));
+	leader_free(la);
+}
+
+static void
+test_password_not_in_logs(void **state)
+{
+	struct fix *f = *state;
+	/* Everything the tests above logged, and a line quoting the URL. */
+	struct seen a = {0};
+	struct leader *la = new_leader(f, "relay-a", 3000, &a);
+	log_warn("url", "value", f->db.url, NULL);
+	leader_free(la);
+	fflush(stderr);
+	char *text = file_read(f->logpath, NULL);
+	assert_non_null(text);
+	assert_null(strstr(text, f->db.password));
+	free(text);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_timing_fits_failover),
+	    cmocka_unit_test_setup_teardown(test_single_leader_and_takeover,
+	                                    each_setup, each_teardown),
+	    cmocka_unit_test_setup_teardown(test_lost_on_connection_loss,
+	                                    each_setup, each_teardown),
+	    cmocka_unit_test_setup_teardown(test_lost_on_silent_server,
+	                                    each_setup, each_teardown),
+	    cmocka_unit_test_setup_teardown(test_resign_releases_and_fences,
+	                                    each_setup, each_teardown),
+	    cmocka_unit_test_setup_teardown(test_waits_for_database, each_setup,
+	                                    each_teardown),
+	    cmocka_unit_test_setup_teardown(test_password_not_in_logs,
+	                                    each_setup, each_teardown),
+	};
+	return cmocka_run_group_tests_name("leader", tests, setup, teardown);
+}
