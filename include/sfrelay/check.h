@@ -5,7 +5,7 @@
 
 /*
  * `sfrelay --check`: the first thing to run on a new set-up
- * (`heroku run sfrelay --check`). In order:
+ * (`heroku run -- sfrelay --check`). In order:
  *
  *   configuration        config_load() of env (every problem, one line
  *                        each); nothing else runs unless it passes
@@ -18,6 +18,9 @@
  *                        is read or written), then a /meta/disconnect
  *   poll <object>        one line per SFRELAY_POLL object: its poll
  *                        query over the last day with LIMIT 1
+ *   database             with SFRELAY_CHECKPOINT=postgres: a connection
+ *                        to DATABASE_URL and one query (server version,
+ *                        TLS on or off); no table is read or written
  *
  * Each check prints one line on out: "ok   <check>: <detail>" or
  * "FAIL <check>: <reason>". Salesforce's error text is shown as it came,
