@@ -2,7 +2,8 @@
 # against a floor client and JavaScript peers on the bundled mock org and
 # writes bench/results/latest.md; `make bench-quick` is a one-run smoke
 # check of the same, written to build/bench/quick.md. Not part of
-# `make test`. Method and results: docs/benchmarks.md.
+# `make test`. Method and results: docs/benchmarks.md. For profiling one
+# relay run (perf, callgrind, massif) see bench/profile.sh.
 
 BENCH_B      := build/bench
 BENCH_RUNS   ?= 5

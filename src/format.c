@@ -50,6 +50,18 @@
 
 #include <event2/buffer.h>
 
+#if defined(__SSE2__) && defined(__GNUC__)
+#include <emmintrin.h>
+#endif
+
+/* The few helpers of the per-token path, where a call costs more than
+ * the work. */
+#if defined(__GNUC__)
+#define HOT static inline __attribute__((always_inline))
+#else
+#define HOT static inline
+#endif
+
 /* Stack staging sizes: a typical event line fits in LINE_STACK and needs
  * no heap at all; longer ones spill (see struct sbuf). */
 #define LINE_STACK 4096
@@ -75,9 +87,16 @@ struct sbuf {
 	size_t len;
 	size_t cap;
 	char *heap;
-	int spills;
+	int spills; /* SB_GROW, SB_SPILL or SB_FIXED */
 	struct evbuffer *spill;
 	int failed;
+	int overflow; /* SB_FIXED: the content did not fit */
+};
+
+enum {
+	SB_GROW,  /* grows on the heap */
+	SB_SPILL, /* moves into an evbuffer when full */
+	SB_FIXED, /* the caller's memory only: overflow when full */
 };
 
 static void
@@ -90,6 +109,7 @@ sbuf_init(struct sbuf *sb, char *stack, size_t cap, int spills)
 	sb->spills = spills;
 	sb->spill = NULL;
 	sb->failed = 0;
+	sb->overflow = 0;
 }
 
 static void
@@ -151,7 +171,13 @@ sbuf_put_slow(struct sbuf *sb, const char *s, size_t n)
 {
 	if (sb->failed)
 		return;
-	if (!sb->spills) {
+	if (sb->spills == SB_FIXED) {
+		sb->overflow = 1;
+		sb->failed =
+		    1; /* drops every later write: checked at the end */
+		return;
+	}
+	if (sb->spills == SB_GROW) {
 		if (sbuf_grow(sb, n) != 0)
 			return;
 	} else {
@@ -168,19 +194,47 @@ sbuf_put_slow(struct sbuf *sb, const char *s, size_t n)
 	sb->len += n;
 }
 
-static void
+/*
+ * Most pieces of a line are a few bytes long (keys, numbers, short
+ * values), and a call to memcpy() costs more than copying them: up to
+ * 16 bytes are moved as two overlapping words or half-words.
+ */
+HOT void
+copy_short(char *d, const char *s, size_t n)
+{
+	uint64_t a, b;
+	uint32_t x, y;
+
+	if (n >= 8 && n <= 16) {
+		memcpy(&a, s, 8);
+		memcpy(&b, s + n - 8, 8);
+		memcpy(d, &a, 8);
+		memcpy(d + n - 8, &b, 8);
+	} else if (n >= 4 && n < 8) {
+		memcpy(&x, s, 4);
+		memcpy(&y, s + n - 4, 4);
+		memcpy(d, &x, 4);
+		memcpy(d + n - 4, &y, 4);
+	} else if (n < 4) {
+		for (size_t i = 0; i < n; i++)
+			d[i] = s[i];
+	} else {
+		memcpy(d, s, n);
+	}
+}
+
+HOT void
 sbuf_put(struct sbuf *sb, const void *s, size_t n)
 {
 	if (n <= sb->cap - sb->len) {
-		if (n > 0)
-			memcpy(sb->p + sb->len, s, n);
+		copy_short(sb->p + sb->len, s, n);
 		sb->len += n;
 		return;
 	}
 	sbuf_put_slow(sb, s, n);
 }
 
-static void
+HOT void
 sbuf_putc(struct sbuf *sb, char c)
 {
 	if (sb->len < sb->cap)
@@ -338,6 +392,125 @@ put_escape_byte(struct sbuf *sb, unsigned char c)
 }
 
 /*
+ * Word-at-a-time classification, the inner loop of the payload scan and of
+ * every header value. For a byte b, (w ^ b*ONES) has a zero byte where w
+ * holds b; (v - ONES) & ~v & HIGHS is non-zero when v has a zero byte, and
+ * (w - n*ONES) & ~w & HIGHS when w has a byte below n (n <= 0x80). Only
+ * "is there one" is asked, which these answer exactly; where exactly is
+ * left to the byte loop that follows.
+ */
+#define ONES UINT64_C(0x0101010101010101)
+#define HIGHS UINT64_C(0x8080808080808080)
+
+static inline uint64_t
+has_byte(uint64_t w, unsigned char b)
+{
+	uint64_t v = w ^ (ONES * b);
+
+	return (v - ONES) & ~v & HIGHS;
+}
+
+/*
+ * From s[i], the index of the first '"' or '\\' (B_STOP) in s[0, n), or n;
+ * the classes of the bytes passed over are ORed into *flags. Description
+ * fields and the like are long runs of plain text: eight bytes a step.
+ */
+static inline size_t
+scan_plain(const unsigned char *s, size_t i, size_t n, unsigned *flags)
+{
+	unsigned f = *flags, c;
+	uint64_t w, stop, odd;
+
+#if defined(__SSE2__) && defined(__GNUC__)
+	/* Sixteen bytes a step where the machine has SSE2 (every x86-64):
+	 * the byte masks are exact, so the bytes before the first stop are
+	 * classified without a byte loop. */
+	const __m128i q = _mm_set1_epi8('"'), bs = _mm_set1_epi8('\\');
+	const __m128i c1f = _mm_set1_epi8(0x1f), del = _mm_set1_epi8(0x7f);
+	const __m128i sp = _mm_set1_epi8(' '), eq = _mm_set1_epi8('=');
+	while (n - i >= 16) {
+		__m128i v =
+		    _mm_loadu_si128((const __m128i *)(const void *)(s + i));
+		unsigned m_stop = (unsigned)_mm_movemask_epi8(
+		    _mm_or_si128(_mm_cmpeq_epi8(v, q), _mm_cmpeq_epi8(v, bs)));
+		unsigned m_odd = (unsigned)_mm_movemask_epi8(
+		    _mm_or_si128(_mm_cmpeq_epi8(_mm_min_epu8(v, c1f), v),
+		                 _mm_cmpeq_epi8(v, del)));
+		m_odd |= (unsigned)_mm_movemask_epi8(v); /* 0x80 and up */
+		unsigned m_q = (unsigned)_mm_movemask_epi8(
+		    _mm_or_si128(_mm_cmpeq_epi8(v, sp), _mm_cmpeq_epi8(v, eq)));
+		unsigned below =
+		    m_stop != 0 ? (m_stop & (~m_stop + 1)) - 1 : 0xffffu;
+		if (m_odd & below) {
+			for (c = 0; c < 16 && !(byte_class[s[i + c]] & B_STOP);
+			     c++)
+				f |= byte_class[s[i + c]];
+		} else if (m_q & below) {
+			f |= B_QUOTE;
+		}
+		if (m_stop != 0) {
+			*flags = f;
+			return i + (size_t)__builtin_ctz(m_stop);
+		}
+		i += 16;
+	}
+#endif
+	while (n - i >= 8) {
+		memcpy(&w, s + i, sizeof(w));
+		stop = has_byte(w, '"') | has_byte(w, '\\');
+		/* Below 0x20, or 0x7f and up (w + ONES carries 0x7f into the
+		 * high bit; a carry out of a 0xff byte only adds a flag next
+		 * to a true one): the byte table sorts these out. */
+		odd = ((w - ONES * 0x20) & ~w & HIGHS) |
+		      ((w | (w + ONES)) & HIGHS);
+		if (stop != 0) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+			/* The lowest flag is exact (a borrow only flags bytes
+			 * above a true hit), and so is "any flag below it":
+			 * most strings end here, without a byte loop. */
+			uint64_t below = (stop & (~stop + 1)) - 1;
+
+			if (!(odd & below)) {
+				if (!(f & B_QUOTE) &&
+				    ((has_byte(w, ' ') | has_byte(w, '=')) &
+				     below))
+					f |= B_QUOTE;
+				i += (size_t)__builtin_ctzll(stop) >> 3;
+				*flags = f;
+				return i;
+			}
+#endif
+			break;
+		}
+		if (odd) {
+			for (c = 0; c < 8; c++)
+				f |= byte_class[s[i + c]];
+		} else if (!(f & B_QUOTE) &&
+		           (has_byte(w, ' ') | has_byte(w, '='))) {
+			f |= B_QUOTE;
+		}
+		i += 8;
+	}
+	while (i < n && !((c = byte_class[s[i]]) & B_STOP)) {
+		f |= c;
+		i++;
+	}
+	*flags = f;
+	return i;
+}
+
+/* The classes of all bytes of s (B_STOP bytes count as B_ESC). */
+static unsigned
+classify(const unsigned char *s, size_t n)
+{
+	unsigned flags = 0;
+
+	if (scan_plain(s, 0, n, &flags) < n)
+		flags |= B_ESC;
+	return flags;
+}
+
+/*
  * Writes s as the inside of a quoted string (logfmt or JSON, same rules):
  * quote, backslash and control characters escaped, invalid UTF-8 bytes
  * replaced. Runs of bytes that need nothing go out in one put.
@@ -412,13 +585,25 @@ put_logfmt_value(struct sbuf *sb, const unsigned char *s, size_t n)
 		put_escaped(sb, s, n); /* only repairs UTF-8 here */
 }
 
+/* Plain text (no escape, no UTF-8 to check) is copied as it is; the
+ * rest takes the general path. */
 static void
 put_value(struct sbuf *sb, enum format_kind kind, const char *s, size_t n)
 {
-	if (kind == FORMAT_JSON)
-		put_quoted(sb, (const unsigned char *)s, n);
-	else
-		put_logfmt_value(sb, (const unsigned char *)s, n);
+	unsigned flags = classify((const unsigned char *)s, n);
+
+	if (flags & B_SPECIAL) {
+		if (kind == FORMAT_JSON)
+			put_quoted(sb, (const unsigned char *)s, n);
+		else
+			put_logfmt_value(sb, (const unsigned char *)s, n);
+	} else if (kind == FORMAT_LOGFMT && n > 0 && !(flags & B_QUOTE)) {
+		sbuf_put(sb, s, n);
+	} else {
+		sbuf_putc(sb, '"');
+		sbuf_put(sb, s, n);
+		sbuf_putc(sb, '"');
+	}
 }
 
 /* One key segment: '_' when empty; in logfmt unsafe bytes become '_'. */
@@ -499,9 +684,12 @@ skip_ws(struct parser *ps)
 }
 
 /* Skips whitespace; fails at the end of input. Returns the next byte. */
-static int
+HOT int
 peek(struct parser *ps)
 {
+	/* Salesforce sends compact JSON: usually no whitespace at all. */
+	if (ps->pos < ps->len && ps->s[ps->pos] > ' ')
+		return ps->s[ps->pos];
 	skip_ws(ps);
 	if (ps->pos >= ps->len)
 		return fail(ps, "unexpected end of input");
@@ -751,14 +939,11 @@ scan_string(struct parser *ps, struct jstr *js)
 {
 	const unsigned char *s = ps->s;
 	size_t i = ps->pos + 1, len = ps->len;
-	unsigned flags = 0, f = 0;
+	unsigned flags = 0;
 
 	js->start = i;
 	for (;;) {
-		while (i < len && !((f = byte_class[s[i]]) & B_STOP)) {
-			flags |= f;
-			i++;
-		}
+		i = scan_plain(s, i, len, &flags);
 		ps->pos = i;
 		if (i >= len)
 			return fail(ps, "unterminated string");
@@ -1072,7 +1257,7 @@ put_header(struct sbuf *l, struct sbuf *tmp, enum format_kind kind,
            const struct event *ev)
 {
 	int stream = ev->src == EVENT_SRC_STREAM;
-	const char *src = stream                            ? "stream"
+	const char *src = stream                          ? "stream"
 	                  : ev->src == EVENT_SRC_BACKFILL ? "backfill"
 	                                                  : "poll";
 
@@ -1174,15 +1359,41 @@ format_event(enum format_kind kind, const struct event *event,
 	if (event == NULL || out == NULL)
 		return -1; /* a caller's bug, but not worth a crash */
 	event_sanitize(event, &ev);
-	sbuf_init(&line, line_stack, sizeof(line_stack), 1);
-	sbuf_init(&key, key_stack, sizeof(key_stack), 0);
-	sbuf_init(&tmp, tmp_stack, sizeof(tmp_stack), 0);
+	sbuf_init(&line, line_stack, sizeof(line_stack), SB_SPILL);
+	sbuf_init(&key, key_stack, sizeof(key_stack), SB_GROW);
+	sbuf_init(&tmp, tmp_stack, sizeof(tmp_stack), SB_GROW);
 	rc = write_event(&line, &key, &tmp, kind, &ev);
 	if (rc >= 0 && sbuf_finish(&line, out) != 0)
 		rc = -1;
 	sbuf_release(&tmp);
 	sbuf_release(&key);
 	sbuf_release(&line);
+	return rc;
+}
+
+int
+format_event_mem(enum format_kind kind, const struct event *event, char *buf,
+                 size_t cap, size_t *len)
+{
+	char key_stack[KEY_STACK], tmp_stack[TMP_STACK];
+	struct sbuf line, key, tmp;
+	struct event ev;
+	int rc;
+
+	if (event == NULL || buf == NULL || len == NULL)
+		return -1;
+	event_sanitize(event, &ev);
+	sbuf_init(&line, buf, cap, SB_FIXED);
+	sbuf_init(&key, key_stack, sizeof(key_stack), SB_GROW);
+	sbuf_init(&tmp, tmp_stack, sizeof(tmp_stack), SB_GROW);
+	rc = write_event(&line, &key, &tmp, kind, &ev);
+	if (line.overflow)
+		rc = FORMAT_NO_ROOM;
+	else if (line.failed)
+		rc = -1;
+	*len = line.len;
+	sbuf_release(&tmp);
+	sbuf_release(&key);
 	return rc;
 }
 
@@ -1199,7 +1410,7 @@ format_logfmt_value(struct evbuffer *out, const char *s, size_t n)
 		s = "";
 		n = 0;
 	}
-	sbuf_init(&sb, stack, sizeof(stack), 1);
+	sbuf_init(&sb, stack, sizeof(stack), SB_SPILL);
 	put_logfmt_value(&sb, (const unsigned char *)s, n);
 	rc = sbuf_finish(&sb, out);
 	sbuf_release(&sb);
@@ -1219,7 +1430,7 @@ format_json_string(struct evbuffer *out, const char *s, size_t n)
 		s = "";
 		n = 0;
 	}
-	sbuf_init(&sb, stack, sizeof(stack), 1);
+	sbuf_init(&sb, stack, sizeof(stack), SB_SPILL);
 	put_quoted(&sb, (const unsigned char *)s, n);
 	rc = sbuf_finish(&sb, out);
 	sbuf_release(&sb);

@@ -191,11 +191,59 @@ line_limit(const struct relay *r)
 	return r->max_line > 0 ? r->max_line : sink_max_line(r->sink);
 }
 
+/* Room reserved in the queue for a line formatted in place: its payload
+ * twice over (escapes grow it) plus the header. A line that needs more
+ * takes the general path below. */
+#define RESERVE_MIN 1024
+#define RESERVE_MAX (32u * 1024u)
+
+/*
+ * The common case, one copy-free pass: the line is formatted straight
+ * into the queue's memory, where the sink reads it. Returns 1 when the
+ * line was queued, 0 when the event needs the general path (redaction
+ * changed it, it must be split, or it did not fit the reservation).
+ */
+static int
+submit_in_place(struct relay *r, const struct event *ev)
+{
+	size_t want = RESERVE_MIN, len, max = line_limit(r);
+	if (ev->payload_len < (RESERVE_MAX - RESERVE_MIN) / 2)
+		want += 2 * ev->payload_len;
+	else
+		want = RESERVE_MAX;
+	char *p = queue_reserve(r->queue, ev->channel, ev->position,
+				ev->created, want);
+	int rc = format_event_mem(r->format, ev, p, want, &len);
+	if (rc == FORMAT_NO_ROOM)
+		return 0;
+	if (rc < 0)
+		abort(); /* only on allocation failure */
+	if (max > 0 && len > max + 1)
+		return 0;
+	if (r->redact != NULL) {
+		rc = lines_redact_line(r->redact, r->format, p, len,
+				       r->redacted);
+		if (rc < 0)
+			abort(); /* only on allocation failure */
+		evbuffer_drain(r->redacted, evbuffer_get_length(r->redacted));
+		/* A redacted line may be split too: the general path does
+		 * both, in that order (the reservation is forgotten). */
+		if (rc > 0)
+			return 0;
+	}
+	queue_commit(r->queue, len);
+	r->lines++;
+	r->events++;
+	return 1;
+}
+
 int
 relay_submit(struct relay *r, const struct event *ev)
 {
 	if (r->failed)
 		return -1;
+	if (submit_in_place(r, ev))
+		return pump(r);
 	if (format_event(r->format, ev, r->scratch) < 0)
 		abort(); /* only on allocation failure */
 	struct evbuffer *src = r->scratch;
@@ -244,13 +292,10 @@ relay_submit_line(struct relay *r, const char *line, size_t len)
 		return -1;
 	if (len > 0 && line[len - 1] == '\n')
 		len--;
-	char *copy = malloc(len + 1);
-	if (copy == NULL)
-		abort();
-	memcpy(copy, line, len);
-	copy[len] = '\n';
-	queue_push(r->queue, "", "", NULL, copy, len + 1);
-	free(copy);
+	char *p = queue_reserve(r->queue, "", "", NULL, len + 1);
+	memcpy(p, line, len);
+	p[len] = '\n';
+	queue_commit(r->queue, len + 1);
 	r->lines++;
 	return pump(r);
 }

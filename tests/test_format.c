@@ -1883,6 +1883,178 @@ test_backfill_header(void **state)
 	evbuffer_free(out);
 }
 
+/* ---- word-at-a-time scanning -------------------------------------------- */
+
+/*
+ * The scanner classifies strings 8 or 16 bytes at a time; what it decides
+ * must not depend on where a byte falls in a word. One special byte is
+ * put at every offset of a value (and of a key), with runs of plain text
+ * around it that end at every offset too, and the line is compared with
+ * one built byte by byte here.
+ */
+struct special {
+	const char *json; /* as it appears inside the JSON string */
+	const char *out;  /* what logfmt writes for it */
+	int quotes;       /* 1 when the value must then be quoted */
+	const char *key;  /* what a key segment writes for it; NULL: skip */
+};
+
+static const struct special specials[] = {
+    {"\\\"", "\\\"", 1, NULL},
+    {"\\\\", "\\\\", 1, NULL},
+    {" ", " ", 1, "_"},
+    {"=", "=", 1, "_"},
+    {"\t", "\\t", 1, "_"},
+    {"\x01", "\\u0001", 1, "_"},
+    {"\x7f", "\\u007f", 1, "_"},
+    {"\xc3\xa9", "\xc3\xa9", 0, "__"},
+    {"\xff", FFFD, 0, "_"},
+    {"\xc2\x85", "\\u0085", 1, "__"},
+    {"\\u00e9", "\xc3\xa9", 0, NULL},
+    {"~", "~", 0, "~"},
+};
+
+static void
+fill(char *p, char c, size_t n)
+{
+	memset(p, c, n);
+	p[n] = '\0';
+}
+
+static void
+test_scan_every_offset(void **state)
+{
+	static const size_t suffixes[] = {0, 1, 7, 8, 9, 15, 16, 17, 33};
+	const char *head = "at=event src=stream channel=/t id=/t:1 "
+	                   "replay_id=1";
+	char pre[64], suf[64], payload[256], want[512];
+	struct event ev = {
+	    .src = EVENT_SRC_STREAM, .channel = "/t", .position = "1"};
+	size_t i, k, p, n;
+	int rc;
+
+	(void)state;
+	for (i = 0; i < sizeof(specials) / sizeof(specials[0]); i++) {
+		const struct special *sp = &specials[i];
+		for (p = 0; p < 41; p++) {
+			for (k = 0; k < sizeof(suffixes) / sizeof(suffixes[0]);
+			     k++) {
+				fill(pre, 'a', p);
+				fill(suf, 'b', suffixes[k]);
+				/* In a value. */
+				snprintf(payload, sizeof(payload),
+				         "{\"k\":\"%s%s%s\",\"z\":1}", pre,
+				         sp->json, suf);
+				snprintf(want, sizeof(want),
+				         "%s k=%s%s%s%s%s z=1\n", head,
+				         sp->quotes ? "\"" : "", pre, sp->out,
+				         suf, sp->quotes ? "\"" : "");
+				ev.payload = payload;
+				ev.payload_len = strlen(payload);
+				char *got =
+				    format_line(FORMAT_LOGFMT, &ev, &rc, &n);
+				assert_int_equal(rc, 0);
+				assert_bytes(want, strlen(want), got, n);
+				free(got);
+				if (sp->key == NULL)
+					continue;
+				/* In a key. */
+				snprintf(payload, sizeof(payload),
+				         "{\"%s%s%s\":1}", pre, sp->json, suf);
+				snprintf(want, sizeof(want), "%s %s%s%s=1\n",
+				         head, pre, sp->key, suf);
+				ev.payload_len = strlen(payload);
+				got = format_line(FORMAT_LOGFMT, &ev, &rc, &n);
+				assert_int_equal(rc, 0);
+				assert_bytes(want, strlen(want), got, n);
+				free(got);
+			}
+		}
+	}
+}
+
+/* Header values take the same fast path: a channel with a space at each
+ * offset is still quoted, and the id after it too. */
+static void
+test_header_every_offset(void **state)
+{
+	char channel[64], want[256];
+	struct event ev = {.src = EVENT_SRC_POLL,
+	                   .position = "",
+	                   .payload = "{}",
+	                   .payload_len = 2};
+	size_t p, n;
+	int rc;
+
+	(void)state;
+	for (p = 0; p < 39; p++) {
+		fill(channel, 'c', 39);
+		channel[p] = ' ';
+		ev.channel = channel;
+		snprintf(want, sizeof(want),
+		         "at=event src=poll object=\"%s\"\n", channel);
+		char *got = format_line(FORMAT_LOGFMT, &ev, &rc, &n);
+		assert_int_equal(rc, 0);
+		assert_bytes(want, strlen(want), got, n);
+		free(got);
+		channel[p] = 'c';
+		snprintf(want, sizeof(want), "at=event src=poll object=%s\n",
+		         channel);
+		got = format_line(FORMAT_LOGFMT, &ev, &rc, &n);
+		assert_bytes(want, strlen(want), got, n);
+		free(got);
+	}
+}
+
+/* format_event_mem() writes what format_event() appends, and reports a
+ * buffer one byte too short instead of cutting the line. */
+static void
+test_event_mem(void **state)
+{
+	static const char *payloads[] = {
+	    "{\"sobject\":{\"Id\":\"001\",\"Name\":\"Acme \\\"A\\\"\"}}",
+	    "{\"a\":[1,2,{\"b\":null}],\"c\":true}",
+	    "{\"broken\":", /* the error line */
+	    "\"just a string\"",
+	};
+	enum format_kind kinds[] = {FORMAT_LOGFMT, FORMAT_JSON};
+	struct event ev = {.src = EVENT_SRC_STREAM,
+	                   .channel = "/topic/T",
+	                   .position = "42",
+	                   .event_type = "created",
+	                   .created = "2026-11-26T19:27:53.000Z"};
+	char buf[1024];
+	size_t i, k, n, len, cap;
+	int rc, want_rc;
+
+	(void)state;
+	for (k = 0; k < 2; k++) {
+		for (i = 0; i < sizeof(payloads) / sizeof(payloads[0]); i++) {
+			ev.payload = payloads[i];
+			ev.payload_len = strlen(payloads[i]);
+			char *want = format_line(kinds[k], &ev, &want_rc, &n);
+			rc = format_event_mem(kinds[k], &ev, buf, sizeof(buf),
+			                      &len);
+			assert_int_equal(rc, want_rc);
+			assert_bytes(want, n, buf, len);
+			for (cap = 0; cap < n; cap++)
+				assert_int_equal(format_event_mem(kinds[k], &ev,
+				                                  buf, cap,
+				                                  &len),
+				                 FORMAT_NO_ROOM);
+			assert_int_equal(
+			    format_event_mem(kinds[k], &ev, buf, n, &len),
+			    want_rc);
+			assert_int_equal(len, n);
+			free(want);
+		}
+	}
+	assert_int_equal(format_event_mem(FORMAT_LOGFMT, NULL, buf, 1, &len),
+	                 -1);
+	assert_int_equal(format_event_mem(FORMAT_LOGFMT, &ev, NULL, 1, &len),
+	                 -1);
+}
+
 int
 main(void)
 {
@@ -1906,6 +2078,9 @@ main(void)
 	    cmocka_unit_test(test_formats_agree),
 	    cmocka_unit_test(test_mutations),
 	    cmocka_unit_test(test_golden),
+	    cmocka_unit_test(test_scan_every_offset),
+	    cmocka_unit_test(test_header_every_offset),
+	    cmocka_unit_test(test_event_mem),
 	};
 
 	return cmocka_run_group_tests_name("format", tests, NULL, NULL);

@@ -11,7 +11,14 @@
 
 #include <cmocka.h>
 
+#include <signal.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+
 #include "sfrelay/event.h"
+#include "sfrelay/format.h"
 #include "sfrelay/lines.h"
 #include "sfrelay/relay.h"
 #include "sfrelay/sink.h"
@@ -212,12 +219,152 @@ test_split_event_moves_position_at_last_part(void **state)
 	lines_redact_free(red);
 }
 
+
+/* ---- the stdout sink, through the relay --------------------------------- */
+
+/* What the relay reported: its fatal and position callbacks share arg. */
+struct reports {
+	char last[32]; /* newest position */
+	int n;         /* fatal calls */
+	int code;
+};
+
+static void
+count_fatal(void *arg, int code, const char *msg)
+{
+	(void)msg;
+	struct reports *f = arg;
+	f->n++;
+	f->code = code;
+}
+
+static void
+count_position(void *arg, const char *channel, const char *position,
+	       const char *created)
+{
+	(void)channel;
+	(void)created;
+	struct reports *f = arg;
+	snprintf(f->last, sizeof(f->last), "%s", position);
+}
+
+/*
+ * Lines formatted into the queue reach the fd through writev() from the
+ * queue's memory, in order, byte for byte what format_event() makes, in
+ * one loop turn; the write acknowledges them and moves the position.
+ * Events of several sizes (one longer than the in-place room, and one
+ * redacted) take both of the relay's paths.
+ */
+static void
+test_stdout_sink_writes_queue_lines(void **state)
+{
+	(void)state;
+	int fds[2];
+	assert_int_equal(pipe(fds), 0);
+	struct event_base *base = event_base_new();
+	struct sink *sink = sink_stdout_new(base, fds[1]);
+	assert_non_null(sink);
+	const char *pats[] = {"*secret*"};
+	struct lines_redact *red = lines_redact_new(pats, 1);
+	struct relay_opts o = {.format = FORMAT_LOGFMT, .max_lines = 1000,
+			       .max_bytes = 1 << 20, .redact = red};
+	struct relay *r = relay_new(&o, sink);
+	struct reports fatal = {0};
+	relay_set_callbacks(r, count_fatal, count_position, &fatal);
+
+	struct evbuffer *want = evbuffer_new();
+	struct evbuffer *unredacted = evbuffer_new();
+	char *payload = malloc(40000);
+	for (int k = 1; k <= 60; k++) {
+		size_t n = k == 30 ? 30000 : (size_t)(k * 13 % 200);
+		int m = snprintf(payload, 64, "{\"k\":%d,%s\"v\":\"", k,
+				 k == 40 ? "\"secret\":\"x\"," : "");
+		memset(payload + m, 'a' + k % 26, n);
+		memcpy(payload + (size_t)m + n, "\"}", 3);
+		char pos[16];
+		snprintf(pos, sizeof(pos), "%d", k);
+		struct event ev = {.src = EVENT_SRC_STREAM,
+				   .channel = "/topic/T",
+				   .position = pos,
+				   .payload = payload,
+				   .payload_len = strlen(payload)};
+		assert_int_equal(format_event(FORMAT_LOGFMT, &ev, unredacted),
+				 0);
+		size_t ul = evbuffer_get_length(unredacted);
+		assert_true(lines_redact_line(
+				red, FORMAT_LOGFMT,
+				(const char *)evbuffer_pullup(unredacted, -1),
+				ul, want) >= 0);
+		evbuffer_drain(unredacted, ul);
+		assert_int_equal(relay_submit(r, &ev), 0);
+	}
+	/* Nothing is written before the loop turn ends. */
+	assert_int_equal(relay_pending(r), 60);
+	assert_true(event_base_loop(base, EVLOOP_NONBLOCK) >= 0);
+	assert_int_equal(relay_pending(r), 0);
+	assert_string_equal(fatal.last, "60");
+
+	size_t wn = evbuffer_get_length(want);
+	char *got = malloc(wn + 1);
+	size_t gn = 0;
+	ssize_t rd;
+	close(fds[1]);
+	while ((rd = read(fds[0], got + gn, wn + 1 - gn)) > 0)
+		gn += (size_t)rd;
+	assert_int_equal(gn, wn);
+	assert_memory_equal(got, evbuffer_pullup(want, -1), wn);
+	assert_non_null(strstr(got, "secret=[redacted]"));
+	assert_int_equal(fatal.n, 0);
+
+	relay_free(r);
+	lines_redact_free(red);
+	event_base_free(base);
+	evbuffer_free(want);
+	evbuffer_free(unredacted);
+	free(got);
+	free(payload);
+	close(fds[0]);
+}
+
+/* A reader that went away fails the sink: the relay reports code 75,
+ * acknowledges nothing and refuses further events. */
+static void
+test_stdout_sink_closed_pipe(void **state)
+{
+	(void)state;
+	int fds[2];
+	assert_int_equal(pipe(fds), 0);
+	close(fds[0]);
+	struct event_base *base = event_base_new();
+	struct sink *sink = sink_stdout_new(base, fds[1]);
+	struct relay_opts o = {.format = FORMAT_LOGFMT, .max_lines = 10,
+			       .max_bytes = 1 << 20};
+	struct relay *r = relay_new(&o, sink);
+	struct reports fatal = {0};
+	relay_set_callbacks(r, count_fatal, count_position, &fatal);
+	struct event ev = {.src = EVENT_SRC_STREAM, .channel = "/topic/T",
+			   .position = "1", .payload = "{}", .payload_len = 2};
+	assert_int_equal(relay_submit(r, &ev), 0);
+	assert_true(event_base_loop(base, EVLOOP_NONBLOCK) >= 0);
+	assert_int_equal(fatal.n, 1);
+	assert_int_equal(fatal.code, 75);
+	assert_string_equal(fatal.last, "");
+	assert_int_equal(relay_submit(r, &ev), -1);
+	relay_free(r);
+	event_base_free(base);
+	close(fds[1]);
+}
+
 int
 main(void)
 {
+	/* A write to a closed pipe must fail with EPIPE, as in the relay. */
+	signal(SIGPIPE, SIG_IGN);
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_flow_control_and_acks),
 		cmocka_unit_test(test_split_event_moves_position_at_last_part),
+		cmocka_unit_test(test_stdout_sink_writes_queue_lines),
+		cmocka_unit_test(test_stdout_sink_closed_pipe),
 	};
 	return cmocka_run_group_tests_name("sinks_relay", tests, NULL, NULL);
 }

@@ -45,6 +45,17 @@ int format_event(enum format_kind kind, const struct event *ev,
 		 struct evbuffer *out);
 
 /*
+ * The same line written into buf (cap bytes, borrowed) instead of an
+ * evbuffer, for a caller that owns the memory the line will live in (the
+ * relay's queue). Returns as format_event() with *len the line's length,
+ * or FORMAT_NO_ROOM when the line is longer than cap (buf then holds a
+ * prefix of no use: format again with more room, or with format_event()).
+ */
+#define FORMAT_NO_ROOM (-2)
+int format_event_mem(enum format_kind kind, const struct event *ev, char *buf,
+		     size_t cap, size_t *len);
+
+/*
  * Appends s (n bytes, any content) to out as one logfmt value: bare when
  * it is non-empty and holds no space, '=', '"', '\\' or control byte,
  * quoted and escaped otherwise (\\ \" \n \r \t, other controls \u00XX,

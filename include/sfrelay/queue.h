@@ -38,8 +38,20 @@ void queue_free(struct queue *q);
 uint64_t queue_push(struct queue *q, const char *channel, const char *position,
 		    const char *created, const char *line, size_t len);
 
+/*
+ * Appending without a copy: queue_reserve() records channel, position and
+ * created (copied; created may be NULL) and returns room for a line of up
+ * to max bytes, which the caller fills and then appends with
+ * queue_commit(q, len) (len <= max), as queue_push() would. Nothing else
+ * may be called on q in between, and a reservation that is not committed
+ * is simply forgotten by the next one. Never NULL (out of memory aborts).
+ */
+char *queue_reserve(struct queue *q, const char *channel, const char *position,
+		    const char *created, size_t max);
+uint64_t queue_commit(struct queue *q, size_t len);
+
 /* The oldest entry not yet sent, or 0 when none. line borrowed until it
- * is acknowledged. */
+ * is acknowledged: its bytes neither move nor change until then. */
 uint64_t queue_next_unsent(struct queue *q, const char **line, size_t *len);
 /* Marks everything up to seq as sent. */
 void queue_mark_sent(struct queue *q, uint64_t seq);

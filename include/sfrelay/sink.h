@@ -42,8 +42,10 @@ typedef void sink_writable_fn(void *arg);
 
 struct sink_ops {
 	const char *name;
-	/* Takes a copy of line[0..len) or buffers it; returns 0, or -1 when
-	 * the sink has failed for good. Called only while ready (below)
+	/* Takes line[0..len), which stays valid and unchanged until the
+	 * sink acknowledges seq or is freed (the relay's queue holds it), so
+	 * a sink may keep the pointer instead of a copy; returns 0, or -1
+	 * when the sink has failed for good. Called only while ready (below)
 	 * says 1. Must not call back into the relay synchronously: acks are
 	 * reported from the event loop. */
 	int (*write)(void *impl, uint64_t seq, const char *line, size_t len);
@@ -96,7 +98,8 @@ void sink_writable(struct sink *sink);
 
 /*
  * The stdout sink (the default: on a Heroku dyno stdout is Logplex).
- * Lines are gathered and written with few write(2) calls once per event
+ * Lines are gathered (by reference, see ops->write) and written with few
+ * writev(2) calls once per event
  * loop turn, so every line leaves within the turn that produced it and
  * no line is ever split between writes of other producers. fd is
  * borrowed (normally STDOUT_FILENO). A closed pipe (EPIPE) or other
