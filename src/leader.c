@@ -3,11 +3,15 @@
  *
  * A small state machine over one pg connection:
  *   up -> SET the session's keepalives -> schema -> try the lock
- *   lock free  -> bump the epoch -> LEADING (no reconnection from here:
- *                 a new session would not hold the lock)
+ *   lock free  -> bump the epoch -> LEADING (the session that holds the
+ *                 lock is never silently replaced: a new one would not
+ *                 hold it)
  *   lock taken -> STANDBY, try again every poll_ms
  * Any error while not leading resets the connection (which also drops a
  * lock we might hold without knowing it) and starts over after back-off.
+ * Losing the lock (the session broke, or leader_resign()) is reported
+ * and then the machine starts over as a standby, on a new session,
+ * exactly as at start: it has to win the lock, and a new epoch, again.
  */
 #include "sfrelay/leader.h"
 
@@ -29,7 +33,6 @@ enum leader_state {
 	LEADER_TRYING,  /* a lock attempt is in flight */
 	LEADER_STANDBY, /* waiting for the poll timer */
 	LEADER_LEADING,
-	LEADER_DONE, /* lost: nothing more happens */
 };
 
 struct leader {
@@ -42,6 +45,7 @@ struct leader {
 	enum leader_state st;
 	long long epoch;
 	int said_waiting;
+	int resigning; /* leader_resign() is dropping the session */
 	struct event *poll;
 	int in_cb, freeing;
 };
@@ -91,14 +95,23 @@ notify(struct leader *l, enum leader_event ev, const char *why)
 	return 0;
 }
 
+/*
+ * No longer leading: say so, and that this relay stands by again (once
+ * per standby period, as at start, so the line is not repeated by the
+ * first refused attempt), then tell the user. The caller has set up the
+ * reconnection: the machine goes on by itself from the next session.
+ */
 static void
 lost(struct leader *l, const char *why)
 {
 	char ep[24];
-	l->st = LEADER_DONE;
+	l->st = LEADER_IDLE;
+	event_del(l->poll);
 	log_error("leader lock lost", "epoch",
 	          log_fmt(ep, sizeof(ep), "%lld", l->epoch), "error", why,
 	          NULL);
+	l->said_waiting = 1;
+	log_info("waiting for the leader lock", "holder", "unknown", NULL);
 	notify(l, LEADER_LOST, why);
 }
 
@@ -218,12 +231,16 @@ on_state(void *arg, int up, const char *err)
 	struct leader *l = arg;
 	if (!up) {
 		event_del(l->poll);
+		if (l->resigning)
+			return; /* leader_resign() reports it */
 		if (l->st == LEADER_LEADING) {
+			/* pg reconnects once this returns: a new session, as
+			 * a standby. */
+			pg_set_reconnect(l->pg, 1);
 			lost(l, err != NULL ? err : "connection lost");
 			return;
 		}
-		if (l->st != LEADER_DONE)
-			l->st = LEADER_IDLE;
+		l->st = LEADER_IDLE;
 		/* Each attempt is spaced by the back-off: one line each. */
 		log_warn("leader lock: database unavailable; retrying", "error",
 		         err != NULL ? err : "connection lost", NULL);
@@ -324,12 +341,12 @@ leader_resign(struct leader *l, const char *why)
 {
 	if (l->st != LEADER_LEADING)
 		return;
-	l->st = LEADER_DONE;
-	pg_set_reconnect(l->pg, 0);
+	/* Closing the session releases the lock now; the next one (after
+	 * the back-off) starts over as a standby. */
+	l->st = LEADER_IDLE;
+	l->resigning = 1;
+	pg_set_reconnect(l->pg, 1);
 	pg_reset(l->pg, why);
-	char ep[24];
-	log_error("leader lock lost", "epoch",
-	          log_fmt(ep, sizeof(ep), "%lld", l->epoch), "error", why,
-	          NULL);
-	notify(l, LEADER_LOST, why);
+	l->resigning = 0;
+	lost(l, why);
 }

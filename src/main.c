@@ -3,6 +3,12 @@
  *
  * main wires the modules together on one event loop and owns the process
  * life cycle: configuration, start, signals, orderly shutdown, exit code.
+ *
+ * Two lifetimes: the process (configuration, event loop, signals, the
+ * leader lock) and a term of relaying (HTTP, auth, sink and relay,
+ * stream, poller, stats, checkpoints). With the file store there is one
+ * term. With Postgres a term starts each time the leader lock is
+ * acquired and ends when it is lost; the process then stands by again.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -45,6 +51,7 @@ extern char **environ;
 struct app {
 	struct config cfg;
 	struct event_base *base;
+	/* The term: built by start_relaying(), freed by stop_term(). */
 	struct http *http;
 	struct auth *auth;
 	struct relay *relay;
@@ -54,8 +61,12 @@ struct app {
 	int sources;           /* sources not yet stopped (shutdown) */
 	struct stats *stats;
 	struct lines_redact *redact;
+	int relaying; /* a term runs and has not lost the lock */
+	/* The process. */
 	struct leader *leader; /* SFRELAY_CHECKPOINT=postgres only */
 	struct event *sigint, *sigterm, *deadline;
+	struct event *demote; /* ends a lost term from the loop */
+	int curl_ready;
 	int stopping;
 	int exit_code;
 };
@@ -120,7 +131,8 @@ on_deadline(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	struct app *app = arg;
 	log_warn("shutdown deadline passed; exiting", NULL);
-	relay_flush(app->relay);
+	if (app->relay != NULL)
+		relay_flush(app->relay);
 	save_checkpoints(app);
 	finish_loop(app);
 }
@@ -139,8 +151,9 @@ begin_shutdown(struct app *app, int code, const char *why)
 	if (code != 0)
 		app->exit_code = code;
 	log_info("shutting down", "reason", why, NULL);
-	if (app->poller == NULL) {
-		/* A standby: nothing to drain. */
+	if (!app->relaying) {
+		/* A standby (perhaps with a lost term not yet freed, whose
+		 * lines are abandoned anyway): nothing to drain. */
 		finish_loop(app);
 		return;
 	}
@@ -164,6 +177,8 @@ static void
 on_event(void *arg, const struct event *ev)
 {
 	struct app *app = arg;
+	if (!app->relaying)
+		return; /* the lock is lost: the next leader replays it */
 	/* After a crash before a channel's first acknowledgement, the replay
 	 * from the start marker brings older events the user never asked
 	 * for: drop those (see replay.h). */
@@ -203,6 +218,8 @@ static void
 on_poll_event(void *arg, const struct event *ev)
 {
 	struct app *app = arg;
+	if (!app->relaying)
+		return;
 	relay_submit(app->relay, ev);
 }
 
@@ -234,7 +251,8 @@ static void
 on_stats_line(void *arg, const char *line, size_t len)
 {
 	struct app *app = arg;
-	relay_submit_line(app->relay, line, len);
+	if (app->relaying)
+		relay_submit_line(app->relay, line, len);
 }
 
 static void
@@ -395,7 +413,10 @@ fail:
 	return -1;
 }
 
-/* SIGINT, SIGTERM and the shutdown deadline; once. */
+static void on_demote(evutil_socket_t fd, short what, void *arg);
+
+/* SIGINT, SIGTERM, the shutdown deadline and the end of a lost term:
+ * once for the process, whatever the number of terms. */
 static int
 add_signals(struct app *app)
 {
@@ -404,8 +425,9 @@ add_signals(struct app *app)
 	app->sigint = evsignal_new(app->base, SIGINT, on_signal, app);
 	app->sigterm = evsignal_new(app->base, SIGTERM, on_signal, app);
 	app->deadline = evtimer_new(app->base, on_deadline, app);
+	app->demote = evtimer_new(app->base, on_demote, app);
 	if (app->sigint == NULL || app->sigterm == NULL ||
-	    app->deadline == NULL)
+	    app->deadline == NULL || app->demote == NULL)
 		return -1;
 	event_add(app->sigint, NULL);
 	event_add(app->sigterm, NULL);
@@ -496,8 +518,6 @@ build(struct app *app)
 		log_error("cannot set up polling", "error", err, NULL);
 		return -1;
 	}
-	if (add_signals(app) != 0)
-		return -1;
 	if (cfg->stats_interval_ms > 0 &&
 	    (app->stats = stats_new(app->base, cfg->stats_interval_ms,
 				    on_stats_collect, on_stats_line, app)) ==
@@ -506,45 +526,85 @@ build(struct app *app)
 	return 0;
 }
 
-/* Shutdown order: clients, then the multi handle while the base lives,
- * then the base, then the libraries. */
+/*
+ * Frees the term's objects, in an order where each goes before what it
+ * borrows: clients (stats, sources), then the relay and its sink, then
+ * the checkpoint map, and the HTTP multi handle last. Writes nothing:
+ * callers save first if they may. Never called from inside a callback
+ * of one of these objects (http_free() forbids it; the others would be
+ * freed under their own feet): on a lost lock it runs from on_demote.
+ */
+static void
+stop_term(struct app *app)
+{
+	if (app->demote != NULL)
+		evtimer_del(app->demote);
+	if (app->deadline != NULL)
+		evtimer_del(app->deadline);
+	app->relaying = 0;
+	stats_free(app->stats);
+	app->stats = NULL;
+	poller_free(app->poller);
+	app->poller = NULL;
+	bayeux_free(app->bayeux);
+	app->bayeux = NULL;
+	auth_free(app->auth);
+	app->auth = NULL;
+	relay_free(app->relay);
+	app->relay = NULL;
+	lines_redact_free(app->redact);
+	app->redact = NULL;
+	checkpoint_free(app->checkpoint);
+	app->checkpoint = NULL;
+	http_free(app->http);
+	app->http = NULL;
+}
+
+/* Shutdown order: the term, then the leader lock (after the last
+ * checkpoint write: closing its session releases the lock for a
+ * standby), then the base, then the libraries. */
 static void
 teardown(struct app *app)
 {
-	stats_free(app->stats);
-	poller_free(app->poller);
-	bayeux_free(app->bayeux);
-	auth_free(app->auth);
-	relay_free(app->relay);
-	lines_redact_free(app->redact);
-	checkpoint_free(app->checkpoint);
-	/* After the last checkpoint write: closing the session releases
-	 * the lock for a standby. */
+	stop_term(app);
 	leader_free(app->leader);
-	http_free(app->http);
 	if (app->sigint != NULL)
 		event_free(app->sigint);
 	if (app->sigterm != NULL)
 		event_free(app->sigterm);
 	if (app->deadline != NULL)
 		event_free(app->deadline);
+	if (app->demote != NULL)
+		event_free(app->demote);
 	if (app->base != NULL)
 		event_base_free(app->base);
 	libevent_global_shutdown();
-	curl_global_cleanup();
+	if (app->curl_ready)
+		curl_global_cleanup();
 	config_clear(&app->cfg);
 	log_shutdown();
 }
 
-/* Builds the relay and starts its sources. Returns 0 or an exit code
- * (logged). */
+/* Builds the term (the checkpoint map is already there) and starts its
+ * sources. Returns 0 or an exit code (logged). */
 static int
 start_relaying(struct app *app)
 {
-	if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0 || build(app) != 0) {
+	/* libcurl's global state is set up once per process, not per term
+	 * (it is not safe to set up again while other handles live). */
+	if (!app->curl_ready) {
+		if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
+			log_error("start-up failed", "error",
+				  "libcurl initialisation", NULL);
+			return EXIT_TEMPFAIL;
+		}
+		app->curl_ready = 1;
+	}
+	if (build(app) != 0) {
 		log_error("start-up failed", NULL);
 		return EXIT_TEMPFAIL;
 	}
+	app->relaying = 1;
 	char nch[16], nobj[16];
 	struct poller_stats pst;
 	poller_get_stats(app->poller, &pst);
@@ -576,8 +636,12 @@ on_deposed(void *arg, const char *err)
 	leader_resign(app->leader, err);
 }
 
+/* start_leading() could not load the checkpoints: a database problem,
+ * which the next term may not have. */
+#define START_RETRY (-1)
+
 /* Leader: load the checkpoints (synchronously: nothing is relayed yet)
- * and start relaying. Returns 0 or an exit code. */
+ * and start relaying. Returns 0, START_RETRY, or an exit code. */
 static int
 start_leading(struct app *app, long long epoch)
 {
@@ -604,9 +668,22 @@ start_leading(struct app *app, long long epoch)
 	checkpoint_on_deposed(app->checkpoint, on_deposed, app);
 	if (checkpoint_load(app->checkpoint, err, sizeof(err)) != 0) {
 		log_error("cannot load checkpoints", "error", err, NULL);
-		return EXIT_TEMPFAIL;
+		return START_RETRY;
 	}
 	return start_relaying(app);
+}
+
+/* The deferred end of a lost term: from the loop, so that no object is
+ * freed inside one of its own callbacks (the lock is often lost from
+ * the checkpoint store's or a pg connection's). */
+static void
+on_demote(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct app *app = arg;
+	stop_term(app);
+	log_info("relaying stopped; standing by", NULL);
 }
 
 static void
@@ -617,26 +694,46 @@ on_leader(void *arg, enum leader_event ev, long long epoch, const char *why)
 	if (ev == LEADER_ACQUIRED) {
 		if (app->stopping)
 			return;
+		/* The previous term may still await its deferred end; this
+		 * is the leader's callback, not one of the term's objects,
+		 * so it can end here. */
+		stop_term(app);
 		int rc = start_leading(app, epoch);
+		if (rc == START_RETRY) {
+			/* As if the lock were lost: stand by again (the
+			 * leader reconnects with back-off) and retry. */
+			leader_resign(app->leader, "cannot load checkpoints");
+			return;
+		}
 		if (rc != 0) {
-			/* Give the lock up at once, for a standby. */
+			/* Fatal: exit; closing the session at exit releases
+			 * the lock for a standby. */
 			app->exit_code = rc;
-			leader_resign(app->leader, "start-up failed");
+			app->relaying = 0;
+			if (app->checkpoint != NULL)
+				checkpoint_halt(app->checkpoint);
 			app->stopping = 1;
 			finish_loop(app);
 		}
 		return;
 	}
 	/* Another relay may lead already: not one more checkpoint, no more
-	 * requests. Lines the sink holds may still go out. */
+	 * requests, no more lines. What is queued or in flight is abandoned:
+	 * the next leader (perhaps this process) replays it from the stored
+	 * checkpoint. Lines the sink already holds may still go out. */
+	app->relaying = 0;
 	if (app->checkpoint != NULL)
 		checkpoint_halt(app->checkpoint);
-	if (app->relay != NULL)
-		relay_flush(app->relay);
-	app->stopping = 1;
-	if (app->exit_code == 0)
-		app->exit_code = EXIT_TEMPFAIL;
-	finish_loop(app);
+	if (app->stopping) {
+		/* A shutdown was draining: the last save cannot happen,
+		 * which is what 75 says (as when it fails). */
+		if (app->exit_code == 0)
+			app->exit_code = EXIT_TEMPFAIL;
+		finish_loop(app);
+		return;
+	}
+	struct timeval now = {0, 0};
+	evtimer_add(app->demote, &now);
 }
 
 /* The who of sfrelay_leader.holder: the dyno (or host) and pid. */
@@ -672,8 +769,6 @@ start_standby(struct app *app)
 		fprintf(stderr, "sfrelay: configuration error: %s\n", err);
 		return EXIT_CONFIG;
 	}
-	if (add_signals(app) != 0)
-		return EXIT_TEMPFAIL;
 	leader_start(app->leader);
 	return 0;
 }
@@ -694,7 +789,7 @@ main(int argc, char **argv)
 	log_set_level(app.cfg.log_level);
 	signal(SIGPIPE, SIG_IGN);
 	event_set_log_callback(on_libevent_log);
-	if ((app.base = event_base_new()) == NULL) {
+	if ((app.base = event_base_new()) == NULL || add_signals(&app) != 0) {
 		teardown(&app);
 		return EXIT_TEMPFAIL;
 	}

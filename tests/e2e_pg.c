@@ -7,8 +7,11 @@
  *   - SIGKILL of the leader: the standby takes over within the failover
  *     bound, and between them every event is written (duplicates are
  *     counted and bounded by what the dead leader had in flight);
- *   - restarts of the database while events flow lose nothing, and the
+ *   - restarts of the database while events flow lose nothing, the relay
+ *     process stays up (it stands by and leads again each time), and the
  *     stored checkpoint catches up;
+ *   - a deposed leader stands by and leads again in the same process; a
+ *     standby stops cleanly on SIGTERM;
  *   - the database password never reaches the relay's output;
  *   - an unreachable or silent database is a clear error, not a hang.
  *
@@ -608,64 +611,30 @@ test_leader_killed_standby_takes_over(void **state)
 	f->ok = 1;
 }
 
-/* The restarts of one relay after it gave up its lock, and the lines
- * it had written past the stored checkpoint each time: the only ones a
- * restart may repeat. */
-struct exits {
-	int count;
-	long in_flight;
-	int in_flight_known;
-};
-
-/*
- * A relay that ended while the database was away must have said so and
- * exited with 75 (EX_TEMPFAIL); it is restarted, as the dyno manager
- * would. Returns 1 when it was restarted.
- */
-static int
-restart_if_ended(struct fixture *f, int i, struct exits *x)
+/* Fails unless relay i is still running: a lost lock or database must
+ * never end the process. */
+static void
+assert_running(struct fixture *f, int i, const char *when)
 {
 	int st = 0;
-	if (!relay_ended(f, i, &st))
-		return 0;
-	if (st != 75)
-		fail_msg("the relay ended with status %d while the database "
-		         "restarted (75 expected)",
-		         st);
-	assert_true(relay_log_count(f, i, "msg=\"leader lock lost\"") >=
-	            x->count + 1);
-	x->count++;
-	assert_true(x->count <= 8);
-	/* Nothing writes the checkpoint until the next run leads. */
-	long saved = db_position(f);
-	int written = max_seq(f, i);
-	print_message("# relay ended with 75: %d written, %ld stored\n",
-	              written, saved);
-	/* A start marker: the next run replays all it wrote. */
-	if (saved == -1 || saved == -2)
-		saved = 0;
-	if (saved >= 0 && written >= saved)
-		x->in_flight += written - saved;
-	else
-		x->in_flight_known = 0;
-	assert_int_equal(start_relay(f, i), 0);
-	return 1;
+	if (relay_ended(f, i, &st))
+		fail_msg("the relay ended with status %d %s; it must stand by "
+		         "and lead again in the same process",
+		         st, when);
 }
 
-/* Waits until relay i's output (over all its runs) holds 1..total,
- * restarting it whenever it gives up its lock. */
-static struct coverage
-wait_cover_restarting(struct fixture *f, int i, int total, struct exits *x,
-                      int timeout_ms)
+/* Offset in relay i's log of the last line holding needle, or -1. */
+static long
+last_log_offset(const struct fixture *f, int i, const char *needle)
 {
-	int who[] = {i};
-	struct coverage c = cover(f, who, 1, total);
-	for (long long end = now_ms() + timeout_ms;
-	     c.seen < total && now_ms() < end; sleep_ms(50)) {
-		restart_if_ended(f, i, x);
-		c = cover(f, who, 1, total);
-	}
-	return c;
+	char path[4200];
+	path_in(f, i, "relay.err", path, sizeof(path));
+	char *s = file_read(path, NULL);
+	long at = -1;
+	for (char *p = s; p != NULL && (p = strstr(p, needle)) != NULL; p++)
+		at = (long)(p - s);
+	free(s);
+	return at;
 }
 
 /* (e) */
@@ -674,43 +643,148 @@ test_database_restart_mid_stream(void **state)
 {
 	struct fixture *f = *state;
 	const int rounds = 3, per = 30;
-	struct exits x = {0, 0, 1};
+	/* Lines the relay had written past the stored checkpoint each time
+	 * it led again: the only ones it may repeat. */
+	long in_flight = 0;
 	start_leader(f, 0, 1);
 	assert_int_equal(mock_publish(f->port, CH, 50), 200);
 	assert_int_equal(wait_lines(f->rdir[0], 50, scaled(f, 15000)), 50);
+	assert_int_equal(wait_db_position(f, 50, scaled(f, 5000)), 50);
 	int total = 50;
 	struct coverage c;
+	int who[] = {0};
 	for (int r = 0; r < rounds; r++) {
 		/* Events before, during and after the restart. */
 		assert_int_equal(mock_publish(f->port, CH, per), 200);
 		sleep_ms(20 * (r + 1));
+		long saved = db_position(f);
+		assert_true(saved >= 50);
 		assert_int_equal(pgtest_restart(&f->pg), 0);
 		assert_int_equal(mock_publish(f->port, CH, per), 200);
 		total += 2 * per;
-		c = wait_cover_restarting(f, 0, total, &x, scaled(f, 15000));
+		/* The lock went with the server's sessions: lost, a standby
+		 * again, then leading again, all in the same process. */
+		assert_int_equal(wait_log(f->rdir[0],
+		                          "msg=\"leader lock lost\"", r + 1,
+		                          scaled(f, 15000)),
+		                 0);
+		assert_int_equal(wait_log(f->rdir[0],
+		                          "msg=\"leader lock acquired\"", r + 2,
+		                          scaled(f, 15000)),
+		                 0);
+		assert_int_equal(wait_log(f->rdir[0], "msg=subscribed", r + 2,
+		                          scaled(f, 15000)),
+		                 0);
+		assert_running(f, 0, "after the database restarted");
+		assert_true(
+		    last_log_offset(f, 0, "msg=\"leader lock lost\"") <
+		    last_log_offset(f, 0, "msg=\"leader lock acquired\""));
+		assert_true(relay_log_count(
+		                f, 0, "msg=\"waiting for the leader lock\"") >=
+		            r + 1);
+		/* It resumed from the checkpoint stored before the restart
+		 * (or a newer one), never past what it had written. */
+		long from = replay_from(f, 0);
+		int written = max_seq(f, 0);
+		print_message("# restart %d: %ld stored before, led again from "
+		              "%ld, %d written\n",
+		              r + 1, saved, from, written);
+		assert_true(from >= saved);
+		assert_true(from <= written);
+		in_flight += written - from;
+		c = wait_cover(f, who, 1, total, scaled(f, 15000));
 		assert_int_equal(c.seen, total);
+		assert_running(f, 0, "while catching up");
 		/* Some time at work before the next restart. */
 		sleep_ms(scaled(f, 300));
 	}
 	/* The stored checkpoint catches up with the last event. */
-	long pos = db_position(f);
-	for (long long end = now_ms() + scaled(f, 15000);
-	     pos != total && now_ms() < end; sleep_ms(50)) {
-		restart_if_ended(f, 0, &x);
-		pos = db_position(f);
-	}
-	assert_int_equal(pos, total);
+	assert_int_equal(wait_db_position(f, total, scaled(f, 15000)), total);
+	assert_running(f, 0, "at the end");
+	assert_int_equal(relay_log_count(f, 0, "msg=\"leader lock acquired\""),
+	                 rounds + 1);
 	assert_int_equal(proc_stop(&f->relay[0], SIGTERM, scaled(f, 15000)), 0);
-	int who[] = {0};
 	c = cover(f, who, 1, total);
-	print_message("# %d database restarts: the relay ended %d times with "
-	              "%ld lines past the checkpoint; %zu duplicate lines\n",
-	              rounds, x.count, x.in_flight, c.dups);
+	print_message("# %d database restarts: led again each time; %ld lines "
+	              "past the checkpoint, %zu duplicate lines\n",
+	              rounds, in_flight, c.dups);
 	assert_int_equal(c.seen, total);
 	assert_true(c.in_order);
-	assert_true(x.in_flight_known);
-	assert_true(c.dups <= (size_t)x.in_flight);
+	assert_true(c.dups <= (size_t)in_flight);
 	assert_no_state_file(f, 0);
+	assert_secret_absent(f, 0, f->pg.password);
+	f->ok = 1;
+}
+
+/* (h) A leader deposed behind its back (the epoch moved on) finds out at
+ * its next checkpoint write, stands by, and, the lock being free, leads
+ * again in the same process with a new epoch; nothing is lost. Then,
+ * standing by while the database is down, it still stops at once and
+ * cleanly on SIGTERM. */
+static void
+test_deposed_leads_again_and_stops_as_standby(void **state)
+{
+	struct fixture *f = *state;
+	char out[64];
+	int who[] = {0};
+	start_leader(f, 0, 1);
+	assert_int_equal(mock_publish(f->port, CH, 20), 200);
+	assert_int_equal(wait_lines(f->rdir[0], 20, scaled(f, 15000)), 20);
+	assert_int_equal(wait_db_position(f, 20, scaled(f, 5000)), 20);
+	assert_int_equal(pgtest_query(&f->pg,
+	                              "UPDATE sfrelay_leader SET epoch = "
+	                              "epoch + 1 RETURNING epoch",
+	                              out, sizeof(out)),
+	                 0);
+	long bumped = atol(out);
+	assert_int_equal(mock_publish(f->port, CH, 20), 200);
+	assert_int_equal(wait_log(f->rdir[0],
+	                          "msg=\"checkpoint write refused: another "
+	                          "relay leads now\"",
+	                          1, scaled(f, 15000)),
+	                 0);
+	assert_int_equal(wait_log(f->rdir[0], "msg=\"leader lock lost\"", 1,
+	                          scaled(f, 15000)),
+	                 0);
+	assert_int_equal(wait_log(f->rdir[0], "msg=\"leader lock acquired\"", 2,
+	                          scaled(f, 15000)),
+	                 0);
+	assert_int_equal(
+	    wait_log(f->rdir[0], "msg=subscribed", 2, scaled(f, 15000)), 0);
+	assert_running(f, 0, "after it was deposed");
+	char epoch[32];
+	snprintf(epoch, sizeof(epoch), "epoch=%ld", bumped + 1);
+	assert_int_equal(relay_log_count(f, 0, epoch), 1);
+	/* The refused write stored nothing: it resumed from 20. */
+	assert_int_equal(replay_from(f, 0), 20);
+	struct coverage c = wait_cover(f, who, 1, 40, scaled(f, 15000));
+	assert_int_equal(c.seen, 40);
+	assert_true(c.in_order);
+	assert_true(c.dups <= 20);
+	assert_int_equal(wait_db_position(f, 40, scaled(f, 5000)), 40);
+	assert_int_equal(pgtest_query(&f->pg,
+	                              "SELECT epoch FROM sfrelay_checkpoints "
+	                              "WHERE key = '" CH "'",
+	                              out, sizeof(out)),
+	                 0);
+	assert_int_equal(atol(out), bumped + 1);
+
+	/* The database goes away: a standby again, until SIGTERM. */
+	assert_int_equal(pgtest_stop(&f->pg), 0);
+	assert_int_equal(wait_log(f->rdir[0], "msg=\"leader lock lost\"", 2,
+	                          scaled(f, 15000)),
+	                 0);
+	assert_int_equal(wait_log(f->rdir[0],
+	                          "msg=\"relaying stopped; standing by\"", 2,
+	                          scaled(f, 15000)),
+	                 0);
+	sleep_ms(scaled(f, 300));
+	assert_running(f, 0, "while the database was down");
+	long long t0 = now_ms();
+	assert_int_equal(proc_stop(&f->relay[0], SIGTERM, scaled(f, 5000)), 0);
+	print_message("# a standby stopped %lld ms after SIGTERM\n",
+	              now_ms() - t0);
+	assert_int_equal(relay_log_count(f, 0, "msg=\"shutting down\""), 1);
 	assert_secret_absent(f, 0, f->pg.password);
 	f->ok = 1;
 }
@@ -808,7 +882,6 @@ static void
 test_password_never_printed(void **state)
 {
 	struct fixture *f = *state;
-	struct exits x = {0, 0, 1};
 	/* Errors with the right password: the database goes away. */
 	start_leader(f, 0, 1);
 	assert_int_equal(mock_publish(f->port, CH, 10), 200);
@@ -821,7 +894,7 @@ test_password_never_printed(void **state)
 	struct coverage c = cover(f, who, 1, 15);
 	for (long long end = now_ms() + scaled(f, 20000);
 	     c.seen < 15 && now_ms() < end; sleep_ms(50)) {
-		restart_if_ended(f, 0, &x);
+		assert_running(f, 0, "while the database was away");
 		c = cover(f, who, 1, 15);
 	}
 	assert_int_equal(c.seen, 15);
@@ -904,6 +977,8 @@ main(void)
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(
 	        test_unreachable_database_is_a_clear_error, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        test_deposed_leads_again_and_stops_as_standby, setup, teardown),
 	};
 	return cmocka_run_group_tests_name("e2e_pg", tests, NULL, NULL);
 }

@@ -32,6 +32,8 @@ struct seen {
 	long long epoch;
 	char why[256];
 	struct leader **free_on_lost; /* frees itself from the callback */
+	int *any_acquired;            /* shared by several leaders */
+	struct leader *resign_first;  /* resigns from its first ACQUIRED */
 };
 
 static void
@@ -41,6 +43,11 @@ on_leader(void *arg, enum leader_event ev, long long epoch, const char *why)
 	if (ev == LEADER_ACQUIRED) {
 		s->acquired++;
 		s->epoch = epoch;
+		if (s->any_acquired != NULL)
+			(*s->any_acquired)++;
+		if (s->resign_first != NULL && s->acquired == 1)
+			leader_resign(s->resign_first,
+			              "cannot load checkpoints");
 		return;
 	}
 	s->lost++;
@@ -234,7 +241,7 @@ test_single_leader_and_takeover(void **state)
 }
 
 /* A leader whose database goes away loses the lock at once and says so;
- * it does not reconnect as leader. */
+ * freed from that callback, it does nothing more. */
 static void
 test_lost_on_connection_loss(void **state)
 {
@@ -251,6 +258,65 @@ test_lost_on_connection_loss(void **state)
 	assert_int_equal(pgtest_restart(&f->db), 0);
 	run_until(f->base, NULL, 0, 300);
 	assert_int_equal(a.acquired, 1);
+}
+
+/* A leader whose database restarts loses the lock, stands by again on
+ * a new session, and leads again with the next epoch once the server is
+ * back: the same object, no new leader_start(). */
+static void
+test_leads_again_after_connection_loss(void **state)
+{
+	struct fix *f = *state;
+	char out[64], want[64];
+	struct seen a = {0};
+	struct leader *la = new_leader(f, "relay-a", 3000, &a);
+	leader_start(la);
+	assert_true(run_until(f->base, &a.acquired, 1, 5000));
+	long long first = a.epoch;
+	assert_int_equal(log_count(f, "msg=\"waiting for the leader lock\""),
+	                 0);
+
+	assert_int_equal(pgtest_stop(&f->db), 0);
+	assert_true(run_until(f->base, &a.lost, 1, 3000));
+	assert_false(leader_is_leader(la));
+	assert_int_equal(leader_epoch(la), 0);
+	assert_int_equal(log_count(f, "msg=\"leader lock lost\""), 1);
+	/* A standby again, and it says so. */
+	assert_int_equal(log_count(f, "msg=\"waiting for the leader lock\""),
+	                 1);
+	/* While the server is away: retries, no callback. */
+	run_until(f->base, NULL, 0, 500);
+	assert_int_equal(a.acquired, 1);
+	assert_int_equal(a.lost, 1);
+
+	assert_int_equal(pgtest_restart(&f->db), 0);
+	assert_true(run_until(f->base, &a.acquired, 2, 8000));
+	assert_true(leader_is_leader(la));
+	assert_int_equal(a.epoch, first + 1);
+	assert_int_equal(leader_epoch(la), a.epoch);
+	assert_int_equal(a.lost, 1);
+	assert_int_equal(log_count(f, "msg=\"leader lock acquired\""), 2);
+	assert_int_equal(pgtest_query(&f->db,
+	                              "SELECT epoch || ':' || holder FROM "
+	                              "sfrelay_leader",
+	                              out, sizeof(out)),
+	                 0);
+	snprintf(want, sizeof(want), "%lld:relay-a", a.epoch);
+	assert_string_equal(out, want);
+	/* It holds the lock for real: another session cannot take it. */
+	assert_int_equal(pgtest_query(&f->db,
+	                              "SELECT pg_try_advisory_lock("
+	                              "8315459572198277121)",
+	                              out, sizeof(out)),
+	                 0);
+	assert_string_equal(out, "f");
+	/* And a second loss is handled like the first. */
+	assert_int_equal(pgtest_stop(&f->db), 0);
+	assert_true(run_until(f->base, &a.lost, 2, 3000));
+	assert_false(leader_is_leader(la));
+	assert_int_equal(log_count(f, "msg=\"waiting for the leader lock\""),
+	                 2);
+	leader_free(la);
 }
 
 /* A leader whose server stops answering (frozen, link intact) notices
@@ -281,16 +347,20 @@ test_lost_on_silent_server(void **state)
 }
 
 /* A deposed leader resigns: the lock is released at once, so a standby
- * takes over, and the old epoch's writes change nothing. */
+ * can take over, and the old epoch's writes change nothing. The one that
+ * resigned stands by again: exactly one of the two leads, and the other
+ * takes over when it goes. */
 static void
 test_resign_releases_and_fences(void **state)
 {
 	struct fix *f = *state;
 	char err[512], out[64];
-	struct seen a = {0}, b = {0};
+	int any = 0;
+	struct seen a = {.any_acquired = &any}, b = {.any_acquired = &any};
 	struct leader *la = new_leader(f, "relay-a", 3000, &a);
 	leader_start(la);
 	assert_true(run_until(f->base, &a.acquired, 1, 5000));
+	long long old_epoch = a.epoch;
 	struct checkpoint_pg_opts co = {
 	    .url = f->db.url, .epoch = a.epoch, .timeout_ms = 2000};
 	void *impl = checkpoint_pg_open(f->base, &co, err, sizeof(err));
@@ -308,7 +378,17 @@ test_resign_releases_and_fences(void **state)
 	leader_resign(la, "checkpoint write refused");
 	assert_int_equal(a.lost, 1);
 	assert_string_equal(a.why, "checkpoint write refused");
-	assert_true(run_until(f->base, &b.acquired, 1, 3000));
+	assert_false(leader_is_leader(la));
+	assert_int_equal(log_count(f, "msg=\"leader lock lost\""), 1);
+	/* Released at once: one of the two leads within a poll interval. */
+	assert_true(run_until(f->base, &any, 2, 3000));
+	run_until(f->base, NULL, 0, 300);
+	assert_int_equal(any, 2);
+	assert_int_equal(leader_is_leader(la) + leader_is_leader(lb), 1);
+	struct leader *now = leader_is_leader(la) ? la : lb;
+	struct leader *other = now == la ? lb : la;
+	struct seen *sn = now == la ? &a : &b, *so = now == la ? &b : &a;
+	assert_int_equal(sn->epoch, old_epoch + 1);
 	/* The old leader's epoch no longer writes. */
 	checkpoint_set(cp, "/topic/F", "2", NULL);
 	assert_int_equal(checkpoint_flush(cp, err, sizeof(err)), -1);
@@ -320,11 +400,43 @@ test_resign_releases_and_fences(void **state)
 	                 0);
 	assert_string_equal(out, "1");
 	/* A second resign, or one by a standby, does nothing. */
-	leader_resign(la, "again");
+	leader_resign(la == now ? lb : la, "again");
 	assert_int_equal(a.lost, 1);
+	assert_int_equal(b.lost, 0);
 	checkpoint_free(cp);
+
+	/* The one that stands by takes over when the leader goes. */
+	int before = so->acquired;
+	leader_free(now);
+	assert_true(run_until(f->base, &so->acquired, before + 1, 3000));
+	assert_true(leader_is_leader(other));
+	assert_int_equal(so->epoch, old_epoch + 2);
+	leader_free(other);
+}
+
+/* A leader that cannot start (its checkpoints would not load) resigns
+ * from inside the ACQUIRED callback: LOST comes from within that call,
+ * and it then stands by and wins the lock again with the next epoch. */
+static void
+test_resign_from_acquired_callback(void **state)
+{
+	struct fix *f = *state;
+	struct seen a = {0};
+	struct leader *la = new_leader(f, "relay-a", 3000, &a);
+	a.resign_first = la;
+	leader_start(la);
+	assert_true(run_until(f->base, &a.acquired, 1, 5000));
+	long long first = a.epoch;
+	assert_int_equal(a.lost, 1);
+	assert_string_equal(a.why, "cannot load checkpoints");
+	assert_true(run_until(f->base, &a.acquired, 2, 5000));
+	assert_int_equal(a.epoch, first + 1);
+	assert_true(leader_is_leader(la));
+	assert_int_equal(a.lost, 1);
+	assert_int_equal(log_count(f, "msg=\"leader lock lost\""), 1);
+	assert_int_equal(log_count(f, "msg=\"waiting for the leader lock\""),
+	                 1);
 	leader_free(la);
-	leader_free(lb);
 }
 
 /* The leader starts while the database is down, and keeps trying. */
@@ -368,9 +480,14 @@ main(void)
 	                                    each_setup, each_teardown),
 	    cmocka_unit_test_setup_teardown(test_lost_on_connection_loss,
 	                                    each_setup, each_teardown),
+	    cmocka_unit_test_setup_teardown(
+	        test_leads_again_after_connection_loss, each_setup,
+	        each_teardown),
 	    cmocka_unit_test_setup_teardown(test_lost_on_silent_server,
 	                                    each_setup, each_teardown),
 	    cmocka_unit_test_setup_teardown(test_resign_releases_and_fences,
+	                                    each_setup, each_teardown),
+	    cmocka_unit_test_setup_teardown(test_resign_from_acquired_callback,
 	                                    each_setup, each_teardown),
 	    cmocka_unit_test_setup_teardown(test_waits_for_database, each_setup,
 	                                    each_teardown),

@@ -18,17 +18,25 @@ struct event_base;
  * sfrelay_leader; checkpoint writes carry it (checkpoint_pg.h), so a
  * deposed leader's late writes change nothing.
  *
- * Log lines: msg="waiting for the leader lock" (once, on becoming a
- * standby), msg="leader lock acquired" epoch=N, msg="leader lock lost".
+ * Losing the lock is not the end: after LEADER_LOST the module goes back
+ * to being a standby by itself (a new session, polling the lock again),
+ * and a later LEADER_ACQUIRED comes with a new epoch. A relay may thus
+ * lead several times in one process.
+ *
+ * Log lines: msg="waiting for the leader lock" (once each time it becomes
+ * a standby: at start when the lock is taken, and on losing it),
+ * msg="leader lock acquired" epoch=N, msg="leader lock lost".
  */
 
 enum leader_event {
 	LEADER_ACQUIRED, /* this relay leads now, with epoch */
-	LEADER_LOST,     /* it no longer does: stop relaying at once */
+	LEADER_LOST,     /* it no longer does: stop relaying at once; the
+	                  * module stands by again, for a later ACQUIRED */
 };
 
-/* why is NULL for LEADER_ACQUIRED; borrowed for the call. The callback
- * may call leader_free(). */
+/* why is NULL for LEADER_ACQUIRED; borrowed for the call. epoch is the
+ * one acquired, or for LEADER_LOST the one that was held. The callback
+ * may call leader_free() and, for LEADER_ACQUIRED, leader_resign(). */
 typedef void leader_fn(void *arg, enum leader_event ev, long long epoch,
                        const char *why);
 
@@ -71,7 +79,7 @@ void leader_free(struct leader *l);
 
 /* Connects, creates the schema if missing and tries the lock; keeps
  * trying (polling as a standby, reconnecting with back-off) until it is
- * acquired. */
+ * acquired, and again each time it is lost, until leader_free(). */
 void leader_start(struct leader *l);
 
 /* The fencing epoch while leading, else 0. */
@@ -81,8 +89,11 @@ int leader_is_leader(const struct leader *l);
 
 /*
  * Gives the lock up because leading is no longer safe (a checkpoint
- * write was refused as deposed): logs "leader lock lost", closes the
- * session and calls back with LEADER_LOST. No-op unless leading.
+ * write was refused as deposed, or the checkpoints could not be loaded):
+ * closes the session (which releases the lock at once), logs "leader
+ * lock lost" and calls back with LEADER_LOST before returning. The
+ * module then stands by again, on a new session after the back-off.
+ * No-op unless leading.
  */
 void leader_resign(struct leader *l, const char *why);
 
