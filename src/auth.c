@@ -379,7 +379,7 @@ on_token_reply(void *arg, const struct http_response *resp)
 			 " (hint: %s)", hint);
 	}
 	if (auth->last_status == AUTH_OK) {
-		log_add_secret(auth->token);
+		log_add_token(auth->token);
 		log_info("authenticated", "flow",
 			 config_auth_name(auth->cfg->auth), "instance_url",
 			 auth->instance_url, NULL);

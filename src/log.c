@@ -14,7 +14,10 @@
 
 #include "sfrelay/format.h"
 
-#define LOG_MAX_SECRETS 16
+/* Access tokens kept for redaction: the current one and a few it
+ * replaced (a late error may still quote one); older ones are expired
+ * and not worth a scan of every line. */
+#define LOG_MAX_TOKENS 8
 #define LOG_REDACTED "[redacted]"
 
 /*
@@ -24,9 +27,10 @@
  */
 static struct {
 	enum log_level level;
-	char *secrets[LOG_MAX_SECRETS];
-	size_t nsecrets;
-} log_state = {LOG_INFO, {NULL}, 0};
+	char **secrets; /* in the order registered */
+	unsigned char *is_token;
+	size_t nsecrets, cap;
+} log_state = {LOG_INFO, NULL, NULL, 0, 0};
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
@@ -49,29 +53,79 @@ log_level_parse(const char *s, enum log_level *level)
 	return -1;
 }
 
-void
-log_add_secret(const char *secret)
+/* Drops entry i, keeping the order of the rest. */
+static void
+drop_secret(size_t i)
 {
-	if (secret == NULL || strlen(secret) < 4 ||
-	    log_state.nsecrets == LOG_MAX_SECRETS)
+	free(log_state.secrets[i]);
+	memmove(log_state.secrets + i, log_state.secrets + i + 1,
+		(log_state.nsecrets - i - 1) * sizeof(*log_state.secrets));
+	memmove(log_state.is_token + i, log_state.is_token + i + 1,
+		log_state.nsecrets - i - 1);
+	log_state.nsecrets--;
+}
+
+static void
+add_secret(const char *secret, int token)
+{
+	size_t ntokens = 0;
+
+	if (secret == NULL || strlen(secret) < 4)
 		return;
-	for (size_t i = 0; i < log_state.nsecrets; i++)
+	for (size_t i = 0; i < log_state.nsecrets; i++) {
 		if (strcmp(log_state.secrets[i], secret) == 0)
 			return;
+		ntokens += log_state.is_token[i];
+	}
+	if (token && ntokens == LOG_MAX_TOKENS) {
+		for (size_t i = 0; i < log_state.nsecrets; i++) {
+			if (log_state.is_token[i]) {
+				drop_secret(i);
+				break;
+			}
+		}
+	}
+	if (log_state.nsecrets == log_state.cap) {
+		size_t cap = log_state.cap == 0 ? 8 : log_state.cap * 2;
+		char **s = realloc(log_state.secrets, cap * sizeof(*s));
+		if (s == NULL)
+			abort();
+		log_state.secrets = s;
+		unsigned char *t = realloc(log_state.is_token, cap);
+		if (t == NULL)
+			abort();
+		log_state.is_token = t;
+		log_state.cap = cap;
+	}
 	char *copy = strdup(secret);
 	if (copy == NULL)
 		abort();
-	log_state.secrets[log_state.nsecrets++] = copy;
+	log_state.secrets[log_state.nsecrets] = copy;
+	log_state.is_token[log_state.nsecrets++] = (unsigned char)token;
+}
+
+void
+log_add_secret(const char *secret)
+{
+	add_secret(secret, 0);
+}
+
+void
+log_add_token(const char *token)
+{
+	add_secret(token, 1);
 }
 
 void
 log_shutdown(void)
 {
-	for (size_t i = 0; i < log_state.nsecrets; i++) {
-		free(log_state.secrets[i]);
-		log_state.secrets[i] = NULL;
-	}
-	log_state.nsecrets = 0;
+	while (log_state.nsecrets > 0)
+		drop_secret(log_state.nsecrets - 1);
+	free(log_state.secrets);
+	free(log_state.is_token);
+	log_state.secrets = NULL;
+	log_state.is_token = NULL;
+	log_state.cap = 0;
 }
 
 /* Finds the earliest registered secret in s[0..n). */

@@ -24,8 +24,14 @@ enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
 void log_set_level(enum log_level level);
 /* Parses "debug" | "info" | "warn" | "error". Returns 0 or -1. */
 int log_level_parse(const char *s, enum log_level *level);
-/* Registers a secret (copied; ignored when shorter than 4 bytes). */
+/* Registers a secret (copied; ignored when shorter than 4 bytes), kept
+ * until log_shutdown(): configuration secrets, passwords in URLs. */
 void log_add_secret(const char *secret);
+/* Registers an access token the same way; only the 8 newest tokens are
+ * kept (a renewed or abandoned token is expired), so a relay that
+ * renews for months neither stops hiding new tokens nor scans every line
+ * for thousands of old ones. */
+void log_add_token(const char *token);
 /* Frees the registered secrets (at exit, for leak checkers). */
 void log_shutdown(void);
 
