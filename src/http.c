@@ -7,12 +7,12 @@
  */
 #include "sfrelay/http.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include <curl/curl.h>
-#include <event2/buffer.h>
 #include <event2/event.h>
 
 #include "sfrelay/log.h"
@@ -23,6 +23,14 @@
 /* Salesforce's response headers are a few KiB; far more is refused
  * before libcurl's own, version-dependent limit (300 KB in 7.88). */
 #define HTTP_MAX_HEADER_BYTES (64u * 1024u)
+/* A response buffer is kept for the next request when no larger than
+ * this: enough for what one socket read burst of a streamed long poll
+ * brings (libcurl reads while the socket has data, up to ~1.6 MB), so
+ * the connect loop reuses one buffer instead of allocating and freeing
+ * a chain per 16 KiB of every response. Larger (REST) bodies are freed. */
+#define HTTP_RETAIN_BYTES ((size_t)2 * 1024 * 1024)
+/* First size of a response buffer. */
+#define HTTP_BUF_MIN ((size_t)16 * 1024)
 
 struct http_request {
 	struct http *http;
@@ -34,7 +42,13 @@ struct http_request {
 	size_t body_len;
 	long timeout_ms;
 	size_t max_body; /* 0: the http's */
-	struct evbuffer *resp;
+	/* The response bytes not yet handed over: the whole body, or for
+	 * a streamed response what arrived since the last delivery. Flat,
+	 * so a body needs no gathering and a delivery is one call; taken
+	 * from http->spare when data first arrives. */
+	char *buf;
+	size_t buf_len;
+	size_t buf_cap;
 	char *limit_info;
 	size_t header_bytes;
 	int header_overflow;
@@ -61,6 +75,8 @@ struct http {
 	long timeout_ms;
 	long connect_timeout_ms;
 	size_t max_body;
+	char *spare; /* a finished request's buffer, for the next one */
+	size_t spare_cap;
 };
 
 /* What curl asked us to watch on one socket. */
@@ -230,6 +246,7 @@ http_free(struct http *http)
 		curl_share_cleanup(http->share);
 	if (http->timer != NULL)
 		event_free(http->timer);
+	free(http->spare);
 	free(http->ca_file);
 	free(http);
 }
@@ -242,8 +259,7 @@ http_request_new(const char *method, const char *url)
 		return NULL;
 	req->method = strdup(method);
 	req->url = strdup(url);
-	req->resp = evbuffer_new();
-	if (req->method == NULL || req->url == NULL || req->resp == NULL) {
+	if (req->method == NULL || req->url == NULL) {
 		http_request_free(req);
 		return NULL;
 	}
@@ -290,23 +306,62 @@ http_request_on_data(struct http_request *req, http_data_fn *fn, void *arg)
 	req->data_arg = arg;
 }
 
-/* Hands the buffered bytes of a streamed response to its receiver. */
+/*
+ * Room for n more bytes and a NUL in req's buffer: the http's spare
+ * buffer when req has none yet, else grown by doubling. Returns 0 or -1
+ * (out of memory; the buffer is unchanged).
+ */
+static int
+buf_reserve(struct http_request *req, size_t n)
+{
+	struct http *http = req->http;
+	size_t need, cap;
+	char *p;
+
+	if (n > SIZE_MAX / 2 - req->buf_len)
+		return -1;
+	need = req->buf_len + n + 1;
+	if (req->buf == NULL && http != NULL && http->spare != NULL) {
+		req->buf = http->spare;
+		req->buf_cap = http->spare_cap;
+		http->spare = NULL;
+		http->spare_cap = 0;
+	}
+	if (need <= req->buf_cap)
+		return 0;
+	cap = req->buf_cap > 0 ? req->buf_cap : HTTP_BUF_MIN;
+	while (cap < need)
+		cap *= 2;
+	if ((p = realloc(req->buf, cap)) == NULL)
+		return -1;
+	req->buf = p;
+	req->buf_cap = cap;
+	return 0;
+}
+
+static int
+buf_append(struct http_request *req, const char *data, size_t n)
+{
+	if (buf_reserve(req, n) != 0)
+		return -1;
+	memcpy(req->buf + req->buf_len, data, n);
+	req->buf_len += n;
+	return 0;
+}
+
+/* Hands the buffered bytes of a streamed response to its receiver, in
+ * one call: they are contiguous. */
 static void
 deliver_data(struct http_request *req)
 {
 	long status = 0;
+	if (req->buf_len == 0)
+		return;
 	curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &status);
-	while (!req->aborted && evbuffer_get_length(req->resp) > 0) {
-		struct evbuffer_iovec v;
-		if (evbuffer_peek(req->resp, -1, NULL, &v, 1) < 1)
-			break;
-		if (req->on_data(req->data_arg, status, v.iov_base,
-				 v.iov_len) != 0)
-			req->aborted = 1;
-		evbuffer_drain(req->resp, v.iov_len);
-	}
-	if (req->aborted)
-		evbuffer_drain(req->resp, evbuffer_get_length(req->resp));
+	if (!req->aborted && req->on_data(req->data_arg, status, req->buf,
+					  req->buf_len) != 0)
+		req->aborted = 1;
+	req->buf_len = 0;
 }
 
 static void
@@ -346,8 +401,19 @@ http_request_free(struct http_request *req)
 		curl_slist_free_all(req->headers);
 	if (req->data_ev != NULL)
 		event_free(req->data_ev);
-	if (req->resp != NULL)
-		evbuffer_free(req->resp);
+	/* A whole body (a token reply, say) is wiped before its buffer
+	 * outlives the request; a streamed one was handed over and
+	 * emptied. The buffer goes back to the http for its next request:
+	 * one is kept, and none over HTTP_RETAIN_BYTES. */
+	if (req->buf != NULL)
+		memset(req->buf, 0, req->buf_len);
+	if (req->http != NULL && req->http->spare == NULL &&
+	    req->buf_cap <= HTTP_RETAIN_BYTES) {
+		req->http->spare = req->buf;
+		req->http->spare_cap = req->buf_cap;
+	} else {
+		free(req->buf);
+	}
 	if (req->body != NULL) {
 		memset(req->body, 0, req->body_len); /* may hold secrets */
 		free(req->body);
@@ -369,16 +435,16 @@ write_cb(char *data, size_t size, size_t nmemb, void *userp)
 		/* Never call the receiver from inside libcurl: it may start
 		 * other transfers. The bytes wait for the next loop turn
 		 * (bounded by what one socket read brings). */
-		if (req->aborted || evbuffer_add(req->resp, data, n) != 0)
+		if (req->aborted || buf_append(req, data, n) != 0)
 			return 0;
 		event_active(req->data_ev, EV_TIMEOUT, 0);
 		return n;
 	}
-	if (evbuffer_get_length(req->resp) + n > max_body_of(req)) {
+	if (n > max_body_of(req) - req->buf_len) {
 		req->overflow = 1;
 		return 0; /* makes curl fail the transfer with a write error */
 	}
-	if (evbuffer_add(req->resp, data, n) != 0)
+	if (buf_append(req, data, n) != 0)
 		return 0;
 	return n;
 }
@@ -551,9 +617,14 @@ finish(struct http *http, struct http_request *req, CURLcode code)
 					 : curl_easy_strerror(code));
 		resp.error = msg;
 	}
-	evbuffer_add(req->resp, "", 1); /* NUL for text parsers */
-	resp.body_len = evbuffer_get_length(req->resp) - 1;
-	resp.body = (const char *)evbuffer_pullup(req->resp, -1);
+	/* Every append left room for the NUL text parsers want. */
+	if (req->buf != NULL) {
+		req->buf[req->buf_len] = '\0';
+		resp.body = req->buf;
+		resp.body_len = req->buf_len;
+	} else {
+		resp.body = "";
+	}
 	resp.limit_info = req->limit_info;
 
 	unlink_request(http, req);

@@ -2383,6 +2383,201 @@ test_error_offsets(void **state)
 	}
 }
 
+/* ---- the string scan at every offset ------------------------------------- */
+
+/*
+ * The decoder looks for the end of a string 16 or 8 bytes a step, then
+ * byte by byte for the rest. A stop byte ('"', '\\', a control byte)
+ * must be found wherever it falls against those steps, and bytes the
+ * step tests sit next to (0x20, 0x21, 0x23, 0x5b, 0x5d, 0x7f, 0x80 and
+ * up) must never stop it. Each case puts one such byte at offset 0..40
+ * of a string with 0..33 plain bytes after it, both in a field the
+ * decoder extracts (PushTopic "type") and in a payload string.
+ */
+
+/* Plain bytes, the neighbours of the stop bytes among them. */
+static const char scan_filler[] = "ab !#[]~{}Z09-xy";
+
+struct scan_special {
+	const char *text;    /* as it stands in the JSON text */
+	const char *decoded; /* what the extracted field must hold */
+};
+
+static size_t
+scan_fill(char *out, size_t from, size_t n)
+{
+	size_t k;
+
+	for (k = 0; k < n; k++)
+		out[k] = scan_filler[(from + k) % (sizeof(scan_filler) - 1)];
+	return n;
+}
+
+/* "prefix <special> tail" in text and in decoded form; returns the text
+ * length. */
+static size_t
+scan_value(char *text, char *decoded, size_t off, size_t tail,
+           const struct scan_special *sp)
+{
+	size_t t = 0, d = 0;
+
+	t += scan_fill(text + t, 0, off);
+	d += scan_fill(decoded + d, 0, off);
+	memcpy(text + t, sp->text, strlen(sp->text));
+	t += strlen(sp->text);
+	memcpy(decoded + d, sp->decoded, strlen(sp->decoded));
+	d += strlen(sp->decoded);
+	t += scan_fill(text + t, off + 1, tail);
+	d += scan_fill(decoded + d, off + 1, tail);
+	text[t] = '\0';
+	decoded[d] = '\0';
+	return t;
+}
+
+#define SCAN_PREFIX "[{\"channel\":\"/topic/T\",\"data\":"
+#define SCAN_EVENT                                                             \
+	"{\"event\":{\"createdDate\":\"2025-11-26T19:00:00.000Z\","          \
+	"\"replayId\":7,\"type\":\""
+#define SCAN_MID "\"},\"sobject\":{\"Description\":\""
+#define SCAN_END "\",\"N\":1}}}]"
+
+static size_t
+scan_put(char *body, size_t at, const char *s, size_t n)
+{
+	assert_true(at + n < 512);
+	memcpy(body + at, s, n);
+	return at + n;
+}
+
+/* The body (512 bytes) around the value (which may hold a NUL);
+ * *data_off / *data_len locate "data", *val_off the first copy of the
+ * value. Returns the body's length. */
+static size_t
+scan_body(char *body, const char *value, size_t vlen, size_t *data_off,
+          size_t *data_len, size_t *val_off)
+{
+	size_t n = 0;
+
+	n = scan_put(body, n, SCAN_PREFIX, strlen(SCAN_PREFIX));
+	*data_off = n;
+	n = scan_put(body, n, SCAN_EVENT, strlen(SCAN_EVENT));
+	*val_off = n;
+	n = scan_put(body, n, value, vlen);
+	n = scan_put(body, n, SCAN_MID, strlen(SCAN_MID));
+	n = scan_put(body, n, value, vlen);
+	n = scan_put(body, n, SCAN_END, strlen(SCAN_END));
+	*data_len = n - *data_off - 2; /* without "}]" */
+	body[n] = '\0';
+	return n;
+}
+
+static void
+test_string_scan_every_offset(void **state)
+{
+	static const struct scan_special ok[] = {
+	    {"\\\"", "\""},   {"\\\\", "\\"},         {"\\n", "\n"},
+	    {"\\u001f", "\x1f"}, {"\\/", "/"},        {" ", " "},
+	    {"\x7f", "\x7f"}, {"\x80", "\x80"},       {"\xff", "\xff"},
+	    {"\xc3\xa9", "\xc3\xa9"}, {"\xe2\x82\xac", "\xe2\x82\xac"},
+	};
+	static const char raw_ctl[] = {0x00, 0x01, 0x09, 0x0a, 0x1f};
+	static const size_t tails[] = {0, 1, 2, 7, 8, 9, 15, 16, 17, 24, 33};
+	const struct plan whole = {PLAN_WHOLE, 0, 0};
+	char text[128], decoded[128], body[512], err[256], want[256];
+	char ctx[96];
+	size_t i, k, off, t, len, data_off, data_len, val_off;
+
+	(void)state;
+	for (i = 0; i < ARRAY_LEN(ok); i++) {
+		for (off = 0; off <= 40; off++) {
+			for (t = 0; t < ARRAY_LEN(tails); t++) {
+				struct run r = {0};
+
+				len = scan_value(text, decoded, off, tails[t],
+				                 &ok[i]);
+				len = scan_body(body, text, len, &data_off,
+				                &data_len, &val_off);
+				snprintf(ctx, sizeof(ctx),
+				         "special %zu at %zu, tail %zu", i, off,
+				         tails[t]);
+				if (stream_decode(body, len, BIG_MAX, &whole,
+				                  &r, err, sizeof(err),
+				                  NULL) != 0)
+					fail_msg("%s: refused: %s", ctx, err);
+				expect_long(ctx, "count", 1, (long)r.n);
+				expect_str(ctx, "event_type", decoded,
+				           r.v[0].ev.event_type);
+				expect_str(ctx, "position", "7",
+				           r.v[0].ev.position);
+				if (r.v[0].ev.payload_len != data_len ||
+				    memcmp(r.v[0].ev.payload, body + data_off,
+				           data_len) != 0)
+					fail_msg("%s: payload is not the data "
+					         "text",
+					         ctx);
+				expect_same_as_reference(ctx, body, len,
+				                         &whole);
+				/* Cut one byte before, at and after the
+				 * special byte, and byte by byte. */
+				for (k = 0; k < 4; k++) {
+					const struct plan cut[] = {
+					    {PLAN_SPLIT, val_off + off, 0},
+					    {PLAN_SPLIT, val_off + off + 1, 0},
+					    {PLAN_SPLIT, val_off + off + 2, 0},
+					    {PLAN_FIXED, 1, 0},
+					};
+					struct run c = {0};
+
+					assert_int_equal(
+					    stream_decode(body, len, BIG_MAX,
+					                  &cut[k], &c, err,
+					                  sizeof(err), NULL),
+					    0);
+					expect_identical(ctx, &r, &c);
+					run_clear(&c);
+				}
+				run_clear(&r);
+			}
+		}
+	}
+	/* A raw control byte is refused exactly where it stands. */
+	for (i = 0; i < ARRAY_LEN(raw_ctl); i++) {
+		const struct scan_special sp = {"?", "?"};
+
+		for (off = 0; off <= 40; off++) {
+			for (t = 0; t < ARRAY_LEN(tails); t++) {
+				const struct plan plans[] = {
+				    {PLAN_WHOLE, 0, 0}, {PLAN_FIXED, 1, 0}};
+
+				len = scan_value(text, decoded, off, tails[t],
+				                 &sp);
+				text[off] = raw_ctl[i]; /* may be a NUL */
+				len = scan_body(body, text, len, &data_off,
+				                &data_len, &val_off);
+				snprintf(want, sizeof(want),
+				         "invalid JSON at byte %zu: unescaped "
+				         "control character in string",
+				         val_off + off);
+				snprintf(ctx, sizeof(ctx),
+				         "raw 0x%02x at %zu, tail %zu",
+				         (unsigned)raw_ctl[i], off, tails[t]);
+				for (k = 0; k < ARRAY_LEN(plans); k++) {
+					struct run r = {0};
+
+					if (stream_decode(body, len, BIG_MAX,
+					                  &plans[k], &r, err,
+					                  sizeof(err), NULL) == 0)
+						fail_msg("%s: accepted", ctx);
+					expect_str(ctx, "error", want, err);
+					expect_long(ctx, "count", 0,
+					            (long)r.n);
+					run_clear(&r);
+				}
+			}
+		}
+	}
+}
+
 int
 main(void)
 {
@@ -2410,6 +2605,7 @@ main(void)
 	    cmocka_unit_test(test_degenerate_args),
 	    cmocka_unit_test(test_empty_bodies),
 	    cmocka_unit_test(test_error_offsets),
+	    cmocka_unit_test(test_string_scan_every_offset),
 	};
 
 	return cmocka_run_group_tests_name("bayeux_stream", tests, NULL, NULL);

@@ -1,8 +1,10 @@
 /*
  * The curl-multi-on-libevent glue against an in-process evhttp server on
  * the same event base: statuses, bodies, headers, cookies, limits,
- * timeouts, streaming, cancellation, and a request started from a
- * completion callback. Each test has a fresh base and a watchdog.
+ * timeouts, streaming, cancellation, a request started from a completion
+ * callback, and bodies that stay exact while the response buffer is
+ * reused from request to request. Each test has a fresh base and a
+ * watchdog.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -37,7 +39,27 @@ struct env {
 	size_t streamed;
 	int chunks;
 	struct evhttp_request *held; /* a request the server never answers */
+	int pattern_ok;   /* bodies checked against pattern_at() */
+	int pattern_bad;
+	int want_done;    /* loop exits after this many completions */
 };
+
+/* Byte k of a /pattern/<n> body: not periodic in any power of two, so a
+ * slice delivered twice, skipped or taken from a stale buffer shows. */
+static char
+pattern_at(size_t k)
+{
+	return (char)('a' + (k * 7 + k / 251) % 26);
+}
+
+static int
+pattern_matches(const char *data, size_t off, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if (data[i] != pattern_at(off + i))
+			return 0;
+	return 1;
+}
 
 static void
 on_watchdog(evutil_socket_t fd, short what, void *arg)
@@ -80,6 +102,17 @@ serve(struct evhttp_request *req, void *arg)
 		memset(chunk, 'x', sizeof(chunk));
 		for (int i = 0; i < 1024; i++) /* 1 MiB */
 			evbuffer_add(buf, chunk, sizeof(chunk));
+		evhttp_send_reply(req, 200, "OK", buf);
+	} else if (strncmp(uri, "/pattern/", 9) == 0) {
+		size_t n = strtoul(uri + 9, NULL, 10);
+		char chunk[4096];
+		for (size_t off = 0; off < n; off += sizeof(chunk)) {
+			size_t k = n - off < sizeof(chunk) ? n - off
+							   : sizeof(chunk);
+			for (size_t i = 0; i < k; i++)
+				chunk[i] = pattern_at(off + i);
+			evbuffer_add(buf, chunk, k);
+		}
 		evhttp_send_reply(req, 200, "OK", buf);
 	} else if (strcmp(uri, "/hang") == 0) {
 		e->held = req; /* answered at teardown, never in time */
@@ -324,6 +357,133 @@ on_quit(evutil_socket_t fd, short what, void *arg)
 	event_base_loopexit(arg, NULL);
 }
 
+/* A /pattern/<n> body, n in the request's URL, must come back exact and
+ * NUL-terminated. */
+static void
+on_pattern(void *arg, const struct http_response *r)
+{
+	struct env *e = arg;
+	e->done++;
+	e->body_len = r->body_len;
+	if (r->transport_ok && r->status == 200 && r->body[r->body_len] == '\0' &&
+	    pattern_matches(r->body, 0, r->body_len))
+		e->pattern_ok++;
+	else
+		e->pattern_bad++;
+	if (e->want_done == 0 || e->done == e->want_done)
+		event_base_loopexit(e->base, NULL);
+}
+
+static int
+check_pattern_chunk(void *arg, long status, const char *data, size_t len)
+{
+	struct env *e = arg;
+	assert_int_equal(status, 200);
+	if (!pattern_matches(data, e->streamed, len))
+		e->pattern_bad++;
+	e->streamed += len;
+	e->chunks++;
+	return 0;
+}
+
+static void
+get_pattern(struct env *e, size_t n, int streamed, size_t max_body)
+{
+	char url[128];
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/pattern/%zu", e->port,
+		 n);
+	struct http_request *req = http_request_new("GET", url);
+	assert_non_null(req);
+	if (streamed)
+		http_request_on_data(req, check_pattern_chunk, e);
+	if (max_body > 0)
+		http_request_max_body(req, max_body);
+	assert_int_equal(http_submit(e->http, req,
+				     streamed ? on_done : on_pattern, e),
+			 0);
+}
+
+/*
+ * One http, one request after the other, the response buffer handed on
+ * from each to the next: long bodies, short ones after them (no stale
+ * bytes, the right length, the NUL in place), streamed ones whose every
+ * byte is checked in order, and a body too large to be kept for reuse.
+ */
+static void
+test_bodies_exact_across_requests(void **state)
+{
+	struct env *e = *state;
+	const size_t mib = 1024 * 1024;
+	const struct {
+		size_t n;
+		int streamed;
+	} seq[] = {
+		{300000, 0}, {5, 0},       {1 * mib, 1}, {17, 0},
+		{0, 0},      {3 * mib, 0}, {2 * mib + 1, 1}, {70000, 0},
+		{1, 1},      {1000, 0},
+	};
+	for (size_t i = 0; i < sizeof(seq) / sizeof(seq[0]); i++) {
+		e->done = 0;
+		e->pattern_ok = e->pattern_bad = 0;
+		e->streamed = 0;
+		e->chunks = 0;
+		get_pattern(e, seq[i].n, seq[i].streamed, 4 * mib);
+		event_base_dispatch(e->base);
+		assert_int_equal(e->done, 1);
+		assert_int_equal(e->pattern_bad, 0);
+		if (seq[i].streamed) {
+			assert_true(e->transport_ok);
+			assert_int_equal(e->streamed, seq[i].n);
+			assert_int_equal(e->body_len, 0);
+		} else {
+			assert_int_equal(e->pattern_ok, 1);
+			assert_int_equal(e->body_len, seq[i].n);
+		}
+	}
+	/* The "hello" of /ok after all that, through on_done's copy. */
+	get(e, "/ok", on_done);
+	event_base_dispatch(e->base);
+	assert_string_equal(e->body, "hello");
+	assert_int_equal(e->body_len, 5);
+}
+
+/* Requests in flight together each keep a buffer of their own. */
+static void
+test_concurrent_bodies_stay_apart(void **state)
+{
+	struct env *e = *state;
+	const size_t sizes[] = {200000, 3, 65536, 9000, 1};
+	e->want_done = (int)(sizeof(sizes) / sizeof(sizes[0]));
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
+		get_pattern(e, sizes[i], 0, 1024 * 1024);
+	event_base_dispatch(e->base);
+	assert_int_equal(e->done, e->want_done);
+	assert_int_equal(e->pattern_ok, e->want_done);
+	assert_int_equal(e->pattern_bad, 0);
+}
+
+/* Over the limit after a long body filled the reused buffer: still
+ * refused, by the same rule. */
+static void
+test_body_limit_with_reused_buffer(void **state)
+{
+	struct env *e = *state;
+	get_pattern(e, 200000, 0, 1024 * 1024);
+	event_base_dispatch(e->base);
+	assert_int_equal(e->pattern_ok, 1);
+	e->done = 0;
+	get_pattern(e, 64 * 1024 + 1, 0, 0); /* the http's 64 KiB */
+	event_base_dispatch(e->base);
+	assert_int_equal(e->done, 1);
+	assert_int_equal(e->pattern_bad, 1);
+	e->done = 0;
+	e->pattern_ok = e->pattern_bad = 0;
+	get_pattern(e, 64 * 1024, 0, 0); /* exactly the limit: fine */
+	event_base_dispatch(e->base);
+	assert_int_equal(e->pattern_ok, 1);
+	assert_int_equal(e->body_len, 64 * 1024);
+}
+
 static void
 test_cancel_runs_no_callback(void **state)
 {
@@ -368,6 +528,12 @@ main(void)
 			teardown),
 		cmocka_unit_test_setup_teardown(test_cancel_runs_no_callback,
 						setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_bodies_exact_across_requests, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_concurrent_bodies_stay_apart, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_body_limit_with_reused_buffer, setup, teardown),
 	};
 	int rc = cmocka_run_group_tests_name("http", tests, NULL, NULL);
 	curl_global_cleanup();

@@ -67,6 +67,8 @@ int http_request_body(struct http_request *req, const void *body, size_t len);
  * status of the response the bytes belong to. fn runs from the event
  * loop, never from inside libcurl (so it may submit other requests), and
  * every byte has been handed to it before the completion callback runs.
+ * Each call carries what arrived since the previous loop turn, in one
+ * contiguous piece (data is borrowed for the call).
  * fn returns 0 to go on or -1 to stop: no more data is delivered and the
  * completion reports a transport error "aborted by the receiver". fn must
  * not cancel or free this request.

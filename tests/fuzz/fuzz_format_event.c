@@ -1,6 +1,6 @@
 /*
- * Fuzz harness for the line formatter (format.h): format_event() and
- * format_logfmt_value().
+ * Fuzz harness for the line formatter (format.h): format_event(),
+ * format_event_mem() and format_logfmt_value().
  *
  * Input layout:
  *   byte 0, flags:
@@ -10,6 +10,10 @@
  *     bit 3  created set
  *     bit 4  header strings from the input (below) instead of fixed ones
  *     bit 5  test format_logfmt_value() on the rest instead
+ *     bits 6-7  how format_event_mem()'s buffer size is chosen, from
+ *               the line length n and the input's last byte b (read,
+ *               not taken off the payload): 0: n - 2 + b % 4 (the edge),
+ *               1: b, 2: n * b / 256 (too small), 3: n + b (room)
  *   with bit 4: channel, position, event_type, created as four
  *   NUL-terminated strings (missing ones are "");
  *   the rest: the payload (or the logfmt value).
@@ -30,6 +34,10 @@
  *     "json-c accepts" proves nothing. The one documented leniency of the
  *     formatter, raw control bytes inside strings, json-c shares except
  *     for NUL (see fuzz_event()).
+ *   - format_event_mem() into a buffer of exactly the chosen size (so
+ *     ASan sees a write past it) returns FORMAT_NO_ROOM exactly when the
+ *     line is longer than the buffer, and otherwise the same code,
+ *     length and bytes as format_event().
  *
  * format_logfmt_value() invariants:
  *   - the output is one token: either bare (non-empty; no space, '=',
@@ -69,6 +77,7 @@ broken(const char *what)
 #define F_CREATED 0x08
 #define F_HEADER 0x10
 #define F_VALUE 0x20
+#define F_CAP_SHIFT 6
 
 /* A growable byte string for the reference computations. */
 struct bytes {
@@ -261,6 +270,52 @@ take_string(const uint8_t **data, size_t *size)
 	return s;
 }
 
+/* The buffer size for format_event_mem(): see bits 6-7 above. */
+static size_t
+mem_cap(unsigned flags, size_t n, unsigned b)
+{
+	switch ((flags >> F_CAP_SHIFT) & 3) {
+	case 0:
+		return n + b % 4 < 2 ? 0 : n + b % 4 - 2;
+	case 1:
+		return b;
+	case 2:
+		return n * b / 256;
+	default:
+		return n + b;
+	}
+}
+
+/* format_event_mem() against format_event()'s line (n bytes, code rc). */
+static void
+check_mem(enum format_kind kind, const struct event *ev, unsigned flags,
+          unsigned b, const unsigned char *line, size_t n, int rc)
+{
+	size_t cap = mem_cap(flags, n, b);
+	size_t len = 0;
+	char *buf = malloc(cap > 0 ? cap : 1);
+	int mrc;
+
+	if (buf == NULL)
+		abort();
+	mrc = format_event_mem(kind, ev, buf, cap, &len);
+	if (n > cap) {
+		if (mrc != FORMAT_NO_ROOM)
+			broken("format_event_mem() did not say FORMAT_NO_ROOM "
+			       "for a line longer than its buffer");
+	} else if (mrc == FORMAT_NO_ROOM) {
+		broken("format_event_mem() said FORMAT_NO_ROOM for a line "
+		       "that fits");
+	} else if (mrc != rc) {
+		broken("format_event_mem() and format_event() returned "
+		       "different codes");
+	} else if (len != n || memcmp(buf, line, n) != 0) {
+		broken("format_event_mem() wrote another line than "
+		       "format_event()");
+	}
+	free(buf);
+}
+
 static void
 fuzz_event(unsigned flags, const uint8_t *data, size_t size)
 {
@@ -271,6 +326,8 @@ fuzz_event(unsigned flags, const uint8_t *data, size_t size)
 	char *payload;
 	size_t n;
 	int rc;
+	/* Read before the header strings are taken off the input. */
+	unsigned last = size > 0 ? data[size - 1] : 0;
 
 	memset(&ev, 0, sizeof(ev));
 	ev.src = (flags & F_POLL) ? EVENT_SRC_POLL : EVENT_SRC_STREAM;
@@ -314,6 +371,8 @@ fuzz_event(unsigned flags, const uint8_t *data, size_t size)
 	if (n == 0 || line == NULL)
 		broken("no line was written");
 	check_line(line, n);
+	check_mem((flags & F_JSON) ? FORMAT_JSON : FORMAT_LOGFMT, &ev, flags,
+	          last, line, n, rc);
 	if ((flags & F_JSON) && !json_c_accepts((const char *)line, n - 1, 8,
 	                                        JSON_TOKENER_STRICT, 1))
 		broken("JSON line is not a JSON object (json-c, strict)");
