@@ -254,6 +254,10 @@ static void
 sbuf_rewind(struct sbuf *sb)
 {
 	sb->len = 0;
+	/* In the caller's memory only an overflow fails a buffer, and what
+	 * overflowed is gone now: the error line gets a fresh chance. */
+	if (sb->spills == SB_FIXED)
+		sb->overflow = sb->failed = 0;
 	if (sb->spill != NULL &&
 	    evbuffer_drain(sb->spill, evbuffer_get_length(sb->spill)) != 0)
 		sb->failed = 1;

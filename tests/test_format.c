@@ -2006,6 +2006,8 @@ test_header_every_offset(void **state)
 	}
 }
 
+#define E8 "\"\",\"\",\"\",\"\",\"\",\"\",\"\",\"\","
+
 /* format_event_mem() writes what format_event() appends, and reports a
  * buffer one byte too short instead of cutting the line. */
 static void
@@ -2016,6 +2018,11 @@ test_event_mem(void **state)
 	    "{\"a\":[1,2,{\"b\":null}],\"c\":true}",
 	    "{\"broken\":", /* the error line */
 	    "\"just a string\"",
+	    /* Invalid after many fields whose escaped key repeats: the part
+	     * flattened before the error is longer than the error line,
+	     * which must still fit a buffer of its own length (the fuzzer
+	     * found it did not). */
+	    "{\"\x01\x01\x01\x01\x01\x01\x01\x01k\":[" E8 E8 E8 E8,
 	};
 	enum format_kind kinds[] = {FORMAT_LOGFMT, FORMAT_JSON};
 	struct event ev = {.src = EVENT_SRC_STREAM,
