@@ -432,6 +432,18 @@ checkpoint_get(const struct checkpoint *cp, const char *key)
 	return e != NULL ? e->position : NULL;
 }
 
+size_t
+checkpoint_count(const struct checkpoint *cp)
+{
+	return cp->data.nentries;
+}
+
+const struct checkpoint_entry *
+checkpoint_entry_at(const struct checkpoint *cp, size_t i)
+{
+	return i < cp->data.nentries ? &cp->data.entries[i] : NULL;
+}
+
 const char *
 checkpoint_created(const struct checkpoint *cp, const char *key)
 {

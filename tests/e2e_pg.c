@@ -958,6 +958,48 @@ test_unreachable_database_is_a_clear_error(void **state)
 	f->ok = 1;
 }
 
+/* (i) What a term acknowledged but never stored (here: the rows are
+ * deleted behind its back, as if the writes had not reached the database
+ * before it went away) is kept by the process for its next term: without
+ * it, the next term would subscribe from -1 and miss what was published
+ * while the database was away. */
+static void
+test_next_term_keeps_unstored_positions(void **state)
+{
+	struct fixture *f = *state;
+	char out[32];
+	start_leader(f, 0, 1);
+	assert_int_equal(mock_publish(f->port, CH, 10), 200);
+	assert_int_equal(wait_lines(f->rdir[0], 10, scaled(f, 15000)), 10);
+	assert_int_equal(wait_db_position(f, 10, scaled(f, 5000)), 10);
+	assert_int_equal(pgtest_query(&f->pg,
+	                              "DELETE FROM sfrelay_checkpoints", out,
+	                              sizeof(out)),
+	                 0);
+	assert_int_equal(pgtest_stop(&f->pg), 0);
+	assert_int_equal(wait_log(f->rdir[0], "msg=\"leader lock lost\"", 1,
+	                          scaled(f, 15000)),
+	                 0);
+	assert_int_equal(mock_publish(f->port, CH, 5), 200);
+	assert_int_equal(pgtest_restart(&f->pg), 0);
+	assert_int_equal(wait_log(f->rdir[0], "msg=subscribed", 2,
+	                          scaled(f, 20000)),
+	                 0);
+	assert_int_equal(relay_log_count(f, 0, "msg=\"checkpoint kept from "
+	                                       "the previous term\""),
+	                 1);
+	assert_int_equal(replay_from(f, 0), 10);
+	int who[] = {0};
+	struct coverage c = cover(f, who, 1, 15);
+	for (long long end = now_ms() + scaled(f, 20000);
+	     c.seen < 15 && now_ms() < end; sleep_ms(50))
+		c = cover(f, who, 1, 15);
+	assert_int_equal(c.seen, 15);
+	assert_int_equal(wait_db_position(f, 15, scaled(f, 5000)), 15);
+	assert_int_equal(proc_stop(&f->relay[0], SIGTERM, scaled(f, 15000)), 0);
+	f->ok = 1;
+}
+
 int
 main(void)
 {
@@ -979,6 +1021,8 @@ main(void)
 	        test_unreachable_database_is_a_clear_error, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 	        test_deposed_leads_again_and_stops_as_standby, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        test_next_term_keeps_unstored_positions, setup, teardown),
 	};
 	return cmocka_run_group_tests_name("e2e_pg", tests, NULL, NULL);
 }

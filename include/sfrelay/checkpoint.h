@@ -153,6 +153,12 @@ const char *checkpoint_get(const struct checkpoint *cp, const char *key);
 /* Its creation time, or NULL. Same lifetime. */
 const char *checkpoint_created(const struct checkpoint *cp, const char *key);
 
+/* The positions held in memory, for i < checkpoint_count(). Borrowed
+ * like checkpoint_get()'s. */
+size_t checkpoint_count(const struct checkpoint *cp);
+const struct checkpoint_entry *checkpoint_entry_at(const struct checkpoint *cp,
+						   size_t i);
+
 /* Records a new acknowledged position (copied) and schedules a write. */
 void checkpoint_set(struct checkpoint *cp, const char *key,
 		    const char *position, const char *created);
