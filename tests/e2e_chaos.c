@@ -184,12 +184,7 @@ teardown(void **state)
 	if (!c->ok)
 		print_message("# chaos FAILED with seed %llu\n",
 		              (unsigned long long)c->seed);
-	if (c->relay.pid > 0)
-		proc_stop(&c->relay, SIGKILL, 5000);
-	if (c->mock.pid > 0)
-		proc_stop(&c->mock, SIGTERM, 5000);
-	harness_rmdir(c->dir, !c->ok);
-	free(c->dir);
+	harness_finish(&c->relay, &c->mock, c->dir, !c->ok);
 	free(c);
 	return 0;
 }

@@ -18,16 +18,6 @@
 
 #define CH "/topic/Deliver"
 
-struct fixture {
-	char *dir;
-	struct proc mock;
-	struct proc relay;
-	int port;
-	char out[4096];
-	char ckpt[4096];
-	int ok;
-};
-
 static const char *const fast[] = {
 	"SFRELAY_BACKOFF_MIN=50ms",
 	"SFRELAY_BACKOFF_MAX=400ms",
@@ -36,37 +26,10 @@ static const char *const fast[] = {
 };
 
 static int
-start_mock(struct fixture *f, const char *const *flags)
+start_mock(struct e2e_fixture *f, const char *const *flags)
 {
 	f->port = sfmock_start(&f->mock, f->dir, flags);
 	return f->port > 0 ? 0 : -1;
-}
-
-static int
-setup(void **state)
-{
-	struct fixture *f = calloc(1, sizeof(*f));
-	f->dir = harness_tmpdir("delivery");
-	assert_non_null(f->dir);
-	snprintf(f->out, sizeof(f->out), "%s/relay.out", f->dir);
-	snprintf(f->ckpt, sizeof(f->ckpt), "%s/state/checkpoints.json",
-		 f->dir);
-	*state = f;
-	return 0;
-}
-
-static int
-teardown(void **state)
-{
-	struct fixture *f = *state;
-	if (f->relay.pid > 0)
-		proc_stop(&f->relay, SIGKILL, 5000);
-	if (f->mock.pid > 0)
-		proc_stop(&f->mock, SIGTERM, 5000);
-	harness_rmdir(f->dir, !f->ok);
-	free(f->dir);
-	free(f);
-	return 0;
 }
 
 /* The sobject.Seq of every line, in file order; returns the count. */
@@ -110,7 +73,7 @@ check_at_least_once(const int *seqs, size_t n, int total)
 static void
 test_restart_resumes_from_checkpoint(void **state)
 {
-	struct fixture *f = *state;
+	struct e2e_fixture *f = *state;
 	const char *flags[] = {"--channel", CH, NULL};
 	assert_int_equal(start_mock(f, flags), 0);
 	assert_int_equal(relay_start(&f->relay, f->dir, f->port, CH, fast), 0);
@@ -141,7 +104,7 @@ test_restart_resumes_from_checkpoint(void **state)
 static void
 test_replay_all_retained_on_first_start(void **state)
 {
-	struct fixture *f = *state;
+	struct e2e_fixture *f = *state;
 	const char *flags[] = {"--channel", CH, NULL};
 	assert_int_equal(start_mock(f, flags), 0);
 	assert_int_equal(mock_publish(f->port, CH, 30), 200);
@@ -161,7 +124,7 @@ test_replay_all_retained_on_first_start(void **state)
  * marker or none). With one channel on a fresh mock, replay id k is the
  * k-th event, Seq k. */
 static int
-checkpointed(const struct fixture *f)
+checkpointed(const struct e2e_fixture *f)
 {
 	char *s = file_read(f->ckpt, NULL);
 	const char *p = s != NULL ? strstr(s, "\"position\"") : NULL;
@@ -173,7 +136,7 @@ checkpointed(const struct fixture *f)
 }
 
 static int
-max_seq(const struct fixture *f)
+max_seq(const struct e2e_fixture *f)
 {
 	static int seqs[20000];
 	size_t n = read_seqs(f->out, seqs, 20000);
@@ -186,7 +149,7 @@ max_seq(const struct fixture *f)
 static void
 test_sigkill_loses_nothing(void **state)
 {
-	struct fixture *f = *state;
+	struct e2e_fixture *f = *state;
 	const char *flags[] = {"--channel", CH, NULL};
 	assert_int_equal(start_mock(f, flags), 0);
 	const int rounds = 6, per = 200;
@@ -231,7 +194,7 @@ test_sigkill_loses_nothing(void **state)
 static void
 test_replay_id_past_retention_is_a_gap(void **state)
 {
-	struct fixture *f = *state;
+	struct e2e_fixture *f = *state;
 	const char *flags[] = {"--channel", CH, "--retention", "5", NULL};
 	assert_int_equal(start_mock(f, flags), 0);
 	assert_int_equal(relay_start(&f->relay, f->dir, f->port, CH, fast), 0);
@@ -267,7 +230,7 @@ test_replay_id_past_retention_is_a_gap(void **state)
 static void
 test_server_restart_is_recovered(void **state)
 {
-	struct fixture *f = *state;
+	struct e2e_fixture *f = *state;
 	const char *flags[] = {"--channel", CH, NULL};
 	assert_int_equal(start_mock(f, flags), 0);
 	assert_int_equal(relay_start(&f->relay, f->dir, f->port, CH, fast), 0);
@@ -312,7 +275,7 @@ test_server_restart_is_recovered(void **state)
 static void
 test_second_signal_exits_at_once(void **state)
 {
-	struct fixture *f = *state;
+	struct e2e_fixture *f = *state;
 	const char *flags[] = {"--channel", CH, NULL};
 	assert_int_equal(start_mock(f, flags), 0);
 	assert_int_equal(relay_start(&f->relay, f->dir, f->port, CH, fast), 0);
@@ -341,25 +304,24 @@ test_second_signal_exits_at_once(void **state)
 	f->ok = 1;
 }
 
+static int
+setup(void **state)
+{
+	return e2e_setup(state, "delivery");
+}
+
 int
 main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, e2e_teardown)
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(
-			test_restart_resumes_from_checkpoint, setup, teardown),
-		cmocka_unit_test_setup_teardown(
-			test_replay_all_retained_on_first_start, setup,
-			teardown),
-		cmocka_unit_test_setup_teardown(test_sigkill_loses_nothing,
-						setup, teardown),
-		cmocka_unit_test_setup_teardown(
-			test_replay_id_past_retention_is_a_gap, setup,
-			teardown),
-		cmocka_unit_test_setup_teardown(
-			test_server_restart_is_recovered, setup, teardown),
-		cmocka_unit_test_setup_teardown(
-			test_second_signal_exits_at_once, setup, teardown),
+		T(test_restart_resumes_from_checkpoint),
+		T(test_replay_all_retained_on_first_start),
+		T(test_sigkill_loses_nothing),
+		T(test_replay_id_past_retention_is_a_gap),
+		T(test_server_restart_is_recovered),
+		T(test_second_signal_exits_at_once),
 	};
 	return cmocka_run_group_tests_name("e2e_delivery", tests, NULL, NULL);
 }

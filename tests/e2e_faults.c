@@ -29,17 +29,6 @@
 #define BOTH CH_A "," CH_B
 #define WAIT_MS 10000
 
-struct fixture {
-	char *dir;
-	struct proc mock;
-	struct proc relay;
-	int port;
-	char out[4096];
-	char err[4096];
-	char ckpt[4096];
-	int ok;
-};
-
 /* Back-off kept short so a test takes seconds; checkpoints written
  * quickly so a test can wait for them. */
 static const char *const fast[] = {
@@ -50,38 +39,10 @@ static const char *const fast[] = {
     NULL,
 };
 
-static int
-setup(void **state)
-{
-	struct fixture *f = calloc(1, sizeof(*f));
-	assert_non_null(f);
-	f->dir = harness_tmpdir("faults");
-	assert_non_null(f->dir);
-	snprintf(f->out, sizeof(f->out), "%s/relay.out", f->dir);
-	snprintf(f->err, sizeof(f->err), "%s/relay.err", f->dir);
-	snprintf(f->ckpt, sizeof(f->ckpt), "%s/state/checkpoints.json", f->dir);
-	*state = f;
-	return 0;
-}
-
-static int
-teardown(void **state)
-{
-	struct fixture *f = *state;
-	if (f->relay.pid > 0)
-		proc_stop(&f->relay, SIGKILL, 5000);
-	if (f->mock.pid > 0)
-		proc_stop(&f->mock, SIGTERM, 5000);
-	harness_rmdir(f->dir, !f->ok);
-	free(f->dir);
-	free(f);
-	return 0;
-}
-
 /* sfmock with the test channels, a short long-poll hold (so connects
  * come every 300 ms even without events) and the given extra flags. */
 static void
-start_mock(struct fixture *f, const char *const *extra)
+start_mock(struct e2e_fixture *f, const char *const *extra)
 {
 	const char *flags[40] = {"--channel",         CH_A, "--channel", CH_B,
 	                         "--connect-timeout", "300"};
@@ -94,7 +55,8 @@ start_mock(struct fixture *f, const char *const *extra)
 }
 
 static void
-start_relay(struct fixture *f, const char *channels, const char *const *more)
+start_relay(struct e2e_fixture *f, const char *channels,
+            const char *const *more)
 {
 	const char *env[32];
 	size_t n = 0;
@@ -109,7 +71,7 @@ start_relay(struct fixture *f, const char *channels, const char *const *more)
 }
 
 static char *
-mock_url(const struct fixture *f, const char *path, char *buf, size_t len)
+mock_url(const struct e2e_fixture *f, const char *path, char *buf, size_t len)
 {
 	snprintf(buf, len, "http://127.0.0.1:%d%s", f->port, path);
 	return buf;
@@ -117,7 +79,7 @@ mock_url(const struct fixture *f, const char *path, char *buf, size_t len)
 
 /* Adds a fault rule (JSON); returns its id. */
 static int
-add_fault(struct fixture *f, const char *json)
+add_fault(struct e2e_fixture *f, const char *json)
 {
 	char url[256], resp[512];
 	long st =
@@ -132,7 +94,7 @@ add_fault(struct fixture *f, const char *json)
 
 /* GETs a mock endpoint and parses it; owned by the caller. */
 static struct json_object *
-get_json(struct fixture *f, const char *path)
+get_json(struct e2e_fixture *f, const char *path)
 {
 	char url[256];
 	size_t cap = 4 * 1024 * 1024;
@@ -148,7 +110,7 @@ get_json(struct fixture *f, const char *path)
 }
 
 static long long
-stat_ll(struct fixture *f, const char *key)
+stat_ll(struct e2e_fixture *f, const char *key)
 {
 	struct json_object *o = get_json(f, "/_mock/stats"), *v;
 	assert_true(json_object_object_get_ex(o, key, &v));
@@ -158,39 +120,18 @@ stat_ll(struct fixture *f, const char *key)
 }
 
 static void
-publish(struct fixture *f, const char *channel, int n)
+publish(struct e2e_fixture *f, const char *channel, int n)
 {
 	assert_int_equal(mock_publish(f->port, channel, n), 200);
 }
 
-/* The replay ids of channel's lines in relay.out, in file order. */
 static size_t
-replay_ids(const struct fixture *f, const char *channel, long *ids, size_t max)
+wait_channel(struct e2e_fixture *f, const char *channel, size_t n, int ms)
 {
-	char *all = file_read(f->out, NULL), *line, *save = NULL;
-	char want[256];
-	size_t n = 0;
-	snprintf(want, sizeof(want), " channel=%s ", channel);
-	for (line = all != NULL ? strtok_r(all, "\n", &save) : NULL;
-	     line != NULL; line = strtok_r(NULL, "\n", &save)) {
-		const char *r = strstr(line, " replay_id=");
-		if (strstr(line, want) == NULL || r == NULL)
-			continue;
-		if (n < max)
-			ids[n] = atol(r + 11);
-		n++;
-	}
-	free(all);
-	return n;
-}
-
-static size_t
-wait_channel(struct fixture *f, const char *channel, size_t n, int ms)
-{
-	long ids[1];
 	size_t got = 0;
 	for (long long end = now_ms() + ms;
-	     (got = replay_ids(f, channel, ids, 0)) < n && now_ms() < end;
+	     (got = file_replay_ids(f->out, channel, NULL, 0)) < n &&
+	     now_ms() < end;
 	     sleep_ms(20))
 		;
 	return got;
@@ -199,11 +140,11 @@ wait_channel(struct fixture *f, const char *channel, size_t n, int ms)
 /* Asserts that channel's lines are exactly the replay ids in want[0..n),
  * in that order; on failure says what is missing or repeated. */
 static void
-expect_ids(const struct fixture *f, const char *channel, const long *want,
+expect_ids(const struct e2e_fixture *f, const char *channel, const long *want,
            size_t n)
 {
 	long got[4096];
-	size_t k = replay_ids(f, channel, got, 4096);
+	size_t k = file_replay_ids(f->out, channel, got, 4096);
 	size_t i;
 	for (i = 0; i < k && i < n && got[i] == want[i]; i++)
 		;
@@ -220,7 +161,7 @@ expect_ids(const struct fixture *f, const char *channel, const long *want,
 
 /* Exactly once, in order: replay ids 1..n (n at most 4096). */
 static void
-expect_once(const struct fixture *f, const char *channel, long n)
+expect_once(const struct e2e_fixture *f, const char *channel, long n)
 {
 	static long want[4096];
 	assert_true(n <= 4096);
@@ -231,7 +172,7 @@ expect_once(const struct fixture *f, const char *channel, long n)
 
 /* The checkpointed position of channel, or NULL (owned string). */
 static char *
-checkpoint_of(const struct fixture *f, const char *channel)
+checkpoint_of(const struct e2e_fixture *f, const char *channel)
 {
 	struct json_object *o = json_object_from_file(f->ckpt), *p, *c, *v;
 	char *pos = NULL;
@@ -244,7 +185,8 @@ checkpoint_of(const struct fixture *f, const char *channel)
 }
 
 static void
-wait_checkpoint(const struct fixture *f, const char *channel, const char *pos)
+wait_checkpoint(const struct e2e_fixture *f, const char *channel,
+                const char *pos)
 {
 	for (long long end = now_ms() + WAIT_MS; now_ms() < end; sleep_ms(20)) {
 		char *p = checkpoint_of(f, channel);
@@ -258,7 +200,7 @@ wait_checkpoint(const struct fixture *f, const char *channel, const char *pos)
 
 /* The traffic log entries (owned array). */
 static struct json_object *
-traffic(struct fixture *f)
+traffic(struct e2e_fixture *f)
 {
 	return get_json(f, "/_mock/messages");
 }
@@ -322,7 +264,7 @@ subscribe_replay(struct json_object *log, int from, const char *channel)
 /* Position of the n-th (1-based) occurrence of needle in the relay's
  * log, or -1. */
 static long
-log_pos(const struct fixture *f, const char *needle, int nth)
+log_pos(const struct e2e_fixture *f, const char *needle, int nth)
 {
 	char *s = file_read(f->err, NULL);
 	long pos = -1;
@@ -341,7 +283,7 @@ log_pos(const struct fixture *f, const char *needle, int nth)
 /* Relay and mock up, both channels subscribed, `pre` events on each
  * delivered and checkpointed: the relay is idle in a long poll. */
 static void
-steady(struct fixture *f, const char *const *mock_flags, int pre,
+steady(struct e2e_fixture *f, const char *const *mock_flags, int pre,
        const char *const *relay_env)
 {
 	start_mock(f, mock_flags);
@@ -363,7 +305,7 @@ steady(struct fixture *f, const char *const *mock_flags, int pre,
 
 /* Stops the relay cleanly; the exit status must be 0. */
 static void
-stop_relay(struct fixture *f)
+stop_relay(struct e2e_fixture *f)
 {
 	assert_int_equal(proc_stop(&f->relay, SIGTERM, 15000), 0);
 }
@@ -390,7 +332,7 @@ last_note(struct json_object *log, const char *kind, const char *action)
  * (50 ms; 40 allowed for clock granularity).
  */
 static void
-run_retry_fault(struct fixture *f, const char *action, int count,
+run_retry_fault(struct e2e_fixture *f, const char *action, int count,
                 const char *reason)
 {
 	const char *flags[] = {"--max-batch", "10", NULL};
@@ -483,7 +425,7 @@ test_reply_lost_backs_off(void **state)
  * repeated.
  */
 static void
-run_auth_fault(struct fixture *f, const char *rule, const char *reason)
+run_auth_fault(struct e2e_fixture *f, const char *rule, const char *reason)
 {
 	steady(f, NULL, 20, NULL);
 	long long tokens = stat_ll(f, "tokens_issued");
@@ -548,7 +490,7 @@ test_expired_tokens_renewed(void **state)
 static void
 test_handshake_denied_renews_token(void **state)
 {
-	struct fixture *f = *state;
+	struct e2e_fixture *f = *state;
 	const char *flags[] = {
 	    "--fault", "action=handshake_denied,match=/meta/handshake,nth=1",
 	    NULL};
@@ -577,7 +519,7 @@ test_handshake_denied_renews_token(void **state)
  * resubscribes every channel from its checkpoint.
  */
 static void
-run_session_fault(struct fixture *f, const char *rule, const char *reason)
+run_session_fault(struct e2e_fixture *f, const char *rule, const char *reason)
 {
 	steady(f, NULL, 20, NULL);
 	long long tokens = stat_ll(f, "tokens_issued");
@@ -645,7 +587,7 @@ test_advice_handshake_rehandshakes(void **state)
 static void
 test_concurrent_limit_backs_off(void **state)
 {
-	struct fixture *f = *state;
+	struct e2e_fixture *f = *state;
 	const char *flags[] = {
 	    "--fault", "action=concurrent_limit,match=/meta/handshake,count=3",
 	    NULL};
@@ -683,7 +625,7 @@ test_concurrent_limit_backs_off(void **state)
 static void
 test_delay_is_waited_for(void **state)
 {
-	struct fixture *f = *state;
+	struct e2e_fixture *f = *state;
 	const char *flags[] = {
 	    "--fault", "action=delay,match=/meta/handshake,ms=700", NULL};
 	start_mock(f, flags);
@@ -712,7 +654,7 @@ test_delay_is_waited_for(void **state)
 static void
 test_delay_past_timeout_retries(void **state)
 {
-	struct fixture *f = *state;
+	struct e2e_fixture *f = *state;
 	const char *flags[] = {
 	    "--fault", "action=delay,match=/meta/handshake,nth=1,ms=2500",
 	    NULL};
@@ -744,7 +686,7 @@ test_delay_past_timeout_retries(void **state)
 static void
 test_advice_interval_honoured(void **state)
 {
-	struct fixture *f = *state;
+	struct e2e_fixture *f = *state;
 	steady(f, NULL, 5, NULL);
 	add_fault(f, "{\"match\":\"/meta/connect\",\"action\":\"advice_retry\","
 	             "\"interval\":500}");
@@ -787,7 +729,7 @@ test_advice_interval_honoured(void **state)
 static void
 test_advice_none_ends_the_session(void **state)
 {
-	struct fixture *f = *state;
+	struct e2e_fixture *f = *state;
 	steady(f, NULL, 5, NULL);
 	add_fault(f,
 	          "{\"match\":\"/meta/connect\",\"action\":\"advice_none\"}");
@@ -845,7 +787,7 @@ test_advice_none_ends_the_session(void **state)
 
 /* The line of channel with replay id `id` (owned), or NULL. */
 static char *
-line_of(const struct fixture *f, const char *channel, long id)
+line_of(const struct e2e_fixture *f, const char *channel, long id)
 {
 	char *all = file_read(f->out, NULL), *line, *save = NULL, *found = NULL;
 	char a[256], b[64];
@@ -869,7 +811,7 @@ line_of(const struct fixture *f, const char *channel, long id)
 static void
 test_invalid_replay_id_is_a_recorded_gap(void **state)
 {
-	struct fixture *f = *state;
+	struct e2e_fixture *f = *state;
 	steady(f, NULL, 10, NULL);
 	stop_relay(f);
 	publish(f, CH_A, 20);
@@ -951,7 +893,7 @@ test_invalid_replay_id_is_a_recorded_gap(void **state)
 static void
 test_failed_subscribe_retried_beside_others(void **state)
 {
-	struct fixture *f = *state;
+	struct e2e_fixture *f = *state;
 	start_mock(f, NULL);
 	start_relay(f, CH_A "," CH_MISSING "," CH_B, NULL);
 	assert_int_equal(wait_log(f->dir, "msg=subscribed", 2, WAIT_MS), 0);
@@ -1016,7 +958,7 @@ test_failed_subscribe_retried_beside_others(void **state)
 static void
 test_token_endpoint_503_backs_off(void **state)
 {
-	struct fixture *f = *state;
+	struct e2e_fixture *f = *state;
 	const char *flags[] = {"--fault", "action=http_503,match=token", NULL};
 	start_mock(f, flags);
 	publish(f, CH_A, 5);
@@ -1036,7 +978,7 @@ test_token_endpoint_503_backs_off(void **state)
 /* POSTs a bare Bayeux message (no token) to the CometD endpoint;
  * returns the HTTP status. */
 static long
-cometd_post(struct fixture *f, const char *channel)
+cometd_post(struct e2e_fixture *f, const char *channel)
 {
 	char url[256], body[256], resp[1024];
 	const char *const hdr[] = {"Content-Type: application/json", NULL};
@@ -1051,7 +993,7 @@ cometd_post(struct fixture *f, const char *channel)
 static void
 test_fault_plan_interface(void **state)
 {
-	struct fixture *f = *state;
+	struct e2e_fixture *f = *state;
 	start_mock(f, NULL);
 	char url[256], resp[4096];
 	const char *bad[] = {
@@ -1133,7 +1075,7 @@ test_fault_plan_interface(void **state)
 static void
 test_bad_flags_refused(void **state)
 {
-	struct fixture *f = *state;
+	struct e2e_fixture *f = *state;
 	char bin[512], log[4200], path[4200];
 	harness_bin("sfmock", bin, sizeof(bin));
 	snprintf(log, sizeof(log), "%s/flags.log", f->dir);
@@ -1167,7 +1109,7 @@ test_bad_flags_refused(void **state)
  * same --state on the same port: channels, replay ids, retained events
  * and tokens are all there; the relay only has to handshake again. */
 static void
-run_state_restart(struct fixture *f, int sig)
+run_state_restart(struct e2e_fixture *f, int sig)
 {
 	char statef[4200], port[16];
 	snprintf(statef, sizeof(statef), "%s/mock.state", f->dir);
@@ -1225,7 +1167,13 @@ test_state_survives_sigterm(void **state)
 	run_state_restart(*state, SIGTERM);
 }
 
-#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+static int
+setup(void **state)
+{
+	return e2e_setup(state, "faults");
+}
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, e2e_teardown)
 
 int
 main(void)

@@ -48,16 +48,6 @@
  */
 #define HWM_LIMIT_KB (48L * 1024L)
 
-struct fixture {
-	char *dir;
-	struct proc mock;
-	struct proc relay;
-	int port;
-	char out[4096];
-	char err[4096];
-	int ok;
-};
-
 /*
  * ASAN_OPTIONS matters only to a sanitizer build of the relay: ASan
  * keeps freed memory in a quarantine (256 MB by default) to catch late
@@ -92,27 +82,16 @@ big_bytes(void)
 static int
 setup(void **state)
 {
-	struct fixture *f = calloc(1, sizeof(*f));
-	assert_non_null(f);
-	f->dir = harness_tmpdir("hostile");
-	assert_non_null(f->dir);
-	snprintf(f->out, sizeof(f->out), "%s/relay.out", f->dir);
-	snprintf(f->err, sizeof(f->err), "%s/relay.err", f->dir);
-	*state = f;
-	return 0;
+	return e2e_setup(state, "hostile");
 }
 
 static int
 teardown(void **state)
 {
-	struct fixture *f = *state;
-	if (f->relay.pid > 0)
-		proc_stop(&f->relay, SIGKILL, 5000);
-	if (f->mock.pid > 0)
-		proc_stop(&f->mock, SIGTERM, 5000);
+	struct e2e_fixture *f = *state;
 	/* HOSTILE_KEEP=1 keeps the logs of passing tests too. */
-	harness_rmdir(f->dir, !f->ok || getenv("HOSTILE_KEEP") != NULL);
-	free(f->dir);
+	harness_finish(&f->relay, &f->mock, f->dir,
+	               !f->ok || getenv("HOSTILE_KEEP") != NULL);
 	free(f);
 	return 0;
 }
@@ -122,7 +101,7 @@ teardown(void **state)
  * sfmock_start() for the environment: sfmock's own peak RSS is checked
  * too, under the same ASan quarantine as the relay's (see fast[]). */
 static void
-start_mock(struct fixture *f, const char *fault)
+start_mock(struct e2e_fixture *f, const char *fault)
 {
 	char bin[512], log[4200], line[256];
 	const char *argv[] = {harness_bin("sfmock", bin, sizeof(bin)),
@@ -146,51 +125,43 @@ start_mock(struct fixture *f, const char *fault)
 }
 
 static void
-start_relay(struct fixture *f)
+start_relay(struct e2e_fixture *f)
 {
 	assert_int_equal(relay_start(&f->relay, f->dir, f->port, CH, fast), 0);
 }
 
 static void
-publish(struct fixture *f, int n)
+publish(struct e2e_fixture *f, int n)
 {
 	assert_int_equal(mock_publish(f->port, CH, n), 200);
 }
 
-/* The replay ids of CH's lines in relay.out, in file order; also counts
- * into *bogus the lines of the made-up hostile channel and the lines
+/* Counts the lines in relay.out of the made-up hostile channel and those
  * that carry no replay id (and so no event id). */
 static size_t
-replay_ids(const struct fixture *f, long *ids, size_t max, size_t *bogus)
+bogus_lines(const struct e2e_fixture *f)
 {
 	char *all = file_read(f->out, NULL), *line, *save = NULL;
-	size_t n = 0;
-	if (bogus != NULL)
-		*bogus = 0;
+	size_t bogus = 0;
 	for (line = all != NULL ? strtok_r(all, "\n", &save) : NULL;
 	     line != NULL; line = strtok_r(NULL, "\n", &save)) {
 		const char *r = strstr(line, " replay_id=");
-		if (bogus != NULL && (strstr(line, HOSTILE_CH) != NULL ||
-		                      strstr(line, " id=" CH ":") == NULL ||
-		                      r == NULL || r[11] < '1' || r[11] > '9'))
-			(*bogus)++;
-		if (strstr(line, " channel=" CH " ") == NULL || r == NULL)
-			continue;
-		if (n < max)
-			ids[n] = atol(r + 11);
-		n++;
+		if (strstr(line, HOSTILE_CH) != NULL ||
+		    strstr(line, " id=" CH ":") == NULL || r == NULL ||
+		    r[11] < '1' || r[11] > '9')
+			bogus++;
 	}
 	free(all);
-	return n;
+	return bogus;
 }
 
 /* Waits until every replay id 1..n is on stdout; returns 0 or -1. */
 static int
-wait_all(const struct fixture *f, long n, int ms)
+wait_all(const struct e2e_fixture *f, long n, int ms)
 {
 	static long ids[8192];
 	for (long long end = now_ms() + ms; now_ms() < end; sleep_ms(20)) {
-		size_t k = replay_ids(f, ids, 8192, NULL);
+		size_t k = file_replay_ids(f->out, CH, ids, 8192);
 		long next = 1;
 		for (size_t i = 0; i < k && i < 8192; i++)
 			if (ids[i] == next)
@@ -207,11 +178,11 @@ wait_all(const struct fixture *f, long n, int ms)
  * duplicate is allowed (a reply refused half way is replayed whole).
  */
 static void
-expect_all(const struct fixture *f, long n)
+expect_all(const struct e2e_fixture *f, long n)
 {
 	static long ids[8192];
-	size_t bogus = 0;
-	size_t k = replay_ids(f, ids, 8192, &bogus);
+	size_t k = file_replay_ids(f->out, CH, ids, 8192);
+	size_t bogus = bogus_lines(f);
 	long next = 1;
 	assert_true(k <= 8192);
 	assert_int_equal(bogus, 0);
@@ -250,7 +221,7 @@ peak_rss_kb(pid_t pid)
  * checked under valgrind (see the top). sfmock generates hostile bodies
  * as it sends them, so it must stay as flat. */
 static void
-expect_bounded(const struct fixture *f, const char *what, long payload)
+expect_bounded(const struct e2e_fixture *f, const char *what, long payload)
 {
 	long kb = peak_rss_kb(f->relay.pid);
 	long mock_kb = peak_rss_kb(f->mock.pid);
@@ -272,7 +243,7 @@ expect_bounded(const struct fixture *f, const char *what, long payload)
 /* The checkpointed position of CH must be `want` (never "", which is
  * what an event without a replayId used to leave there). */
 static void
-expect_checkpoint(const struct fixture *f, long want)
+expect_checkpoint(const struct e2e_fixture *f, long want)
 {
 	char path[4200], pos[32];
 	struct json_object *o, *p, *c, *v;
@@ -290,7 +261,7 @@ expect_checkpoint(const struct fixture *f, long want)
 }
 
 static void
-expect_log(const struct fixture *f, const char *needle)
+expect_log(const struct e2e_fixture *f, const char *needle)
 {
 	if (wait_log(f->dir, needle, 1, WAIT_MS) != 0)
 		fail_msg("relay never logged '%s'", needle);
@@ -302,8 +273,8 @@ expect_log(const struct fixture *f, const char *needle)
  * published afterwards arrive too; the relay stops cleanly.
  */
 static void
-run(struct fixture *f, const char *fault, const char *needle, const char *what,
-    long payload)
+run(struct e2e_fixture *f, const char *fault, const char *needle,
+    const char *what, long payload)
 {
 	start_mock(f, fault);
 	publish(f, PRE);
@@ -328,7 +299,7 @@ run(struct fixture *f, const char *fault, const char *needle, const char *what,
 static void
 test_huge_message_refused(void **state)
 {
-	struct fixture *f = *state;
+	struct e2e_fixture *f = *state;
 	char fault[128];
 	snprintf(fault, sizeof(fault),
 	         "action=huge_body,match=/meta/connect,bytes=%ld", big_bytes());
@@ -342,7 +313,7 @@ test_huge_message_refused(void **state)
 static void
 test_huge_padding_decoded(void **state)
 {
-	struct fixture *f = *state;
+	struct e2e_fixture *f = *state;
 	char fault[128];
 	snprintf(fault, sizeof(fault),
 	         "action=huge_padding,match=/meta/connect,bytes=%ld",
@@ -357,7 +328,7 @@ test_huge_padding_decoded(void **state)
 static void
 test_deep_nesting_refused(void **state)
 {
-	struct fixture *f = *state;
+	struct e2e_fixture *f = *state;
 	run(f, "action=deep_nesting,match=/meta/connect,depth=100000",
 	    "nesting too deep", "deep nesting", 200000);
 	f->ok = 1;
@@ -367,7 +338,7 @@ test_deep_nesting_refused(void **state)
 static void
 test_huge_headers_refused(void **state)
 {
-	struct fixture *f = *state;
+	struct e2e_fixture *f = *state;
 	run(f, "action=huge_headers,match=/meta/connect,bytes=1048576",
 	    "connect failed: response headers over 65536 bytes", "huge headers",
 	    MiB);
@@ -379,7 +350,7 @@ test_huge_headers_refused(void **state)
 static void
 test_huge_handshake_refused(void **state)
 {
-	struct fixture *f = *state;
+	struct e2e_fixture *f = *state;
 	char fault[128];
 	snprintf(fault, sizeof(fault),
 	         "action=huge_body,match=/meta/handshake,bytes=%ld",
@@ -393,7 +364,7 @@ test_huge_handshake_refused(void **state)
 static void
 test_huge_token_reply_refused(void **state)
 {
-	struct fixture *f = *state;
+	struct e2e_fixture *f = *state;
 	char fault[128];
 	snprintf(fault, sizeof(fault), "action=huge_body,match=token,bytes=%ld",
 	         big_bytes());
@@ -408,7 +379,7 @@ test_huge_token_reply_refused(void **state)
 static void
 test_endless_body_times_out(void **state)
 {
-	struct fixture *f = *state;
+	struct e2e_fixture *f = *state;
 	long long t0 = now_ms();
 	run(f, "action=trickle,match=/meta/connect,nth=2,ms=100",
 	    "no complete reply within", "endless body", 0);
@@ -422,7 +393,7 @@ test_endless_body_times_out(void **state)
 static void
 test_unanswered_connect_times_out(void **state)
 {
-	struct fixture *f = *state;
+	struct e2e_fixture *f = *state;
 	long long t0 = now_ms();
 	run(f, "action=hang,match=/meta/connect,nth=2",
 	    "no complete reply within", "unanswered connect", 0);
@@ -436,7 +407,7 @@ test_unanswered_connect_times_out(void **state)
 static void
 test_string_replay_id_refused(void **state)
 {
-	struct fixture *f = *state;
+	struct e2e_fixture *f = *state;
 	run(f, "action=replay_id_string,match=/meta/connect",
 	    "replayId missing or not a number", "string replayId", 0);
 	assert_true(file_contains(f->err, "connect reply refused"));
@@ -448,7 +419,7 @@ test_string_replay_id_refused(void **state)
 static void
 test_event_without_data_refused(void **state)
 {
-	struct fixture *f = *state;
+	struct e2e_fixture *f = *state;
 	run(f, "action=event_no_data,match=/meta/connect", "event has no data",
 	    "event without data", 0);
 	assert_true(file_contains(f->err, "connect reply refused"));
@@ -461,7 +432,7 @@ test_event_without_data_refused(void **state)
 static void
 test_persistently_bad_events_dropped(void **state)
 {
-	struct fixture *f = *state;
+	struct e2e_fixture *f = *state;
 	start_mock(f, "action=event_no_data,match=/meta/connect,count=2");
 	publish(f, PRE);
 	start_relay(f);
@@ -469,14 +440,14 @@ test_persistently_bad_events_dropped(void **state)
 	expect_log(f, "event dropped: no usable replayId after a replay");
 	publish(f, POST);
 	for (long long end = now_ms() + WAIT_MS;
-	     replay_ids(f, NULL, 0, NULL) < POST && now_ms() < end;
+	     file_replay_ids(f->out, CH, NULL, 0) < POST && now_ms() < end;
 	     sleep_ms(20))
 		;
 	expect_bounded(f, "persistently bad events", 0);
 	assert_int_equal(proc_stop(&f->relay, SIGTERM, 15000), 0);
 	static long ids[64];
-	size_t bogus = 0;
-	size_t k = replay_ids(f, ids, 64, &bogus);
+	size_t k = file_replay_ids(f->out, CH, ids, 64);
+	size_t bogus = bogus_lines(f);
 	/* The damaged ones are gone (reported), the later ones all there. */
 	assert_int_equal(k, POST);
 	for (size_t i = 0; i < k; i++)
@@ -492,7 +463,7 @@ test_persistently_bad_events_dropped(void **state)
 static void
 test_token_without_instance_url(void **state)
 {
-	struct fixture *f = *state;
+	struct e2e_fixture *f = *state;
 	run(f, "action=no_instance_url,match=token",
 	    "token reply lacks a valid instance_url", "token without url", 0);
 	f->ok = 1;

@@ -20,48 +20,10 @@
 
 #include "harness.h"
 
-struct fixture {
-	char *dir;
-	struct proc mock;
-	struct proc relay;
-	int port;
-	char out[4096];
-	char err[4096];
-	char ckpt[4096];
-	int ok;
-};
-
 #define MAX_EXTRA 16
 
-static int
-setup(void **state)
-{
-	struct fixture *f = calloc(1, sizeof(*f));
-	f->dir = harness_tmpdir("poll");
-	assert_non_null(f->dir);
-	snprintf(f->out, sizeof(f->out), "%s/relay.out", f->dir);
-	snprintf(f->err, sizeof(f->err), "%s/relay.err", f->dir);
-	snprintf(f->ckpt, sizeof(f->ckpt), "%s/state/checkpoints.json", f->dir);
-	*state = f;
-	return 0;
-}
-
-static int
-teardown(void **state)
-{
-	struct fixture *f = *state;
-	if (f->relay.pid > 0)
-		proc_stop(&f->relay, SIGKILL, 5000);
-	if (f->mock.pid > 0)
-		proc_stop(&f->mock, SIGTERM, 5000);
-	harness_rmdir(f->dir, !f->ok);
-	free(f->dir);
-	free(f);
-	return 0;
-}
-
 static void
-start_mock(struct fixture *f, const char *const *flags)
+start_mock(struct e2e_fixture *f, const char *const *flags)
 {
 	f->port = sfmock_start(&f->mock, f->dir, flags);
 	assert_true(f->port > 0);
@@ -70,7 +32,8 @@ start_mock(struct fixture *f, const char *const *flags)
 /* The relay with fast retries, no stats line (stdout holds only event
  * lines), and the given settings first (they win). */
 static void
-start_relay(struct fixture *f, const char *channels, const char *const *extra)
+start_relay(struct e2e_fixture *f, const char *channels,
+            const char *const *extra)
 {
 	static const char *const defaults[] = {
 	    "SFRELAY_BACKOFF_MIN=50ms",
@@ -118,7 +81,7 @@ iso_from_now(char *buf, size_t len, long long offset_ms)
 /* Inserts count generated records of object at time (NULL: now), each
  * step_ms after the previous one, with body's fields. */
 static void
-insert(struct fixture *f, const char *object, int count, const char *time,
+insert(struct e2e_fixture *f, const char *object, int count, const char *time,
        int step_ms, const char *body)
 {
 	char url[512], resp[512];
@@ -146,7 +109,7 @@ json_number(const char *json, const char *key)
 
 /* A counter from /_mock/query-stats or /_mock/stats. */
 static long long
-mock_counter(struct fixture *f, const char *path, const char *key)
+mock_counter(struct e2e_fixture *f, const char *path, const char *key)
 {
 	char url[256], resp[16384];
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", f->port, path);
@@ -156,7 +119,7 @@ mock_counter(struct fixture *f, const char *path, const char *key)
 }
 
 static void
-mock_post(struct fixture *f, const char *path)
+mock_post(struct e2e_fixture *f, const char *path)
 {
 	char url[256], resp[512];
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", f->port, path);
@@ -229,7 +192,7 @@ static const char *const poll_audit[] = {
 static void
 test_audit_trail_exactly_once(void **state)
 {
-	struct fixture *f = *state;
+	struct e2e_fixture *f = *state;
 	char t[64];
 	start_mock(f, NULL);
 	iso_from_now(t, sizeof(t), -10 * 60 * 1000);
@@ -284,7 +247,7 @@ test_audit_trail_exactly_once(void **state)
 static void
 test_equal_timestamps_across_pages_and_polls(void **state)
 {
-	struct fixture *f = *state;
+	struct e2e_fixture *f = *state;
 	char t[64];
 	start_mock(f, NULL);
 	iso_from_now(t, sizeof(t), -60 * 1000);
@@ -311,7 +274,7 @@ test_equal_timestamps_across_pages_and_polls(void **state)
 static void
 test_paging_follows_next_records_url(void **state)
 {
-	struct fixture *f = *state;
+	struct e2e_fixture *f = *state;
 	char t[64];
 	start_mock(f, NULL);
 	iso_from_now(t, sizeof(t), -30 * 60 * 1000);
@@ -334,7 +297,7 @@ test_paging_follows_next_records_url(void **state)
 static void
 test_restart_resumes_without_repeats(void **state)
 {
-	struct fixture *f = *state;
+	struct e2e_fixture *f = *state;
 	char t[64];
 	start_mock(f, NULL);
 	iso_from_now(t, sizeof(t), -20 * 60 * 1000);
@@ -376,7 +339,7 @@ test_restart_resumes_without_repeats(void **state)
 
 /* The number of the id in the stored position ("...|0Ymxx<n>AAA"). */
 static int
-checkpointed_id(const struct fixture *f)
+checkpointed_id(const struct e2e_fixture *f)
 {
 	char *s = file_read(f->ckpt, NULL);
 	const char *p = s != NULL ? strstr(s, "|0Ymxx") : NULL;
@@ -386,7 +349,7 @@ checkpointed_id(const struct fixture *f)
 }
 
 static int
-max_id(const struct fixture *f)
+max_id(const struct e2e_fixture *f)
 {
 	static int ids[20000];
 	size_t n = read_ids(f->out, "SetupAuditTrail", ids, 20000);
@@ -399,7 +362,7 @@ max_id(const struct fixture *f)
 static void
 test_sigkill_loses_nothing(void **state)
 {
-	struct fixture *f = *state;
+	struct e2e_fixture *f = *state;
 	start_mock(f, NULL);
 	const int rounds = 5, per = 400;
 	/* Kill delays after the round's first line: before and after the
@@ -424,6 +387,11 @@ test_sigkill_loses_nothing(void **state)
 	}
 	start_relay(f, "", poll_audit);
 	int total = rounds * per;
+	/* Up before it is stopped: a round may already have stored the
+	 * newest record, and a SIGTERM that beats the relay's handler would
+	 * end it by the signal instead of a clean stop. */
+	assert_int_equal(wait_log(f->dir, "msg=starting", rounds + 1, 15000),
+	                 0);
 	/* Done when the last run has acknowledged the newest record. */
 	for (long long end = now_ms() + 30000;
 	     now_ms() < end && checkpointed_id(f) < total; sleep_ms(50))
@@ -456,7 +424,7 @@ test_sigkill_loses_nothing(void **state)
 static void
 test_api_budget_stretches_intervals(void **state)
 {
-	struct fixture *f = *state;
+	struct e2e_fixture *f = *state;
 	start_mock(f, NULL);
 	/* 91% used, budget 90%: intervals x2.8. */
 	mock_post(f, "/_mock/api-usage?used=13650&max=15000");
@@ -490,7 +458,7 @@ test_api_budget_stretches_intervals(void **state)
 static void
 test_usage_in_stats_line(void **state)
 {
-	struct fixture *f = *state;
+	struct e2e_fixture *f = *state;
 	start_mock(f, NULL);
 	mock_post(f, "/_mock/api-usage?used=1499&max=15000");
 	const char *env[] = {"SFRELAY_POLL=SetupAuditTrail@1s",
@@ -506,7 +474,7 @@ test_usage_in_stats_line(void **state)
 static void
 test_composite_when_several_objects_are_due(void **state)
 {
-	struct fixture *f = *state;
+	struct e2e_fixture *f = *state;
 	start_mock(f, NULL);
 	const char *env[] = {"SFRELAY_POLL=SetupAuditTrail@1s,LoginHistory@1s,"
 	                     "Account@1s(Id,Name),Case@2s",
@@ -539,7 +507,7 @@ test_composite_when_several_objects_are_due(void **state)
 static void
 test_revoked_session_is_renewed(void **state)
 {
-	struct fixture *f = *state;
+	struct e2e_fixture *f = *state;
 	start_mock(f, NULL);
 	insert(f, "SetupAuditTrail", 3, NULL, 0, NULL);
 	start_relay(f, "", poll_audit);
@@ -562,7 +530,7 @@ test_revoked_session_is_renewed(void **state)
 static void
 test_bad_query_is_reported_and_others_go_on(void **state)
 {
-	struct fixture *f = *state;
+	struct e2e_fixture *f = *state;
 	start_mock(f, NULL);
 	const char *env[] = {"SFRELAY_POLL=SetupAuditTrail@1s,"
 	                     "Account@1s(Id,Nonexistent__c)",
@@ -582,7 +550,7 @@ test_bad_query_is_reported_and_others_go_on(void **state)
 static void
 test_corrupt_poll_checkpoint_is_refused(void **state)
 {
-	struct fixture *f = *state;
+	struct e2e_fixture *f = *state;
 	char path[4200];
 	start_mock(f, NULL);
 	snprintf(path, sizeof(path), "%s/state", f->dir);
@@ -609,7 +577,7 @@ test_corrupt_poll_checkpoint_is_refused(void **state)
  * 20 more published while the mock keeps only 5; the restarted relay's
  * replay id is then past retention and a gap is recorded. */
 static void
-lose_stream_place(struct fixture *f, const char *channel,
+lose_stream_place(struct e2e_fixture *f, const char *channel,
                   const char *const *env)
 {
 	start_relay(f, channel, env);
@@ -623,7 +591,7 @@ lose_stream_place(struct fixture *f, const char *channel,
 static void
 test_backfill_recovers_cdc_gap(void **state)
 {
-	struct fixture *f = *state;
+	struct e2e_fixture *f = *state;
 	const char *ch = "/data/AccountChangeEvent";
 	const char *flags[] = {"--channel", ch, "--retention", "5", NULL};
 	char t[64];
@@ -674,7 +642,7 @@ test_backfill_recovers_cdc_gap(void **state)
 static void
 test_backfill_login_events_deduplicated(void **state)
 {
-	struct fixture *f = *state;
+	struct e2e_fixture *f = *state;
 	const char *ch = "/event/LoginEventStream";
 	const char *flags[] = {"--channel", ch, "--retention", "5", NULL};
 	start_mock(f, flags);
@@ -705,7 +673,7 @@ test_backfill_login_events_deduplicated(void **state)
 static void
 test_unmapped_gap_is_reported_and_kept(void **state)
 {
-	struct fixture *f = *state;
+	struct e2e_fixture *f = *state;
 	const char *ch = "/topic/Orders";
 	const char *flags[] = {"--channel", ch, "--retention", "5", NULL};
 	start_mock(f, flags);
@@ -749,7 +717,13 @@ test_unmapped_gap_is_reported_and_kept(void **state)
 	f->ok = 1;
 }
 
-#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+static int
+setup(void **state)
+{
+	return e2e_setup(state, "poll");
+}
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, e2e_teardown)
 
 int
 main(void)

@@ -89,12 +89,7 @@ static int
 teardown(void **state)
 {
 	struct fixture *f = *state;
-	if (f->relay.pid > 0)
-		proc_stop(&f->relay, SIGKILL, 5000);
-	if (f->mock.pid > 0)
-		proc_stop(&f->mock, SIGTERM, 5000);
-	harness_rmdir(f->dir, f->failed);
-	free(f->dir);
+	harness_finish(&f->relay, &f->mock, f->dir, f->failed);
 	free(f);
 	return 0;
 }

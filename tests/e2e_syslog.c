@@ -124,10 +124,7 @@ teardown(void **state)
 		proc_stop(&f->relay, SIGKILL, 5000);
 	if (f->recv.pid > 0)
 		proc_stop(&f->recv, SIGTERM, 10000);
-	if (f->mock.pid > 0)
-		proc_stop(&f->mock, SIGTERM, 5000);
-	harness_rmdir(f->dir, !f->ok);
-	free(f->dir);
+	harness_finish(&f->relay, &f->mock, f->dir, !f->ok);
 	free(f);
 	return 0;
 }

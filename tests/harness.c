@@ -246,6 +246,45 @@ proc_stop(struct proc *p, int sig, int timeout_ms)
 	return proc_wait(p, timeout_ms);
 }
 
+void
+harness_finish(struct proc *relay, struct proc *mock, char *dir, int keep)
+{
+	if (relay->pid > 0)
+		proc_stop(relay, SIGKILL, 5000);
+	if (mock->pid > 0)
+		proc_stop(mock, SIGTERM, 5000);
+	harness_rmdir(dir, keep);
+	free(dir);
+}
+
+int
+e2e_setup(void **state, const char *name)
+{
+	struct e2e_fixture *f = calloc(1, sizeof(*f));
+	if (f == NULL)
+		return -1;
+	f->dir = harness_tmpdir(name);
+	if (f->dir == NULL) {
+		free(f);
+		return -1;
+	}
+	snprintf(f->out, sizeof(f->out), "%s/relay.out", f->dir);
+	snprintf(f->err, sizeof(f->err), "%s/relay.err", f->dir);
+	snprintf(f->ckpt, sizeof(f->ckpt), "%s/state/checkpoints.json",
+		 f->dir);
+	*state = f;
+	return 0;
+}
+
+int
+e2e_teardown(void **state)
+{
+	struct e2e_fixture *f = *state;
+	harness_finish(&f->relay, &f->mock, f->dir, !f->ok);
+	free(f);
+	return 0;
+}
+
 int
 sfmock_start(struct proc *p, const char *dir, const char *const *flags)
 {
@@ -402,6 +441,26 @@ relay_start(struct proc *p, const char *dir, int port, const char *channels,
 	return proc_start(p, argv, env, out, err);
 }
 
+size_t
+file_replay_ids(const char *path, const char *channel, long *ids, size_t max)
+{
+	char *all = file_read(path, NULL), *line, *save = NULL;
+	char want[256];
+	size_t n = 0;
+	snprintf(want, sizeof(want), " channel=%s ", channel);
+	for (line = all != NULL ? strtok_r(all, "\n", &save) : NULL;
+	     line != NULL; line = strtok_r(NULL, "\n", &save)) {
+		const char *r = strstr(line, " replay_id=");
+		if (strstr(line, want) == NULL || r == NULL)
+			continue;
+		if (n < max)
+			ids[n] = atol(r + 11);
+		n++;
+	}
+	free(all);
+	return n;
+}
+
 int
 file_count(const char *path, const char *needle)
 {
@@ -453,4 +512,73 @@ mock_publish(int port, const char *channel, int count)
 		 "http://127.0.0.1:%d/_mock/publish?channel=%s&count=%d", port,
 		 enc, count);
 	return http_call("POST", url, NULL, "", resp, sizeof(resp));
+}
+
+/* Points fd 2 at fd (after flushing stderr); returns the saved fd 2. */
+static int
+stderr_to_fd(int fd)
+{
+	fflush(stderr);
+	int saved = dup(STDERR_FILENO);
+	if (saved < 0)
+		return -1;
+	if (dup2(fd, STDERR_FILENO) < 0) {
+		close(saved);
+		return -1;
+	}
+	return saved;
+}
+
+int
+stderr_redirect(const char *path)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	if (fd < 0)
+		return -1;
+	int saved = stderr_to_fd(fd);
+	close(fd);
+	return saved;
+}
+
+int
+stderr_restore(int saved)
+{
+	fflush(stderr);
+	int rc = dup2(saved, STDERR_FILENO) < 0 ? -1 : 0;
+	close(saved);
+	return rc;
+}
+
+char *
+stderr_capture(void (*fn)(const char *), const char *arg, size_t *len)
+{
+	const char *base = getenv("TMPDIR");
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/sfrelay-stderr-XXXXXX",
+		 base != NULL && *base != '\0' ? base : "/tmp");
+	int fd = mkstemp(path);
+	if (fd < 0)
+		return NULL;
+	/* Unlinked at once: nothing is left behind if the test aborts. */
+	unlink(path);
+	int saved = stderr_to_fd(fd);
+	if (saved < 0) {
+		close(fd);
+		return NULL;
+	}
+	fn(arg);
+	int restored = stderr_restore(saved);
+	off_t n = lseek(fd, 0, SEEK_END);
+	char *buf = restored == 0 && n >= 0 ? malloc((size_t)n + 1) : NULL;
+	if (buf != NULL && pread(fd, buf, (size_t)n, 0) != n) {
+		free(buf);
+		buf = NULL;
+	}
+	close(fd);
+	if (buf == NULL)
+		return NULL;
+	buf[n] = '\0';
+	if (len != NULL)
+		*len = (size_t)n;
+	return buf;
 }

@@ -43,6 +43,38 @@ int proc_stop(struct proc *p, int sig, int timeout_ms);
 /* Waits for the child to end on its own. Same returns as proc_stop. */
 int proc_wait(struct proc *p, int timeout_ms);
 
+/*
+ * What most end-to-end tests keep: a temp dir, sfmock and the relay, the
+ * mock's port, the paths of the relay's files in dir, and whether the
+ * test reached its end (its logs are removed only then).
+ */
+struct e2e_fixture {
+	char *dir;
+	struct proc mock;
+	struct proc relay;
+	int port;
+	char out[4096];  /* dir/relay.out */
+	char err[4096];  /* dir/relay.err */
+	char ckpt[4096]; /* dir/state/checkpoints.json */
+	int ok;
+};
+
+/* cmocka setup: *state becomes a zeroed struct e2e_fixture (malloc'd)
+ * with a fresh temp dir named after name and the paths above. Returns 0
+ * or -1. */
+int e2e_setup(void **state, const char *name);
+/* cmocka teardown: harness_finish() of the fixture, its logs kept unless
+ * ok is set; then frees it. Returns 0. */
+int e2e_teardown(void **state);
+
+/*
+ * The usual end of an end-to-end test: the relay SIGKILLed, then the mock
+ * sent SIGTERM, each waited for up to 5 s (one not running is skipped);
+ * then dir is removed unless keep (see harness_rmdir()) and freed.
+ */
+void harness_finish(struct proc *relay, struct proc *mock, char *dir,
+		    int keep);
+
 /* sfmock on a free port with extra flags (NULL-terminated); logs into
  * dir/sfmock.log. Returns the port, or -1. */
 int sfmock_start(struct proc *p, const char *dir, const char *const *flags);
@@ -60,6 +92,10 @@ int relay_start(struct proc *p, const char *dir, int port,
 int wait_log(const char *dir, const char *needle, int n, int timeout_ms);
 /* Waits until dir/relay.out has at least n lines; returns the count. */
 size_t wait_lines(const char *dir, size_t n, int timeout_ms);
+/* The replay ids of channel's lines in an output file (relay.out), in
+ * file order: the first max go into ids; returns how many there are. */
+size_t file_replay_ids(const char *path, const char *channel, long *ids,
+		       size_t max);
 /* Counts occurrences of needle in a file. */
 int file_count(const char *path, const char *needle);
 /* POSTs /_mock/publish for channel (URL-encoded here). Returns HTTP status. */
@@ -76,6 +112,21 @@ size_t file_count_lines(const char *path);
 char *file_read(const char *path, size_t *len);
 /* 1 when the file contains needle. */
 int file_contains(const char *path, const char *needle);
+/*
+ * Sends fd 2 into path (created, or truncated) until stderr_restore().
+ * Returns the saved fd 2, or -1 (nothing changed).
+ */
+int stderr_redirect(const char *path);
+/* Flushes stderr and puts back (and closes) the fd 2 that
+ * stderr_redirect() saved. Returns 0 or -1. */
+int stderr_restore(int saved);
+/*
+ * Runs fn(arg) with fd 2 sent to an unlinked temp file and returns what
+ * was written there (malloc'd, NUL-terminated; its length in *len when
+ * len is not NULL), or NULL when the capture or the read-back failed.
+ */
+char *stderr_capture(void (*fn)(const char *), const char *arg, size_t *len);
+
 /* Milliseconds from a monotonic clock. */
 long long now_ms(void);
 void sleep_ms(int ms);

@@ -23,7 +23,10 @@
 #include <unistd.h>
 
 #include <arpa/inet.h>
+#include <event2/event.h>
 #include <libpq-fe.h>
+
+#include "harness.h"
 
 #define INITDB_TIMEOUT_MS 60000
 #define READY_TIMEOUT_MS 30000
@@ -31,22 +34,6 @@
 #define QUIT_TIMEOUT_MS 3000
 #define PORT_TRIES 5
 #define RMTREE_DEPTH 24
-
-static long long
-mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void
-nap_ms(int ms)
-{
-	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-		;
-}
 
 /* The newest /usr/lib/postgresql/<major>/bin that holds a server. */
 static int
@@ -194,7 +181,7 @@ spawn(const struct pgtest *pg, const char *const *argv, const char *log,
 static int
 wait_pid(pid_t pid, int timeout_ms)
 {
-	long long end = mono_ms() + timeout_ms;
+	long long end = now_ms() + timeout_ms;
 	int st = 0;
 	for (;;) {
 		pid_t r = waitpid(pid, &st, WNOHANG);
@@ -202,9 +189,9 @@ wait_pid(pid_t pid, int timeout_ms)
 			return st;
 		if (r < 0 && errno != EINTR)
 			return -1;
-		if (mono_ms() >= end)
+		if (now_ms() >= end)
 			return -1;
-		nap_ms(10);
+		sleep_ms(10);
 	}
 }
 
@@ -258,8 +245,8 @@ wait_ready(struct pgtest *pg)
 	         "host=127.0.0.1 port=%d dbname=postgres user=postgres "
 	         "connect_timeout=2 sslmode=disable gssencmode=disable",
 	         pg->port);
-	long long end = mono_ms() + READY_TIMEOUT_MS;
-	while (mono_ms() < end) {
+	long long end = now_ms() + READY_TIMEOUT_MS;
+	while (now_ms() < end) {
 		int st = 0;
 		if (waitpid(pg->pid, &st, WNOHANG) == pg->pid) {
 			pg->pid = 0;
@@ -267,7 +254,7 @@ wait_ready(struct pgtest *pg)
 		}
 		if (PQping(conninfo) == PQPING_OK)
 			return 0;
-		nap_ms(25);
+		sleep_ms(25);
 	}
 	return -2;
 }
@@ -524,10 +511,10 @@ pgtest_stop(struct pgtest *pg)
 		kill(pg->pid, SIGKILL);
 		waitpid(pg->pid, NULL, 0);
 		/* Orphans are reaped by init; wait until they are gone. */
-		long long end = mono_ms() + QUIT_TIMEOUT_MS;
+		long long end = now_ms() + QUIT_TIMEOUT_MS;
 		for (size_t i = 1; i < n; i++)
-			while (pgtest_pid_alive(pids[i]) && mono_ms() < end)
-				nap_ms(10);
+			while (pgtest_pid_alive(pids[i]) && now_ms() < end)
+				sleep_ms(10);
 	}
 	pg->pid = 0;
 	return -1;
@@ -645,4 +632,107 @@ pgtest_cleanup(struct pgtest *pg)
 	unlink(path);
 	snprintf(path, sizeof(path), "%s/.s.PGSQL.%d.lock", pg->dir, pg->port);
 	unlink(path);
+}
+
+int
+pgtest_group_setup(void **state, size_t size, const char *name)
+{
+	struct pgtest_fixture *f = calloc(1, size);
+	if (f == NULL) {
+		fprintf(stderr, "pgtest: out of memory\n");
+		return -1;
+	}
+	f->dir = harness_tmpdir(name);
+	if (f->dir == NULL) {
+		fprintf(stderr, "pgtest: no temp dir for %s\n", name);
+		free(f);
+		return -1;
+	}
+	if (pgtest_start(&f->db, f->dir) != 0) {
+		pgtest_rmtree(f->dir);
+		free(f->dir);
+		free(f);
+		return -1;
+	}
+	*state = f;
+	return 0;
+}
+
+int
+pgtest_group_teardown(void **state)
+{
+	struct pgtest_fixture *f = *state;
+	pgtest_cleanup(&f->db);
+	pgtest_rmtree(f->dir);
+	free(f->dir);
+	free(f);
+	*state = NULL;
+	return 0;
+}
+
+int
+pgtest_test_setup(void **state)
+{
+	struct pgtest_fixture *f = *state;
+	if (f->db.pid == 0 && pgtest_restart(&f->db) != 0)
+		return -1;
+	f->base = event_base_new();
+	return f->base != NULL ? 0 : -1;
+}
+
+int
+pgtest_test_teardown(void **state)
+{
+	struct pgtest_fixture *f = *state;
+	event_base_free(f->base);
+	f->base = NULL;
+	return 0;
+}
+
+struct until {
+	struct event_base *base;
+	const int *flag;
+	int want;
+	long long end;
+};
+
+static void
+until_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct until *u = arg;
+	(void)fd;
+	(void)what;
+	if (*u->flag >= u->want || now_ms() >= u->end)
+		event_base_loopbreak(u->base);
+}
+
+int
+pgtest_run_until(struct event_base *base, const int *flag, int want,
+                 int timeout_ms)
+{
+	struct until u = {base, flag, want, now_ms() + timeout_ms};
+	struct event *tick = event_new(base, -1, EV_PERSIST, until_tick, &u);
+	struct timeval tv = {0, 10000};
+	event_add(tick, &tv);
+	event_base_dispatch(base);
+	event_free(tick);
+	return *flag >= want;
+}
+
+static void
+for_done(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	event_base_loopbreak(arg);
+}
+
+void
+pgtest_run_for(struct event_base *base, int ms)
+{
+	struct event *t = evtimer_new(base, for_done, base);
+	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+	evtimer_add(t, &tv);
+	event_base_dispatch(base);
+	event_free(t);
 }

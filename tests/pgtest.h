@@ -22,6 +22,8 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+struct event_base;
+
 struct pgtest {
 	char dir[1024];     /* the caller's directory (copied) */
 	char datadir[1100]; /* dir/pgdata */
@@ -77,5 +79,45 @@ void pgtest_cleanup(struct pgtest *pg);
 /* Removes path and everything under it (a test's temp dir); bounded
  * depth, does not follow symbolic links. */
 void pgtest_rmtree(const char *path);
+
+/* Fixtures for the tests of the relay's Postgres modules. ------------ */
+
+/*
+ * One server in a temp dir for a whole cmocka group, and a fresh event
+ * loop for each test. A test's own fixture struct may begin with it to
+ * carry more.
+ */
+struct pgtest_fixture {
+	struct pgtest db;
+	char *dir;               /* the temp dir (owned) */
+	struct event_base *base; /* set for the duration of a test */
+};
+
+/*
+ * Group setup: *state becomes size zeroed bytes (at least a struct
+ * pgtest_fixture, which they begin with) and a server is started in a
+ * fresh temp dir named after name (harness_tmpdir()). Returns 0, or -1
+ * with a message on stderr and nothing left behind.
+ */
+int pgtest_group_setup(void **state, size_t size, const char *name);
+
+/* Group teardown: the server stopped, its dir removed, *state freed.
+ * Returns 0. */
+int pgtest_group_teardown(void **state);
+
+/* Test setup: the server started again when an earlier test stopped it,
+ * and a new event loop in base. Returns 0 or -1. */
+int pgtest_test_setup(void **state);
+
+/* Test teardown: frees the event loop. Returns 0. */
+int pgtest_test_teardown(void **state);
+
+/* Runs base's loop until *flag reaches want or timeout_ms have passed
+ * (checked every 10 ms). Returns 1 when *flag reached want, else 0. */
+int pgtest_run_until(struct event_base *base, const int *flag, int want,
+                     int timeout_ms);
+
+/* Runs base's loop for ms milliseconds (one timer ends it). */
+void pgtest_run_for(struct event_base *base, int ms);
 
 #endif

@@ -18,46 +18,29 @@
 #include "sfrelay/checkpoint_pg.h"
 #include "sfrelay/log.h"
 
-struct fix {
-	struct pgtest db;
-	char *dir;
-	struct event_base *base;
-};
-
 static int
 setup(void **state)
 {
-	struct fix *f = calloc(1, sizeof(*f));
-	assert_non_null(f);
-	f->dir = harness_tmpdir("test_checkpoint_pg");
-	assert_non_null(f->dir);
-	if (pgtest_start(&f->db, f->dir) != 0)
-		return -1;
-	*state = f;
-	return 0;
+	return pgtest_group_setup(state, sizeof(struct pgtest_fixture),
+	                          "test_checkpoint_pg");
 }
 
 static int
 teardown(void **state)
 {
-	struct fix *f = *state;
-	pgtest_cleanup(&f->db);
-	pgtest_rmtree(f->dir);
-	free(f->dir);
-	free(f);
 	log_shutdown();
-	return 0;
+	return pgtest_group_teardown(state);
 }
 
 static void
-sql(struct fix *f, const char *q)
+sql(struct pgtest_fixture *f, const char *q)
 {
 	char out[256];
 	assert_int_equal(pgtest_query(&f->db, q, out, sizeof(out)), 0);
 }
 
 static void
-sql_value(struct fix *f, const char *q, char *out, size_t len)
+sql_value(struct pgtest_fixture *f, const char *q, char *out, size_t len)
 {
 	assert_int_equal(pgtest_query(&f->db, q, out, len), 0);
 }
@@ -66,10 +49,9 @@ sql_value(struct fix *f, const char *q, char *out, size_t len)
 static int
 each_setup(void **state)
 {
-	struct fix *f = *state;
-	if (f->db.pid == 0 && pgtest_restart(&f->db) != 0)
+	struct pgtest_fixture *f = *state;
+	if (pgtest_test_setup(state) != 0)
 		return -1;
-	f->base = event_base_new();
 	char out[64];
 	if (pgtest_query(&f->db, checkpoint_pg_schema, out, sizeof(out)) != 0)
 		return -1;
@@ -79,17 +61,8 @@ each_setup(void **state)
 	return 0;
 }
 
-static int
-each_teardown(void **state)
-{
-	struct fix *f = *state;
-	event_base_free(f->base);
-	f->base = NULL;
-	return 0;
-}
-
 static struct checkpoint *
-open_cp(struct fix *f, long long epoch, long interval_ms)
+open_cp(struct pgtest_fixture *f, long long epoch, long interval_ms)
 {
 	struct checkpoint_pg_opts o = {.url = f->db.url,
 	                               .epoch = epoch,
@@ -109,27 +82,9 @@ open_cp(struct fix *f, long long epoch, long interval_ms)
 }
 
 static void
-on_tick(evutil_socket_t fd, short what, void *arg)
-{
-	(void)fd;
-	(void)what;
-	event_base_loopbreak(arg);
-}
-
-static void
-run_for(struct fix *f, int ms)
-{
-	struct event *t = evtimer_new(f->base, on_tick, f->base);
-	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-	evtimer_add(t, &tv);
-	event_base_dispatch(f->base);
-	event_free(t);
-}
-
-static void
 test_round_trip(void **state)
 {
-	struct fix *f = *state;
+	struct pgtest_fixture *f = *state;
 	char err[512], out[256];
 	struct checkpoint *cp = open_cp(f, 7, 0);
 	assert_null(checkpoint_get(cp, "/topic/A"));
@@ -178,7 +133,7 @@ test_round_trip(void **state)
 static void
 test_never_backwards(void **state)
 {
-	struct fix *f = *state;
+	struct pgtest_fixture *f = *state;
 	char err[512], out[256];
 	struct checkpoint *newer = open_cp(f, 7, 0);
 	struct checkpoint *older = open_cp(f, 7, 0);
@@ -238,7 +193,7 @@ on_deposed(void *arg, const char *err)
 static void
 test_fenced_by_epoch(void **state)
 {
-	struct fix *f = *state;
+	struct pgtest_fixture *f = *state;
 	char err[512], out[256];
 	struct deposed d = {0};
 	struct checkpoint *cp = open_cp(f, 7, 0);
@@ -267,7 +222,7 @@ test_fenced_by_epoch(void **state)
 	unsigned long w = checkpoint_writes(cp);
 	sql(f, "UPDATE sfrelay_leader SET epoch = 7");
 	checkpoint_set(cp, "/topic/A", "30", NULL);
-	run_for(f, 200);
+	pgtest_run_for(f->base, 200);
 	assert_int_equal(checkpoint_writes(cp), w);
 	assert_int_equal(checkpoint_write_soon(cp), -1);
 	assert_int_equal(d.calls, 1);
@@ -283,7 +238,7 @@ test_fenced_by_epoch(void **state)
 static void
 test_outage_never_blocks_and_catches_up(void **state)
 {
-	struct fix *f = *state;
+	struct pgtest_fixture *f = *state;
 	char err[512], out[256];
 	struct checkpoint *cp = open_cp(f, 7, 50);
 	checkpoint_set(cp, "/topic/A", "1", NULL);
@@ -295,8 +250,9 @@ test_outage_never_blocks_and_catches_up(void **state)
 		char pos[16];
 		snprintf(pos, sizeof(pos), "%d", i);
 		checkpoint_set(cp, "/topic/A", pos, NULL);
+		/* Timer writes start and fail. */
 		if (i % 20 == 0)
-			run_for(f, 20); /* timer writes start and fail */
+			pgtest_run_for(f->base, 20);
 		checkpoint_write_soon(cp);
 	}
 	long long spent = now_ms() - t0;
@@ -307,9 +263,9 @@ test_outage_never_blocks_and_catches_up(void **state)
 	assert_int_equal(pgtest_restart(&f->db), 0);
 	unsigned long w = checkpoint_writes(cp);
 	for (int i = 0; i < 100 && checkpoint_writes(cp) == w; i++)
-		run_for(f, 50);
+		pgtest_run_for(f->base, 50);
 	assert_true(checkpoint_writes(cp) > w);
-	run_for(f, 100);
+	pgtest_run_for(f->base, 100);
 	sql_value(f,
 	          "SELECT position FROM sfrelay_checkpoints WHERE key = "
 	          "'/topic/A'",
@@ -324,7 +280,7 @@ test_outage_never_blocks_and_catches_up(void **state)
 static void
 test_flush_waits_bounded(void **state)
 {
-	struct fix *f = *state;
+	struct pgtest_fixture *f = *state;
 	char err[512], out[256];
 	struct checkpoint *cp = open_cp(f, 7, 1000);
 	checkpoint_set(cp, "/topic/A", "1", NULL);
@@ -338,7 +294,7 @@ test_flush_waits_bounded(void **state)
 	assert_string_equal(out, "2");
 
 	assert_int_equal(pgtest_stop(&f->db), 0);
-	run_for(f, 100); /* the connection notices */
+	pgtest_run_for(f->base, 100); /* the connection notices */
 	checkpoint_set(cp, "/topic/A", "3", NULL);
 	long long t0 = now_ms();
 	assert_int_equal(checkpoint_flush(cp, err, sizeof(err)), -1);
@@ -352,7 +308,7 @@ test_flush_waits_bounded(void **state)
 static void
 test_load_unreachable(void **state)
 {
-	struct fix *f = *state;
+	struct pgtest_fixture *f = *state;
 	char err[512];
 	assert_int_equal(pgtest_stop(&f->db), 0);
 	struct checkpoint_pg_opts o = {
@@ -371,7 +327,7 @@ test_load_unreachable(void **state)
 static void
 test_sync_save(void **state)
 {
-	struct fix *f = *state;
+	struct pgtest_fixture *f = *state;
 	char err[512], out[256];
 	struct checkpoint_pg_opts o = {
 	    .url = f->db.url, .epoch = 7, .timeout_ms = 2000};
@@ -399,20 +355,20 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_round_trip, each_setup,
-	                                    each_teardown),
+	                                    pgtest_test_teardown),
 	    cmocka_unit_test_setup_teardown(test_never_backwards, each_setup,
-	                                    each_teardown),
+	                                    pgtest_test_teardown),
 	    cmocka_unit_test_setup_teardown(test_fenced_by_epoch, each_setup,
-	                                    each_teardown),
+	                                    pgtest_test_teardown),
 	    cmocka_unit_test_setup_teardown(
 	        test_outage_never_blocks_and_catches_up, each_setup,
-	        each_teardown),
+	        pgtest_test_teardown),
 	    cmocka_unit_test_setup_teardown(test_flush_waits_bounded,
-	                                    each_setup, each_teardown),
+	                                    each_setup, pgtest_test_teardown),
 	    cmocka_unit_test_setup_teardown(test_load_unreachable, each_setup,
-	                                    each_teardown),
+	                                    pgtest_test_teardown),
 	    cmocka_unit_test_setup_teardown(test_sync_save, each_setup,
-	                                    each_teardown),
+	                                    pgtest_test_teardown),
 	};
 	return cmocka_run_group_tests_name("checkpoint_pg", tests, setup,
 	                                   teardown);

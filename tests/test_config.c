@@ -17,6 +17,7 @@
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
 
+#include "harness.h"
 #include "sfrelay/config.h"
 #include "sfrelay/log.h"
 
@@ -798,23 +799,8 @@ test_secret_in_wrong_variable(void **state)
 static char *
 capture_stderr(void (*fn)(const char *), const char *arg)
 {
-	char path[] = "/tmp/test_config_logXXXXXX";
-	int fd = mkstemp(path);
-	assert_true(fd >= 0);
-	unlink(path);
-	int saved = dup(STDERR_FILENO);
-	assert_true(saved >= 0);
-	assert_true(dup2(fd, STDERR_FILENO) >= 0);
-	fn(arg);
-	assert_true(dup2(saved, STDERR_FILENO) >= 0);
-	close(saved);
-
-	off_t len = lseek(fd, 0, SEEK_END);
-	assert_true(len >= 0);
-	char *buf = calloc(1, (size_t)len + 1);
+	char *buf = stderr_capture(fn, arg, NULL);
 	assert_non_null(buf);
-	assert_int_equal(pread(fd, buf, (size_t)len, 0), len);
-	close(fd);
 	return buf;
 }
 

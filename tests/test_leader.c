@@ -20,10 +20,8 @@
 #include "sfrelay/log.h"
 
 struct fix {
-	struct pgtest db;
-	char *dir;
+	struct pgtest_fixture pg; /* first: the pgtest_*() fixtures use it */
 	char logpath[1200];
-	struct event_base *base;
 	int saved_stderr;
 };
 
@@ -58,59 +56,21 @@ on_leader(void *arg, enum leader_event ev, long long epoch, const char *why)
 	}
 }
 
-struct until {
-	struct event_base *base;
-	const int *flag;
-	int want;
-	long long end;
-};
-
-static void
-on_tick(evutil_socket_t fd, short what, void *arg)
-{
-	struct until *u = arg;
-	(void)fd;
-	(void)what;
-	if ((u->flag != NULL && *u->flag >= u->want) || now_ms() >= u->end)
-		event_base_loopbreak(u->base);
-}
-
-static int
-run_until(struct event_base *base, const int *flag, int want, int timeout_ms)
-{
-	struct until u = {base, flag, want, now_ms() + timeout_ms};
-	struct event *tick = event_new(base, -1, EV_PERSIST, on_tick, &u);
-	struct timeval tv = {0, 10000};
-	event_add(tick, &tv);
-	event_base_dispatch(base);
-	event_free(tick);
-	return flag != NULL && *flag >= want;
-}
-
 static int
 setup(void **state)
 {
-	struct fix *f = calloc(1, sizeof(*f));
-	assert_non_null(f);
-	f->dir = harness_tmpdir("test_leader");
-	assert_non_null(f->dir);
-	if (pgtest_start(&f->db, f->dir) != 0)
+	if (pgtest_group_setup(state, sizeof(struct fix), "test_leader") != 0)
 		return -1;
-	snprintf(f->logpath, sizeof(f->logpath), "%s/stderr.log", f->dir);
-	*state = f;
+	struct fix *f = *state;
+	snprintf(f->logpath, sizeof(f->logpath), "%s/stderr.log", f->pg.dir);
 	return 0;
 }
 
 static int
 teardown(void **state)
 {
-	struct fix *f = *state;
-	pgtest_cleanup(&f->db);
-	pgtest_rmtree(f->dir);
-	free(f->dir);
-	free(f);
 	log_shutdown();
-	return 0;
+	return pgtest_group_teardown(state);
 }
 
 /* Each test: a fresh loop, a running server, stderr captured. */
@@ -118,32 +78,24 @@ static int
 each_setup(void **state)
 {
 	struct fix *f = *state;
-	if (f->db.pid == 0 && pgtest_restart(&f->db) != 0)
+	if (pgtest_test_setup(state) != 0)
 		return -1;
-	f->base = event_base_new();
-	fflush(stderr);
-	f->saved_stderr = dup(2);
-	if (freopen(f->logpath, "w", stderr) == NULL)
-		return -1;
-	return 0;
+	f->saved_stderr = stderr_redirect(f->logpath);
+	return f->saved_stderr >= 0 ? 0 : -1;
 }
 
 static int
 each_teardown(void **state)
 {
 	struct fix *f = *state;
-	fflush(stderr);
-	dup2(f->saved_stderr, 2);
-	close(f->saved_stderr);
-	event_base_free(f->base);
-	f->base = NULL;
-	return 0;
+	stderr_restore(f->saved_stderr);
+	return pgtest_test_teardown(state);
 }
 
 static struct leader *
 new_leader(struct fix *f, const char *holder, long failover_ms, struct seen *s)
 {
-	struct leader_opts o = {.url = f->db.url,
+	struct leader_opts o = {.url = f->pg.db.url,
 	                        .failover_ms = failover_ms,
 	                        .holder = holder,
 	                        .backoff_min_ms = 50,
@@ -151,7 +103,7 @@ new_leader(struct fix *f, const char *holder, long failover_ms, struct seen *s)
 	                        .seed = 11};
 	char err[256];
 	struct leader *l =
-	    leader_new(f->base, &o, on_leader, s, err, sizeof(err));
+	    leader_new(f->pg.base, &o, on_leader, s, err, sizeof(err));
 	assert_non_null(l);
 	return l;
 }
@@ -199,14 +151,14 @@ test_single_leader_and_takeover(void **state)
 	struct leader *la = new_leader(f, "relay-a", 3000, &a);
 	log_set_level(LOG_DEBUG);
 	leader_start(la);
-	assert_true(run_until(f->base, &a.acquired, 1, 5000));
+	assert_true(pgtest_run_until(f->pg.base, &a.acquired, 1, 5000));
 	log_set_level(LOG_INFO);
 	/* The server took all four keepalive settings for the session. */
 	assert_int_equal(log_count(f, "settings=4"), 1);
 	assert_true(leader_is_leader(la));
 	assert_true(a.epoch >= 1);
 	assert_int_equal(leader_epoch(la), a.epoch);
-	assert_int_equal(pgtest_query(&f->db,
+	assert_int_equal(pgtest_query(&f->pg.db,
 	                              "SELECT epoch || ':' || holder FROM "
 	                              "sfrelay_leader",
 	                              out, sizeof(out)),
@@ -218,7 +170,7 @@ test_single_leader_and_takeover(void **state)
 	struct leader *lb = new_leader(f, "relay-b", 3000, &b);
 	leader_start(lb);
 	/* Several polls (every second) and still a standby. */
-	run_until(f->base, &b.acquired, 1, 2500);
+	pgtest_run_until(f->pg.base, &b.acquired, 1, 2500);
 	assert_int_equal(b.acquired, 0);
 	assert_false(leader_is_leader(lb));
 	assert_int_equal(leader_epoch(lb), 0);
@@ -229,7 +181,7 @@ test_single_leader_and_takeover(void **state)
 	/* The leader goes away: its session ends, its lock is free. */
 	long long t0 = now_ms();
 	leader_free(la);
-	assert_true(run_until(f->base, &b.acquired, 1, 3000));
+	assert_true(pgtest_run_until(f->pg.base, &b.acquired, 1, 3000));
 	assert_true(now_ms() - t0 <= 1500); /* one poll interval */
 	assert_int_equal(b.epoch, a.epoch + 1);
 	assert_int_equal(log_count(f, "msg=\"leader lock acquired\""), 2);
@@ -250,13 +202,13 @@ test_lost_on_connection_loss(void **state)
 	struct leader *la = new_leader(f, "relay-a", 3000, &a);
 	a.free_on_lost = &la;
 	leader_start(la);
-	assert_true(run_until(f->base, &a.acquired, 1, 5000));
-	assert_int_equal(pgtest_stop(&f->db), 0);
-	assert_true(run_until(f->base, &a.lost, 1, 3000));
+	assert_true(pgtest_run_until(f->pg.base, &a.acquired, 1, 5000));
+	assert_int_equal(pgtest_stop(&f->pg.db), 0);
+	assert_true(pgtest_run_until(f->pg.base, &a.lost, 1, 3000));
 	assert_null(la); /* freed from its own callback */
 	assert_int_equal(log_count(f, "msg=\"leader lock lost\""), 1);
-	assert_int_equal(pgtest_restart(&f->db), 0);
-	run_until(f->base, NULL, 0, 300);
+	assert_int_equal(pgtest_restart(&f->pg.db), 0);
+	pgtest_run_for(f->pg.base, 300);
 	assert_int_equal(a.acquired, 1);
 }
 
@@ -271,13 +223,13 @@ test_leads_again_after_connection_loss(void **state)
 	struct seen a = {0};
 	struct leader *la = new_leader(f, "relay-a", 3000, &a);
 	leader_start(la);
-	assert_true(run_until(f->base, &a.acquired, 1, 5000));
+	assert_true(pgtest_run_until(f->pg.base, &a.acquired, 1, 5000));
 	long long first = a.epoch;
 	assert_int_equal(log_count(f, "msg=\"waiting for the leader lock\""),
 	                 0);
 
-	assert_int_equal(pgtest_stop(&f->db), 0);
-	assert_true(run_until(f->base, &a.lost, 1, 3000));
+	assert_int_equal(pgtest_stop(&f->pg.db), 0);
+	assert_true(pgtest_run_until(f->pg.base, &a.lost, 1, 3000));
 	assert_false(leader_is_leader(la));
 	assert_int_equal(leader_epoch(la), 0);
 	assert_int_equal(log_count(f, "msg=\"leader lock lost\""), 1);
@@ -285,18 +237,18 @@ test_leads_again_after_connection_loss(void **state)
 	assert_int_equal(log_count(f, "msg=\"waiting for the leader lock\""),
 	                 1);
 	/* While the server is away: retries, no callback. */
-	run_until(f->base, NULL, 0, 500);
+	pgtest_run_for(f->pg.base, 500);
 	assert_int_equal(a.acquired, 1);
 	assert_int_equal(a.lost, 1);
 
-	assert_int_equal(pgtest_restart(&f->db), 0);
-	assert_true(run_until(f->base, &a.acquired, 2, 8000));
+	assert_int_equal(pgtest_restart(&f->pg.db), 0);
+	assert_true(pgtest_run_until(f->pg.base, &a.acquired, 2, 8000));
 	assert_true(leader_is_leader(la));
 	assert_int_equal(a.epoch, first + 1);
 	assert_int_equal(leader_epoch(la), a.epoch);
 	assert_int_equal(a.lost, 1);
 	assert_int_equal(log_count(f, "msg=\"leader lock acquired\""), 2);
-	assert_int_equal(pgtest_query(&f->db,
+	assert_int_equal(pgtest_query(&f->pg.db,
 	                              "SELECT epoch || ':' || holder FROM "
 	                              "sfrelay_leader",
 	                              out, sizeof(out)),
@@ -304,15 +256,15 @@ test_leads_again_after_connection_loss(void **state)
 	snprintf(want, sizeof(want), "%lld:relay-a", a.epoch);
 	assert_string_equal(out, want);
 	/* It holds the lock for real: another session cannot take it. */
-	assert_int_equal(pgtest_query(&f->db,
+	assert_int_equal(pgtest_query(&f->pg.db,
 	                              "SELECT pg_try_advisory_lock("
 	                              "8315459572198277121)",
 	                              out, sizeof(out)),
 	                 0);
 	assert_string_equal(out, "f");
 	/* And a second loss is handled like the first. */
-	assert_int_equal(pgtest_stop(&f->db), 0);
-	assert_true(run_until(f->base, &a.lost, 2, 3000));
+	assert_int_equal(pgtest_stop(&f->pg.db), 0);
+	assert_true(pgtest_run_until(f->pg.base, &a.lost, 2, 3000));
 	assert_false(leader_is_leader(la));
 	assert_int_equal(log_count(f, "msg=\"waiting for the leader lock\""),
 	                 2);
@@ -328,13 +280,13 @@ test_lost_on_silent_server(void **state)
 	struct seen a = {0};
 	struct leader *la = new_leader(f, "relay-a", 3000, &a);
 	leader_start(la);
-	assert_true(run_until(f->base, &a.acquired, 1, 5000));
+	assert_true(pgtest_run_until(f->pg.base, &a.acquired, 1, 5000));
 	pid_t pids[64];
-	size_t n = pgtest_pids(&f->db, pids, 64);
+	size_t n = pgtest_pids(&f->pg.db, pids, 64);
 	for (size_t i = 0; i < n; i++)
 		kill(pids[i], SIGSTOP);
 	long long t0 = now_ms();
-	int lost = run_until(f->base, &a.lost, 1, 3000);
+	int lost = pgtest_run_until(f->pg.base, &a.lost, 1, 3000);
 	long long took = now_ms() - t0;
 	for (size_t i = 0; i < n; i++)
 		kill(pids[i], SIGCONT);
@@ -359,21 +311,21 @@ test_resign_releases_and_fences(void **state)
 	struct seen a = {.any_acquired = &any}, b = {.any_acquired = &any};
 	struct leader *la = new_leader(f, "relay-a", 3000, &a);
 	leader_start(la);
-	assert_true(run_until(f->base, &a.acquired, 1, 5000));
+	assert_true(pgtest_run_until(f->pg.base, &a.acquired, 1, 5000));
 	long long old_epoch = a.epoch;
 	struct checkpoint_pg_opts co = {
-	    .url = f->db.url, .epoch = a.epoch, .timeout_ms = 2000};
-	void *impl = checkpoint_pg_open(f->base, &co, err, sizeof(err));
+	    .url = f->pg.db.url, .epoch = a.epoch, .timeout_ms = 2000};
+	void *impl = checkpoint_pg_open(f->pg.base, &co, err, sizeof(err));
 	assert_non_null(impl);
 	struct checkpoint *cp = checkpoint_new_async(
-	    f->base, &checkpoint_pg_ops, &checkpoint_pg_async_ops, impl, 0);
+	    f->pg.base, &checkpoint_pg_ops, &checkpoint_pg_async_ops, impl, 0);
 	assert_int_equal(checkpoint_load(cp, err, sizeof(err)), 0);
 	checkpoint_set(cp, "/topic/F", "1", NULL);
 	assert_int_equal(checkpoint_flush(cp, err, sizeof(err)), 0);
 
 	struct leader *lb = new_leader(f, "relay-b", 3000, &b);
 	leader_start(lb);
-	run_until(f->base, &b.acquired, 1, 300);
+	pgtest_run_until(f->pg.base, &b.acquired, 1, 300);
 	assert_int_equal(b.acquired, 0);
 	leader_resign(la, "checkpoint write refused");
 	assert_int_equal(a.lost, 1);
@@ -381,8 +333,8 @@ test_resign_releases_and_fences(void **state)
 	assert_false(leader_is_leader(la));
 	assert_int_equal(log_count(f, "msg=\"leader lock lost\""), 1);
 	/* Released at once: one of the two leads within a poll interval. */
-	assert_true(run_until(f->base, &any, 2, 3000));
-	run_until(f->base, NULL, 0, 300);
+	assert_true(pgtest_run_until(f->pg.base, &any, 2, 3000));
+	pgtest_run_for(f->pg.base, 300);
 	assert_int_equal(any, 2);
 	assert_int_equal(leader_is_leader(la) + leader_is_leader(lb), 1);
 	struct leader *now = leader_is_leader(la) ? la : lb;
@@ -392,7 +344,7 @@ test_resign_releases_and_fences(void **state)
 	/* The old leader's epoch no longer writes. */
 	checkpoint_set(cp, "/topic/F", "2", NULL);
 	assert_int_equal(checkpoint_flush(cp, err, sizeof(err)), -1);
-	assert_int_equal(pgtest_query(&f->db,
+	assert_int_equal(pgtest_query(&f->pg.db,
 	                              "SELECT position FROM "
 	                              "sfrelay_checkpoints WHERE key = "
 	                              "'/topic/F'",
@@ -408,7 +360,8 @@ test_resign_releases_and_fences(void **state)
 	/* The one that stands by takes over when the leader goes. */
 	int before = so->acquired;
 	leader_free(now);
-	assert_true(run_until(f->base, &so->acquired, before + 1, 3000));
+	assert_true(
+	    pgtest_run_until(f->pg.base, &so->acquired, before + 1, 3000));
 	assert_true(leader_is_leader(other));
 	assert_int_equal(so->epoch, old_epoch + 2);
 	leader_free(other);
@@ -425,11 +378,11 @@ test_resign_from_acquired_callback(void **state)
 	struct leader *la = new_leader(f, "relay-a", 3000, &a);
 	a.resign_first = la;
 	leader_start(la);
-	assert_true(run_until(f->base, &a.acquired, 1, 5000));
+	assert_true(pgtest_run_until(f->pg.base, &a.acquired, 1, 5000));
 	long long first = a.epoch;
 	assert_int_equal(a.lost, 1);
 	assert_string_equal(a.why, "cannot load checkpoints");
-	assert_true(run_until(f->base, &a.acquired, 2, 5000));
+	assert_true(pgtest_run_until(f->pg.base, &a.acquired, 2, 5000));
 	assert_int_equal(a.epoch, first + 1);
 	assert_true(leader_is_leader(la));
 	assert_int_equal(a.lost, 1);
@@ -445,13 +398,13 @@ test_waits_for_database(void **state)
 {
 	struct fix *f = *state;
 	struct seen a = {0};
-	assert_int_equal(pgtest_stop(&f->db), 0);
+	assert_int_equal(pgtest_stop(&f->pg.db), 0);
 	struct leader *la = new_leader(f, "relay-a", 3000, &a);
 	leader_start(la);
-	run_until(f->base, &a.acquired, 1, 500);
+	pgtest_run_until(f->pg.base, &a.acquired, 1, 500);
 	assert_int_equal(a.acquired, 0);
-	assert_int_equal(pgtest_restart(&f->db), 0);
-	assert_true(run_until(f->base, &a.acquired, 1, 8000));
+	assert_int_equal(pgtest_restart(&f->pg.db), 0);
+	assert_true(pgtest_run_until(f->pg.base, &a.acquired, 1, 8000));
 	leader_free(la);
 }
 
@@ -462,12 +415,12 @@ test_password_not_in_logs(void **state)
 	/* Everything the tests above logged, and a line quoting the URL. */
 	struct seen a = {0};
 	struct leader *la = new_leader(f, "relay-a", 3000, &a);
-	log_warn("url", "value", f->db.url, NULL);
+	log_warn("url", "value", f->pg.db.url, NULL);
 	leader_free(la);
 	fflush(stderr);
 	char *text = file_read(f->logpath, NULL);
 	assert_non_null(text);
-	assert_null(strstr(text, f->db.password));
+	assert_null(strstr(text, f->pg.db.password));
 	free(text);
 }
 

@@ -10,29 +10,24 @@
 
 #include <cmocka.h>
 
+#include "harness.h"
 #include "sfrelay/log.h"
+
+static void
+log_probe(const char *value)
+{
+	log_info("probe", "v", value, NULL);
+}
 
 /* Runs log_info(msg, "v", value) with stderr sent to a temp file and
  * returns what was written (malloc'd). */
 static char *
 logged(const char *value)
 {
-	char path[] = "/tmp/sfrelay-test-log.XXXXXX";
-	int fd = mkstemp(path);
-	assert_true(fd >= 0);
-	unlink(path);
-	int saved = dup(STDERR_FILENO);
-	assert_true(saved >= 0);
-	assert_true(dup2(fd, STDERR_FILENO) >= 0);
-	log_info("probe", "v", value, NULL);
-	assert_true(dup2(saved, STDERR_FILENO) >= 0);
-	close(saved);
-	off_t n = lseek(fd, 0, SEEK_END);
-	assert_true(n > 0);
-	char *buf = calloc(1, (size_t)n + 1);
+	size_t n = 0;
+	char *buf = stderr_capture(log_probe, value, &n);
 	assert_non_null(buf);
-	assert_int_equal(pread(fd, buf, (size_t)n, 0), n);
-	close(fd);
+	assert_true(n > 0);
 	return buf;
 }
 

@@ -21,12 +21,6 @@
 #include "sfrelay/log.h"
 #include "sfrelay/pg.h"
 
-struct fix {
-	struct pgtest db;
-	char *dir;
-	struct event_base *base;
-};
-
 /* What the callbacks saw. */
 struct seen {
 	int ups, downs;
@@ -66,86 +60,27 @@ on_result(void *arg, const struct pg_result *res, const char *err)
 	snprintf(s->value, sizeof(s->value), "%s", v != NULL ? v : "");
 }
 
-struct until {
-	struct event_base *base;
-	const int *flag;
-	int want;
-	long long end;
-};
-
-static void
-on_tick(evutil_socket_t fd, short what, void *arg)
-{
-	struct until *u = arg;
-	(void)fd;
-	(void)what;
-	if (*u->flag >= u->want || now_ms() >= u->end)
-		event_base_loopbreak(u->base);
-}
-
-/* Runs the loop until *flag reaches want or timeout_ms passes. Returns 1
- * when it did. */
-static int
-run_until(struct event_base *base, const int *flag, int want, int timeout_ms)
-{
-	struct until u = {base, flag, want, now_ms() + timeout_ms};
-	struct event *tick = event_new(base, -1, EV_PERSIST, on_tick, &u);
-	struct timeval tv = {0, 10000};
-	event_add(tick, &tv);
-	event_base_dispatch(base);
-	event_free(tick);
-	return *flag >= want;
-}
-
 static int
 setup(void **state)
 {
-	struct fix *f = calloc(1, sizeof(*f));
-	assert_non_null(f);
-	f->dir = harness_tmpdir("test_pg");
-	assert_non_null(f->dir);
-	if (pgtest_start(&f->db, f->dir) != 0) {
+	if (pgtest_group_setup(state, sizeof(struct pgtest_fixture),
+	                       "test_pg") != 0) {
 		fprintf(stderr, "cannot start PostgreSQL\n");
 		return -1;
 	}
-	*state = f;
 	return 0;
 }
 
 static int
 teardown(void **state)
 {
-	struct fix *f = *state;
-	pgtest_cleanup(&f->db);
-	pgtest_rmtree(f->dir);
-	free(f->dir);
-	free(f);
 	log_shutdown();
-	return 0;
-}
-
-static int
-base_new(void **state)
-{
-	struct fix *f = *state;
-	f->base = event_base_new();
-	return f->base != NULL ? 0 : -1;
-}
-
-static int
-base_free(void **state)
-{
-	struct fix *f = *state;
-	/* A test that stopped the server leaves it running again. */
-	if (f->db.pid == 0)
-		pgtest_restart(&f->db);
-	event_base_free(f->base);
-	f->base = NULL;
-	return 0;
+	return pgtest_group_teardown(state);
 }
 
 static struct pg *
-open_pg(struct fix *f, const char *url, struct seen *s, long query_timeout)
+open_pg(struct pgtest_fixture *f, const char *url, struct seen *s,
+        long query_timeout)
 {
 	struct pg_opts o = {.url = url,
 	                    .connect_timeout_ms = 5000,
@@ -157,6 +92,16 @@ open_pg(struct fix *f, const char *url, struct seen *s, long query_timeout)
 	char err[256];
 	struct pg *pg = pg_new(f->base, &o, on_state, s, err, sizeof(err));
 	assert_non_null(pg);
+	return pg;
+}
+
+/* A pg on the test server (5 s query limit), started and connected. */
+static struct pg *
+open_connected(struct pgtest_fixture *f, struct seen *s)
+{
+	struct pg *pg = open_pg(f, f->db.url, s, 5000);
+	pg_start(pg);
+	assert_true(pgtest_run_until(f->base, &s->ups, 1, 5000));
 	return pg;
 }
 
@@ -222,7 +167,7 @@ test_sslmode_for(void **state)
 static void
 test_query_params_and_errors(void **state)
 {
-	struct fix *f = *state;
+	struct pgtest_fixture *f = *state;
 	struct seen s = {0};
 	struct pg *pg = open_pg(f, f->db.url, &s, 5000);
 	char err[256];
@@ -266,7 +211,7 @@ test_query_params_and_errors(void **state)
 	/* The loop path, not pg_wait. */
 	assert_int_equal(pg_query(pg, "SELECT 'loop'", 0, NULL, on_result, &s),
 	                 0);
-	assert_true(run_until(f->base, &s.results, 6, 5000));
+	assert_true(pgtest_run_until(f->base, &s.results, 6, 5000));
 	assert_string_equal(s.value, "loop");
 	assert_int_equal(s.downs, 0);
 	pg_free(pg);
@@ -275,7 +220,7 @@ test_query_params_and_errors(void **state)
 static void
 test_connect_failure_reported(void **state)
 {
-	struct fix *f = *state;
+	struct pgtest_fixture *f = *state;
 	struct seen s = {0};
 	/* A port nobody listens on: the server's, after it stops. */
 	char url[600];
@@ -297,27 +242,25 @@ test_connect_failure_reported(void **state)
 static void
 test_loss_fails_queries_and_reconnects(void **state)
 {
-	struct fix *f = *state;
+	struct pgtest_fixture *f = *state;
 	struct seen s = {0};
-	struct pg *pg = open_pg(f, f->db.url, &s, 5000);
-	pg_start(pg);
-	assert_true(run_until(f->base, &s.ups, 1, 5000));
+	struct pg *pg = open_connected(f, &s);
 	/* A query in flight when the server goes away fails with a
 	 * reason; the state callback says down. */
 	assert_int_equal(
 	    pg_query(pg, "SELECT pg_sleep(3)", 0, NULL, on_result, &s), 0);
 	assert_int_equal(pgtest_stop(&f->db), 0);
-	assert_true(run_until(f->base, &s.downs, 1, 5000));
+	assert_true(pgtest_run_until(f->base, &s.downs, 1, 5000));
 	assert_int_equal(s.results, 1);
 	assert_int_equal(s.errors, 1);
 	assert_false(pg_connected(pg));
 	assert_int_equal(pg_query(pg, "SELECT 1", 0, NULL, on_result, &s), -1);
 	/* Retries (back-off 50..200 ms) until the server is back. */
 	assert_int_equal(pgtest_restart(&f->db), 0);
-	assert_true(run_until(f->base, &s.ups, 2, 10000));
+	assert_true(pgtest_run_until(f->base, &s.ups, 2, 10000));
 	assert_int_equal(pg_query(pg, "SELECT 'again'", 0, NULL, on_result, &s),
 	                 0);
-	assert_true(run_until(f->base, &s.results, 2, 5000));
+	assert_true(pgtest_run_until(f->base, &s.results, 2, 5000));
 	assert_string_equal(s.value, "again");
 	pg_free(pg);
 }
@@ -327,7 +270,7 @@ test_loss_fails_queries_and_reconnects(void **state)
 static void
 test_next_host_new_socket(void **state)
 {
-	struct fix *f = *state;
+	struct pgtest_fixture *f = *state;
 	struct seen s = {0};
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
 	struct sockaddr_in a = {.sin_family = AF_INET,
@@ -343,7 +286,7 @@ test_next_host_new_socket(void **state)
 	         f->db.password, ntohs(a.sin_port), f->db.port);
 	struct pg *pg = open_pg(f, url, &s, 5000);
 	pg_start(pg);
-	int up = run_until(f->base, &s.ups, 1, 5000);
+	int up = pgtest_run_until(f->base, &s.ups, 1, 5000);
 	if (!up)
 		fail_msg("not connected: %d downs, last: %s", s.downs,
 			 s.down_err);
@@ -351,7 +294,7 @@ test_next_host_new_socket(void **state)
 	assert_int_equal(
 	    pg_query(pg, "SELECT inet_server_port()", 0, NULL, on_result, &s),
 	    0);
-	assert_true(run_until(f->base, &s.results, 1, 5000));
+	assert_true(pgtest_run_until(f->base, &s.results, 1, 5000));
 	char port[16];
 	snprintf(port, sizeof(port), "%d", f->db.port);
 	assert_string_equal(s.value, port);
@@ -364,7 +307,7 @@ test_next_host_new_socket(void **state)
 static void
 test_deadline_and_liveness(void **state)
 {
-	struct fix *f = *state;
+	struct pgtest_fixture *f = *state;
 	struct seen s = {0};
 	struct pg_opts o = {.url = f->db.url,
 	                    .connect_timeout_ms = 5000,
@@ -377,11 +320,11 @@ test_deadline_and_liveness(void **state)
 	struct pg *pg = pg_new(f->base, &o, on_state, &s, err, sizeof(err));
 	assert_non_null(pg);
 	pg_start(pg);
-	assert_true(run_until(f->base, &s.ups, 1, 5000));
+	assert_true(pgtest_run_until(f->base, &s.ups, 1, 5000));
 	unsigned long before = pg_queries(pg);
 	/* Idle: liveness queries go out. */
 	int never = 0;
-	run_until(f->base, &never, 1, 450);
+	pgtest_run_until(f->base, &never, 1, 450);
 	assert_true(pg_queries(pg) >= before + 2);
 	assert_int_equal(s.downs, 0);
 
@@ -391,7 +334,7 @@ test_deadline_and_liveness(void **state)
 	for (size_t i = 0; i < n; i++)
 		kill(pids[i], SIGSTOP);
 	long long t0 = now_ms();
-	int lost = run_until(f->base, &s.downs, 1, 3000);
+	int lost = pgtest_run_until(f->base, &s.downs, 1, 3000);
 	long long took = now_ms() - t0;
 	for (size_t i = 0; i < n; i++)
 		kill(pids[i], SIGCONT);
@@ -402,29 +345,10 @@ test_deadline_and_liveness(void **state)
 	pg_free(pg);
 }
 
-/* Capture of stderr, where the log module writes. */
-static int
-capture_start(const char *path)
-{
-	fflush(stderr);
-	int saved = dup(2);
-	FILE *f = freopen(path, "w", stderr);
-	assert_non_null(f);
-	return saved;
-}
-
-static void
-capture_end(int saved)
-{
-	fflush(stderr);
-	dup2(saved, 2);
-	close(saved);
-}
-
 static void
 test_password_never_logged(void **state)
 {
-	struct fix *f = *state;
+	struct pgtest_fixture *f = *state;
 	struct seen s = {0};
 	char path[1200];
 	snprintf(path, sizeof(path), "%s/stderr.log", f->dir);
@@ -435,7 +359,8 @@ test_password_never_logged(void **state)
 	         "postgres://sfrelay:Wr0ngPassw0rd@127.0.0.1:%d/"
 	         "sfrelay?sslmode=disable",
 	         f->db.port);
-	int saved = capture_start(path);
+	int saved = stderr_redirect(path);
+	assert_true(saved >= 0);
 	log_set_level(LOG_DEBUG);
 	struct pg *pg = open_pg(f, url, &s, 2000);
 	pg_set_reconnect(pg, 0);
@@ -446,7 +371,7 @@ test_password_never_logged(void **state)
 	char red[600];
 	log_warn("redacted", "url", pg_url_redact(url, red, sizeof(red)), NULL);
 	log_set_level(LOG_INFO);
-	capture_end(saved);
+	stderr_restore(saved);
 	assert_int_equal(rc, -1);
 	assert_int_equal(s.downs, 1);
 	assert_non_null(strstr(s.down_err, "password authentication failed"));
@@ -474,17 +399,15 @@ free_in_callback(void *arg, const struct pg_result *res, const char *err)
 static void
 test_free_from_callback(void **state)
 {
-	struct fix *f = *state;
+	struct pgtest_fixture *f = *state;
 	struct seen s = {0};
-	struct pg *pg = open_pg(f, f->db.url, &s, 5000);
-	pg_start(pg);
-	assert_true(run_until(f->base, &s.ups, 1, 5000));
+	struct pg *pg = open_connected(f, &s);
 	assert_int_equal(
 	    pg_query(pg, "SELECT 1", 0, NULL, free_in_callback, &pg), 0);
 	/* Queued behind it: dropped without a callback. */
 	assert_int_equal(pg_query(pg, "SELECT 2", 0, NULL, on_result, &s), 0);
 	int never = 0;
-	run_until(f->base, &never, 1, 500);
+	pgtest_run_until(f->base, &never, 1, 500);
 	assert_null(pg);
 	assert_int_equal(s.results, 0);
 }
@@ -492,7 +415,7 @@ test_free_from_callback(void **state)
 static void
 test_bad_url(void **state)
 {
-	struct fix *f = *state;
+	struct pgtest_fixture *f = *state;
 	struct seen s = {0};
 	struct pg_opts o = {.url = "postgres://u@h/d?nosuchoption=1"};
 	char err[256];
@@ -509,24 +432,21 @@ test_bad_url(void **state)
 int
 main(void)
 {
+/* A test with a fresh event loop and a running server. */
+#define WITH_DB(fn)                                                            \
+	cmocka_unit_test_setup_teardown(fn, pgtest_test_setup,                 \
+	                                pgtest_test_teardown)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_url_redact),
 	    cmocka_unit_test(test_sslmode_for),
-	    cmocka_unit_test_setup_teardown(test_query_params_and_errors,
-	                                    base_new, base_free),
-	    cmocka_unit_test_setup_teardown(test_connect_failure_reported,
-	                                    base_new, base_free),
-	    cmocka_unit_test_setup_teardown(
-	        test_loss_fails_queries_and_reconnects, base_new, base_free),
-	    cmocka_unit_test_setup_teardown(test_next_host_new_socket, base_new,
-	                                    base_free),
-	    cmocka_unit_test_setup_teardown(test_deadline_and_liveness,
-	                                    base_new, base_free),
-	    cmocka_unit_test_setup_teardown(test_password_never_logged,
-	                                    base_new, base_free),
-	    cmocka_unit_test_setup_teardown(test_free_from_callback, base_new,
-	                                    base_free),
-	    cmocka_unit_test_setup_teardown(test_bad_url, base_new, base_free),
+	    WITH_DB(test_query_params_and_errors),
+	    WITH_DB(test_connect_failure_reported),
+	    WITH_DB(test_loss_fails_queries_and_reconnects),
+	    WITH_DB(test_next_host_new_socket),
+	    WITH_DB(test_deadline_and_liveness),
+	    WITH_DB(test_password_never_logged),
+	    WITH_DB(test_free_from_callback),
+	    WITH_DB(test_bad_url),
 	};
 	return cmocka_run_group_tests_name("pg", tests, setup, teardown);
 }
