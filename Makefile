@@ -7,6 +7,8 @@ PKG_CONFIG ?= pkg-config
 PREFIX  ?= /usr/local
 DESTDIR ?=
 B       ?= build
+# Test binaries run at once by tests/run.sh (make test: one at a time).
+TEST_JOBS ?= 1
 
 PKGS      := libcurl json-c libevent libcrypto libevent_openssl libssl libpq
 TEST_PKGS := cmocka
@@ -76,7 +78,7 @@ deps:
 # The README's test command: dependencies, build, every suite, one closing line.
 test: deps
 	@$(MAKE) --no-print-directory all-tests
-	@B=$(B) tests/run.sh $(TEST_BINS)
+	@B=$(B) TEST_JOBS=$(TEST_JOBS) tests/run.sh $(TEST_BINS)
 
 check: test
 
@@ -86,15 +88,18 @@ demo: deps
 	@$(MAKE) -s --no-print-directory all
 	@B=$(B) scripts/demo.sh
 
+# Suites two at a time, one per core: each has its own temp dirs and
+# ports, and the sanitizers make every one of them CPU-bound.
 sanitize:
-	@$(MAKE) --no-print-directory B=build/san SAN=1 test
+	@$(MAKE) --no-print-directory B=build/san SAN=1 TEST_JOBS=2 test
 
 # Unit tests under valgrind, then the end-to-end suite with the relay
 # itself under valgrind (a memory error or leak fails its exit checks).
+# Two suites at a time: valgrind is single-threaded, CI has two cores.
 valgrind: deps
 	@$(MAKE) --no-print-directory all-tests
-	@B=$(B) VALGRIND=1 tests/run.sh $(filter $(B)/tests/test_%,$(TEST_BINS))
-	@B=$(B) VALGRIND_RELAY=1 tests/run.sh $(filter $(B)/tests/e2e_%,$(TEST_BINS))
+	@B=$(B) VALGRIND=1 TEST_JOBS=2 tests/run.sh $(filter $(B)/tests/test_%,$(TEST_BINS))
+	@B=$(B) VALGRIND_RELAY=1 TEST_JOBS=2 tests/run.sh $(filter $(B)/tests/e2e_%,$(TEST_BINS))
 
 docs: $(B)/sfrelay
 	$(B)/sfrelay --help-markdown > docs/configuration.md
