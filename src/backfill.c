@@ -7,7 +7,6 @@
 #include <strings.h>
 
 #include "sfrelay/checkpoint.h"
-#include "sfrelay/log.h"
 #include "sfrelay/replay.h"
 
 /* Real-Time Event Monitoring streams and the big objects that store
@@ -91,40 +90,11 @@ backfill_maps_free(struct backfill_map *maps, size_t n)
 	free(maps);
 }
 
+/* The mappings accepted so far: room for SOQL_MAX_OBJECTS. */
 struct map_parse {
 	struct backfill_map *maps;
 	size_t n;
-	size_t items;
-	int bad;
-	soql_problem_fn *problem;
-	void *arg;
 };
-
-static void
-map_problem(struct map_parse *mp, const char *item, size_t len, size_t index,
-            const char *why)
-{
-	char msg[512], q[208];
-	while (len > 0 && (*item == ' ' || *item == '\t')) {
-		item++;
-		len--;
-	}
-	while (len > 0 && (item[len - 1] == ' ' || item[len - 1] == '\t'))
-		len--;
-	mp->bad = 1;
-	if (mp->problem == NULL)
-		return;
-	if (len == 0)
-		snprintf(msg, sizeof(msg),
-		         "item %zu is empty (two commas in a row, or a comma "
-		         "at an end)",
-		         index);
-	else
-		snprintf(msg, sizeof(msg), "item %zu %s: %s", index,
-		         log_quote(q, sizeof(q), item, len, 48), why);
-	scrub(msg);
-	mp->problem(mp->arg, msg);
-}
 
 static int
 channel_ok(const char *s, size_t n)
@@ -143,61 +113,55 @@ channel_ok(const char *s, size_t n)
 }
 
 static int
-map_item(void *arg, const char *item, size_t len, size_t index)
+map_item(void *arg, const char *item, size_t len, char *why, size_t whylen)
 {
 	struct map_parse *mp = arg;
-	char err[256];
-	mp->items++;
 	const char *eq = memchr(item, '=', len);
-	const char *b = item, *e = eq != NULL ? eq : item + len;
-	while (b < e && (*b == ' ' || *b == '\t'))
-		b++;
-	while (e > b && (e[-1] == ' ' || e[-1] == '\t'))
-		e--;
-	if (eq == NULL) {
-		map_problem(mp, item, len, index,
-		            b == e ? "empty item"
-		                   : "must be channel=Object, like "
-		                     "/topic/AccountWatch=Account");
-		return 0;
-	}
-	if (memchr(b, '?', (size_t)(e - b)) != NULL) {
-		map_problem(mp, item, len, index,
-		            "name the channel without its ?filter (the "
-		            "mapping applies to every filter of it)");
-		return 0;
-	}
-	if (!channel_ok(b, (size_t)(e - b))) {
-		map_problem(mp, item, len, index,
-		            "the channel must be /topic/X, /event/X, /data/X "
-		            "or /u/X");
-		return 0;
-	}
 	struct backfill_map m = {0};
-	if (soql_spec_parse(eq + 1, (size_t)(item + len - eq - 1), 0, &m.spec,
-	                    err, sizeof(err)) != 0) {
-		map_problem(mp, item, len, index, err);
-		return 0;
+
+	if (eq == NULL) {
+		snprintf(why, whylen,
+		         "must be channel=Object, like "
+		         "/topic/AccountWatch=Account");
+		return -1;
 	}
-	m.channel = strndup(b, (size_t)(e - b));
+	/* The item is trimmed; the channel may still end in blanks. */
+	size_t clen = (size_t)(eq - item);
+	while (clen > 0 && (item[clen - 1] == ' ' || item[clen - 1] == '\t'))
+		clen--;
+	if (memchr(item, '?', clen) != NULL) {
+		snprintf(why, whylen,
+		         "name the channel without its ?filter (the mapping "
+		         "applies to every filter of it)");
+		return -1;
+	}
+	if (!channel_ok(item, clen)) {
+		snprintf(why, whylen,
+		         "the channel must be /topic/X, /event/X, /data/X or "
+		         "/u/X");
+		return -1;
+	}
+	if (soql_spec_parse(eq + 1, (size_t)(item + len - eq - 1), 0, &m.spec,
+	                    why, whylen) != 0)
+		return -1;
+	m.channel = strndup(item, clen);
 	if (m.channel == NULL) {
 		soql_spec_clear(&m.spec);
-		map_problem(mp, item, len, index, "out of memory");
-		return 0;
+		snprintf(why, whylen, "out of memory");
+		return -1;
 	}
 	for (size_t i = 0; i < mp->n; i++) {
 		if (same_channel(mp->maps[i].channel, m.channel)) {
-			map_problem(mp, item, len, index,
-			            "channel mapped twice");
+			snprintf(why, whylen, "channel mapped twice");
 			free(m.channel);
 			soql_spec_clear(&m.spec);
-			return 0;
+			return -1;
 		}
 	}
 	if (mp->n == SOQL_MAX_OBJECTS) {
 		free(m.channel);
 		soql_spec_clear(&m.spec);
-		return 0;
+		return 0; /* soql_list_parse reports the count */
 	}
 	mp->maps[mp->n++] = m;
 	return 0;
@@ -207,7 +171,8 @@ int
 backfill_parse(const char *text, struct backfill_map **maps, size_t *n,
                soql_problem_fn *problem, void *arg)
 {
-	struct map_parse mp = {.problem = problem, .arg = arg};
+	struct map_parse mp = {NULL, 0};
+
 	*maps = NULL;
 	*n = 0;
 	mp.maps = calloc(SOQL_MAX_OBJECTS, sizeof(*mp.maps));
@@ -216,16 +181,8 @@ backfill_parse(const char *text, struct backfill_map **maps, size_t *n,
 			problem(arg, "out of memory");
 		return -1;
 	}
-	soql_split(text != NULL ? text : "", map_item, &mp);
-	if (mp.items > SOQL_MAX_OBJECTS) {
-		char msg[96];
-		snprintf(msg, sizeof(msg), "has %zu items, at most %d",
-		         mp.items, SOQL_MAX_OBJECTS);
-		mp.bad = 1;
-		if (problem != NULL)
-			problem(arg, msg);
-	}
-	if (mp.bad) {
+	if (soql_list_parse(text, SOQL_MAX_OBJECTS, map_item, &mp, problem,
+	                    arg) != 0) {
 		backfill_maps_free(mp.maps, mp.n);
 		return -1;
 	}

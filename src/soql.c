@@ -711,29 +711,34 @@ soql_split(const char *text, soql_item_fn *fn, void *arg)
 	}
 }
 
-struct poll_parse {
-	struct soql_spec *specs;
-	size_t n;
+/* One list walk: counts the items and remembers whether any was bad. */
+struct list_walk {
+	soql_list_item_fn *item;
+	void *arg;
+	soql_problem_fn *problem;
+	void *problem_arg;
 	size_t items;
 	int bad;
-	soql_problem_fn *problem;
-	void *arg;
 };
 
-static void
-problem_at(struct poll_parse *pp, const char *item, size_t len, size_t index,
-           const char *why)
+static int
+list_item(void *arg, const char *item, size_t len, size_t index)
 {
-	char msg[512], q[208];
+	struct list_walk *w = arg;
+	char msg[512], q[208], why[256] = "";
 	const char *b = item, *e = item + len;
+
+	w->items = index;
 	while (b < e && is_blank(*b))
 		b++;
 	while (e > b && is_blank(e[-1]))
 		e--;
 	size_t n = (size_t)(e - b);
-	pp->bad = 1;
-	if (pp->problem == NULL)
-		return;
+	if (n > 0 && w->item(w->arg, b, n, why, sizeof(why)) == 0)
+		return 0;
+	w->bad = 1;
+	if (w->problem == NULL)
+		return 0;
 	if (n == 0)
 		snprintf(msg, sizeof(msg),
 		         "item %zu is empty (two commas in a row, or a comma "
@@ -743,42 +748,61 @@ problem_at(struct poll_parse *pp, const char *item, size_t len, size_t index,
 		snprintf(msg, sizeof(msg), "item %zu %s: %s", index,
 		         log_quote(q, sizeof(q), b, n, 48), why);
 	scrub(msg);
-	pp->problem(pp->arg, msg);
+	w->problem(w->problem_arg, msg);
+	return 0;
 }
 
+int
+soql_list_parse(const char *text, size_t max, soql_list_item_fn *item,
+                void *arg, soql_problem_fn *problem, void *problem_arg)
+{
+	struct list_walk w = {item, arg, problem, problem_arg, 0, 0};
+
+	soql_split(text != NULL ? text : "", list_item, &w);
+	if (w.items > max) {
+		char msg[96];
+		snprintf(msg, sizeof(msg), "has %zu items, at most %zu",
+		         w.items, max);
+		w.bad = 1;
+		if (problem != NULL)
+			problem(problem_arg, msg);
+	}
+	return w.bad ? -1 : 0;
+}
+
+/* The specs accepted so far: room for SOQL_MAX_OBJECTS. */
+struct poll_parse {
+	struct soql_spec *specs;
+	size_t n;
+};
+
 static int
-poll_item(void *arg, const char *item, size_t len, size_t index)
+poll_item(void *arg, const char *item, size_t len, char *why, size_t whylen)
 {
 	struct poll_parse *pp = arg;
-	char err[256];
 	struct soql_spec spec;
 
-	pp->items++;
-	if (soql_spec_parse(item, len, 1, &spec, err, sizeof(err)) != 0) {
-		problem_at(pp, item, len, index, err);
-		return 0;
-	}
+	if (soql_spec_parse(item, len, 1, &spec, why, whylen) != 0)
+		return -1;
 	if (spec.big) {
-		char why[256];
-		snprintf(why, sizeof(why),
+		snprintf(why, whylen,
 		         "%s is an event monitoring big object, which cannot "
 		         "be polled in order; relay its stream instead (gaps "
 		         "in the stream are backfilled from %s)",
 		         spec.object, spec.object);
-		problem_at(pp, item, len, index, why);
 		soql_spec_clear(&spec);
-		return 0;
+		return -1;
 	}
 	for (size_t i = 0; i < pp->n; i++) {
 		if (strcasecmp(pp->specs[i].object, spec.object) == 0) {
-			problem_at(pp, item, len, index, "object listed twice");
+			snprintf(why, whylen, "object listed twice");
 			soql_spec_clear(&spec);
-			return 0;
+			return -1;
 		}
 	}
 	if (pp->n == SOQL_MAX_OBJECTS) {
 		soql_spec_clear(&spec);
-		return 0; /* counted; reported once at the end */
+		return 0; /* soql_list_parse reports the count */
 	}
 	pp->specs[pp->n++] = spec;
 	return 0;
@@ -796,7 +820,7 @@ int
 soql_poll_parse(const char *text, struct soql_spec **specs, size_t *n,
                 soql_problem_fn *problem, void *arg)
 {
-	struct poll_parse pp = {.problem = problem, .arg = arg};
+	struct poll_parse pp = {NULL, 0};
 
 	*specs = NULL;
 	*n = 0;
@@ -806,16 +830,8 @@ soql_poll_parse(const char *text, struct soql_spec **specs, size_t *n,
 			problem(arg, "out of memory");
 		return -1;
 	}
-	soql_split(text != NULL ? text : "", poll_item, &pp);
-	if (pp.items > SOQL_MAX_OBJECTS) {
-		char msg[96];
-		snprintf(msg, sizeof(msg), "has %zu items, at most %d",
-		         pp.items, SOQL_MAX_OBJECTS);
-		pp.bad = 1;
-		if (problem != NULL)
-			problem(arg, msg);
-	}
-	if (pp.bad) {
+	if (soql_list_parse(text, SOQL_MAX_OBJECTS, poll_item, &pp, problem,
+	                    arg) != 0) {
 		soql_specs_free(pp.specs, pp.n);
 		return -1;
 	}

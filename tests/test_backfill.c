@@ -2,36 +2,12 @@
  * backfill: which query recovers which replay gap, and the
  * SFRELAY_BACKFILL syntax.
  */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
-#include <cmocka.h>
-#include <event2/buffer.h>
-
 #include "sfrelay/backfill.h"
 #include "sfrelay/checkpoint.h"
+#include "soql_fixture.h"
 
 /* 2026-11-26T19:20:01Z */
 #define T0 1795720801000LL
-
-struct problems {
-	char text[2048];
-	int n;
-};
-
-static void
-collect(void *arg, const char *msg)
-{
-	struct problems *p = arg;
-	size_t used = strlen(p->text);
-	snprintf(p->text + used, sizeof(p->text) - used, "%s\n", msg);
-	p->n++;
-}
 
 static void
 test_cdc_object(void **state)
@@ -74,6 +50,16 @@ static void
 test_parse_maps(void **state)
 {
 	(void)state;
+	static const struct {
+		const char *channel, *object, *time, *fields, *where;
+	} want[] = {
+	    {"/topic/AccountWatch", "Account", "LastModifiedDate",
+	     "FIELDS(STANDARD)", NULL},
+	    {"/topic/Cases", "Case", "SystemModstamp",
+	     "SystemModstamp, Id, Subject", "IsClosed = false"},
+	    {"/event/Order__e", "Order__c", "LastModifiedDate",
+	     "FIELDS(STANDARD)", NULL},
+	};
 	struct backfill_map *maps;
 	size_t n;
 	struct problems pr = {"", 0};
@@ -82,45 +68,75 @@ test_parse_maps(void **state)
 	                   "/event/Order__e=Order__c";
 	assert_int_equal(backfill_parse(text, &maps, &n, collect, &pr), 0);
 	assert_int_equal(pr.n, 0);
-	assert_int_equal(n, 3);
-	assert_string_equal(maps[0].channel, "/topic/AccountWatch");
-	assert_string_equal(maps[0].spec.object, "Account");
-	assert_string_equal(maps[0].spec.time_field, "LastModifiedDate");
-	assert_int_equal(maps[0].spec.interval_ms, 0);
-	assert_string_equal(maps[1].channel, "/topic/Cases");
-	assert_string_equal(maps[1].spec.time_field, "SystemModstamp");
-	assert_string_equal(maps[1].spec.fields, "SystemModstamp, Id, Subject");
-	assert_string_equal(maps[1].spec.where, "IsClosed = false");
-	assert_string_equal(maps[2].spec.object, "Order__c");
+	assert_int_equal(n, sizeof(want) / sizeof(want[0]));
+	for (size_t i = 0; i < n; i++) {
+		const struct soql_spec *s = &maps[i].spec;
+		assert_string_equal(maps[i].channel, want[i].channel);
+		assert_string_equal(s->object, want[i].object);
+		assert_string_equal(s->time_field, want[i].time);
+		assert_string_equal(s->fields, want[i].fields);
+		if (want[i].where == NULL)
+			assert_null(s->where);
+		else
+			assert_string_equal(s->where, want[i].where);
+		assert_int_equal(s->interval_ms, 0);
+	}
 	backfill_maps_free(maps, n);
+}
 
-	memset(&pr, 0, sizeof(pr));
-	maps = (void *)1;
-	text = "/topic/A=Account@5m,Account,/foo/B=Account,/topic/C=,"
-	       "/topic/D=Case,/topic/D?x=1=Case,,/topic/ x=Case";
-	assert_int_equal(backfill_parse(text, &maps, &n, collect, &pr), -1);
-	assert_null(maps);
-	assert_int_equal(n, 0);
-	assert_int_equal(pr.n, 7);
-	assert_non_null(strstr(pr.text, "item 1 \"/topic/A=Account@5m\": a "
-	                                "backfill mapping takes no @interval"));
-	assert_non_null(strstr(pr.text, "item 2 \"Account\": must be "
-	                                "channel=Object"));
-	assert_non_null(strstr(pr.text, "item 3 \"/foo/B=Account\": the "
-	                                "channel must be"));
-	assert_non_null(strstr(pr.text, "item 4 \"/topic/C=\": empty item"));
-	assert_non_null(strstr(pr.text, "item 6 \"/topic/D?x=1=Case\": name "
-	                                "the channel without its ?filter"));
-	assert_non_null(strstr(pr.text, "item 7 is empty"));
-	assert_non_null(strstr(pr.text, "item 8 \"/topic/ x=Case\": the "
-	                                "channel must be"));
+static int
+parse_count(const char *text, size_t *n, soql_problem_fn *problem, void *arg)
+{
+	struct backfill_map *maps;
+	int rc = backfill_parse(text, &maps, n, problem, arg);
+	backfill_maps_free(maps, *n);
+	return rc;
+}
 
-	memset(&pr, 0, sizeof(pr));
-	text = "/topic/D=Case,/topic/D=Account";
-	assert_int_equal(backfill_parse(text, &maps, &n, collect, &pr), -1);
-	assert_int_equal(pr.n, 1);
-	assert_non_null(strstr(pr.text, "item 2 \"/topic/D=Account\": channel "
-	                                "mapped twice"));
+static void
+test_parse_maps_bad(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *text;
+		int n;
+		const char *want[8];
+	} cases[] = {
+	    {"/topic/A=Account@5m,Account,/foo/B=Account,/topic/C=,"
+	     "/topic/D=Case,/topic/D?x=1=Case,,/topic/ x=Case",
+	     7,
+	     {"item 1 \"/topic/A=Account@5m\": a backfill mapping takes no "
+	      "@interval",
+	      "item 2 \"Account\": must be channel=Object",
+	      "item 3 \"/foo/B=Account\": the channel must be",
+	      "item 4 \"/topic/C=\": empty item",
+	      "item 6 \"/topic/D?x=1=Case\": name the channel without its "
+	      "?filter",
+	      "item 7 is empty",
+	      "item 8 \"/topic/ x=Case\": the channel must be"}},
+	    {"/topic/D=Case,/topic/D=Account",
+	     1,
+	     {"item 2 \"/topic/D=Account\": channel mapped twice"}},
+	    /* The same channel with another filter is the same channel. */
+	    {"/topic/D=Case, /topic/D?a=1 =Account", 1, {"item 2", "?filter"}},
+	    {"/data/X=Case ,/data/X \t= Lead",
+	     1,
+	     {"item 2 \"/data/X \\x09= Lead\": channel mapped twice"}},
+	    {"=Case", 1, {"item 1 \"=Case\": the channel must be"}},
+	    {"/u/=Case", 1, {"the channel must be"}},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct backfill_map *maps = (void *)1;
+		size_t n = 99;
+		struct problems pr = {"", 0};
+		assert_int_equal(
+		    backfill_parse(cases[i].text, &maps, &n, collect, &pr), -1);
+		assert_null(maps);
+		assert_int_equal(n, 0);
+		check_problems(&pr, cases[i].n, cases[i].want);
+	}
+
+	check_list_limit(parse_count, "/topic/T", "=Account");
 }
 
 static const struct checkpoint_gap gap_template = {
@@ -136,12 +152,7 @@ window_query(const struct backfill_plan *plan)
 	struct evbuffer *b = evbuffer_new();
 	assert_int_equal(
 	    soql_build_window(b, &plan->spec, plan->from_ms, plan->to_ms), 0);
-	size_t n = evbuffer_get_length(b);
-	char *s = malloc(n + 1);
-	evbuffer_remove(b, s, n);
-	s[n] = '\0';
-	evbuffer_free(b);
-	return s;
+	return take_free(b);
 }
 
 static void
@@ -287,6 +298,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_cdc_object),
 	    cmocka_unit_test(test_parse_maps),
+	    cmocka_unit_test(test_parse_maps_bad),
 	    cmocka_unit_test(test_plan_cdc),
 	    cmocka_unit_test(test_plan_monitoring_and_maps),
 	    cmocka_unit_test(test_plan_unmapped_and_invalid),

@@ -3,34 +3,13 @@
  * and the high-water mark's boundary rule. Pure functions, so every case
  * is a table row or a small simulation.
  */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
-#include <cmocka.h>
-#include <event2/buffer.h>
 #include <json-c/json.h>
 
 #include "sfrelay/soql.h"
+#include "soql_fixture.h"
 
 /* 2026-11-26T19:20:01Z */
 #define T0 1795720801000LL
-
-/* The buffer's text as a NUL-terminated heap string (drains it). */
-static char *
-take(struct evbuffer *b)
-{
-	size_t n = evbuffer_get_length(b);
-	char *s = malloc(n + 1);
-	assert_non_null(s);
-	evbuffer_remove(b, s, n);
-	s[n] = '\0';
-	return s;
-}
 
 /* --- datetime literals ------------------------------------------------ */
 
@@ -200,6 +179,15 @@ static const struct {
     {"LoginEvent:CreatedDate", "queried only by EventDate"},
 };
 
+/* A parser's refusal of input: rc -1 and an err that says want. */
+static void
+check_refused(const char *input, int rc, const char *err, const char *want)
+{
+	if (rc != -1 || strstr(err, want) == NULL)
+		fail_msg("%s: rc %d, err \"%s\", want \"%s\"", input, rc, err,
+		         want);
+}
+
 static void
 test_spec_bad(void **state)
 {
@@ -209,11 +197,8 @@ test_spec_bad(void **state)
 		struct soql_spec s;
 		const char *t = bad_specs[i].text;
 		strcpy(err, "untouched");
-		if (soql_spec_parse(t, strlen(t), 1, &s, err, sizeof(err)) !=
-		        -1 ||
-		    strstr(err, bad_specs[i].want) == NULL)
-			fail_msg("%s: err \"%s\", want \"%s\"", t, err,
-			         bad_specs[i].want);
+		int rc = soql_spec_parse(t, strlen(t), 1, &s, err, sizeof(err));
+		check_refused(t, rc, err, bad_specs[i].want);
 		assert_null(s.object);
 		assert_null(s.fields);
 	}
@@ -229,21 +214,6 @@ test_spec_bad(void **state)
 	assert_int_equal(
 	    soql_spec_parse(ctl, strlen(ctl), 1, &s, err, sizeof(err)), -1);
 	assert_non_null(strstr(err, "control character"));
-}
-
-/* Collects problems reported by the list parsers. */
-struct problems {
-	char text[4096];
-	int n;
-};
-
-static void
-collect(void *arg, const char *msg)
-{
-	struct problems *p = arg;
-	size_t used = strlen(p->text);
-	snprintf(p->text + used, sizeof(p->text) - used, "%s\n", msg);
-	p->n++;
 }
 
 static void
@@ -269,6 +239,15 @@ test_poll_list(void **state)
 	soql_specs_free(specs, n);
 }
 
+static int
+parse_count(const char *text, size_t *n, soql_problem_fn *problem, void *arg)
+{
+	struct soql_spec *specs;
+	int rc = soql_poll_parse(text, &specs, n, problem, arg);
+	soql_specs_free(specs, *n);
+	return rc;
+}
+
 static void
 test_poll_list_problems(void **state)
 {
@@ -281,28 +260,16 @@ test_poll_list_problems(void **state)
 	assert_int_equal(soql_poll_parse(text, &specs, &n, collect, &pr), -1);
 	assert_null(specs);
 	assert_int_equal(n, 0);
-	assert_int_equal(pr.n, 4);
-	assert_non_null(strstr(pr.text, "item 1 \"SetupAuditTrail@60x\": "
-	                                "interval needs a unit"));
-	assert_non_null(strstr(pr.text, "item 2 is empty"));
-	assert_non_null(strstr(pr.text, "item 4 \"account@2m\": object "
-	                                "listed twice"));
-	assert_non_null(strstr(pr.text, "item 5 \"LoginEvent@5m\": LoginEvent "
-	                                "is an event monitoring big object"));
+	check_problems(
+	    &pr, 4,
+	    (const char *const[]){
+	        "item 1 \"SetupAuditTrail@60x\": interval needs a unit",
+	        "item 2 is empty", "item 4 \"account@2m\": object listed twice",
+	        "item 5 \"LoginEvent@5m\": LoginEvent is an event monitoring "
+	        "big object",
+	        NULL});
 
-	/* Too many objects: one problem for the count. */
-	char many[2048] = "";
-	for (int i = 0; i <= SOQL_MAX_OBJECTS; i++) {
-		char item[32];
-		snprintf(item, sizeof(item), "%sObj%d__c", i ? "," : "", i);
-		strcat(many, item);
-	}
-	memset(&pr, 0, sizeof(pr));
-	assert_int_equal(soql_poll_parse(many, &specs, &n, collect, &pr), -1);
-	assert_int_equal(pr.n, 1);
-	assert_non_null(strstr(pr.text, "has 33 items, at most 32"));
-	/* No callback: still refused. */
-	assert_int_equal(soql_poll_parse(",", &specs, &n, NULL, NULL), -1);
+	check_list_limit(parse_count, "Obj", "__c");
 }
 
 static int
@@ -328,6 +295,82 @@ test_split(void **state)
 	assert_int_equal(last, 1);
 }
 
+/* A soql_list_item_fn, arg a char[256]: notes every item it is given
+ * ("item|") and refuses those starting with 'x', echoing the raw item
+ * in the reason. */
+static int
+note_item(void *arg, const char *item, size_t len, char *why, size_t whylen)
+{
+	char *seen = arg;
+	size_t used = strlen(seen);
+	snprintf(seen + used, 256 - used, "%.*s|", (int)len, item);
+	if (item[0] != 'x')
+		return 0;
+	snprintf(why, whylen, "no %.*s", (int)len, item);
+	return -1;
+}
+
+#define EMPTY_ITEM " is empty (two commas in a row, or a comma at an end)\n"
+
+static void
+test_list_parse(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *text;
+		size_t max;
+		int rc;
+		const char *seen;     /* the items given to the callback */
+		const char *problems; /* every report, in order */
+	} cases[] = {
+	    {"a, b ,\tc\n", 3, 0, "a|b|c|", ""},
+	    {"a", 1, 0, "a|", ""},
+	    /* Commas inside (), [] or '...' do not split; blanks inside an
+	     * item stay. */
+	    {" a(p, q) [r = ',s'] ,b", 2, 0, "a(p, q) [r = ',s']|b|", ""},
+	    {"", 32, -1, "", "item 1" EMPTY_ITEM},
+	    {NULL, 32, -1, "", "item 1" EMPTY_ITEM},
+	    {"a,b,", 32, -1, "a|b|", "item 3" EMPTY_ITEM},
+	    {",a", 32, -1, "a|", "item 1" EMPTY_ITEM},
+	    {"a, \t ,b", 32, -1, "a|b|", "item 2" EMPTY_ITEM},
+	    {" , ", 32, -1, "", "item 1" EMPTY_ITEM "item 2" EMPTY_ITEM},
+	    /* The quote is escaped so that the quoted item ends where the
+	     * item ends; the reason is scrubbed of control bytes. */
+	    {"a,x\"y", 32, -1, "a|x\"y|", "item 2 \"x\\\"y\": no x\"y\n"},
+	    {"x\\", 32, -1, "x\\|", "item 1 \"x\\\\\": no x\\\n"},
+	    {"x\001y", 32, -1, "x\001y|", "item 1 \"x\\x01y\": no x?y\n"},
+	    {"x234567890123456789012345678901234567890123456789", 32, -1,
+	     "x234567890123456789012345678901234567890123456789|",
+	     "item 1 \"x23456789012345678901234567890123456789012345678...\": "
+	     "no x234567890123456789012345678901234567890123456789\n"},
+	    {"a,b,c", 2, -1, "a|b|c|", "has 3 items, at most 2\n"},
+	    /* Every problem is reported; the count once, after them. */
+	    {"x1,,a,b", 2, -1, "x1|a|b|",
+	     "item 1 \"x1\": no x1\nitem 2" EMPTY_ITEM
+	     "has 4 items, at most 2\n"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char seen[256] = "";
+		struct problems pr = {"", 0};
+		int rc = soql_list_parse(cases[i].text, cases[i].max, note_item,
+		                         seen, collect, &pr);
+		const char *t = cases[i].text != NULL ? cases[i].text : "NULL";
+		if (rc != cases[i].rc)
+			fail_msg("\"%s\": rc %d", t, rc);
+		if (strcmp(seen, cases[i].seen) != 0)
+			fail_msg("\"%s\": items \"%s\", want \"%s\"", t, seen,
+			         cases[i].seen);
+		if (strcmp(pr.text, cases[i].problems) != 0)
+			fail_msg("\"%s\": problems \"%s\", want \"%s\"", t,
+			         pr.text, cases[i].problems);
+	}
+	/* No problem callback: still refused, nothing else changes. */
+	char seen[256] = "";
+	assert_int_equal(
+	    soql_list_parse("a,,x", 32, note_item, seen, NULL, NULL), -1);
+	assert_string_equal(seen, "a|x|");
+}
+
 /* --- query text ---------------------------------------------------------- */
 
 static char *
@@ -340,9 +383,7 @@ build_since(const char *item, long long ms)
 	    soql_spec_parse(item, strlen(item), 1, &s, err, sizeof(err)), 0);
 	assert_int_equal(soql_build_since(b, &s, ms), 0);
 	soql_spec_clear(&s);
-	char *q = take(b);
-	evbuffer_free(b);
-	return q;
+	return take_free(b);
 }
 
 static void
@@ -473,15 +514,22 @@ static const char page_json[] =
     "\"2026-11-26T19:20:02.000+0000\"}\n"
     " ]}";
 
+/* page_json decoded into p (cleared with soql_page_clear). */
+static void
+decode_page_json(struct soql_page *p)
+{
+	char err[128];
+	if (soql_page_decode(page_json, strlen(page_json), p, err,
+	                     sizeof(err)) != 0)
+		fail_msg("page_json rejected: %s", err);
+}
+
 static void
 test_page_decode(void **state)
 {
 	(void)state;
 	struct soql_page p;
-	char err[128];
-	assert_int_equal(soql_page_decode(page_json, strlen(page_json), &p, err,
-	                                  sizeof(err)),
-	                 0);
+	decode_page_json(&p);
 	assert_int_equal(p.total_size, 4100);
 	assert_int_equal(p.done, 0);
 	assert_string_equal(p.next_url,
@@ -493,33 +541,36 @@ test_page_decode(void **state)
 	            p.records[1].text + p.records[1].len <=
 	                page_json + strlen(page_json));
 
+	static const struct {
+		size_t rec;
+		const char *name;
+		size_t len; /* 0: the whole buffer */
+		int rc;
+		const char *want; /* buffer after a call returning 0 or -1 */
+	} cases[] = {
+	    {0, "Id", 0, 0, "0Ymxx0000000001AAA"},
+	    {0, "createddate", 0, 0, "2026-11-26T19:20:01.000+0000"},
+	    {0, "Display", 0, 0, "Changed \"x\" \xc3\xa9\xf0\x9f\x98\x80"},
+	    {0, "DelegateUser", 0, 1, NULL}, /* null */
+	    {0, "Missing", 0, 1, NULL},
+	    /* Not a string, or too long for the buffer. */
+	    {0, "CreatedBy", 0, -1, NULL},
+	    {1, "Nums", 0, -1, NULL},
+	    {0, "Id", 10, -1, ""},
+	    /* Only the top level counts: Username is nested. */
+	    {0, "Username", 0, 1, NULL},
+	};
 	char buf[128];
-	assert_int_equal(
-	    soql_record_string(&p.records[0], "Id", buf, sizeof(buf)), 0);
-	assert_string_equal(buf, "0Ymxx0000000001AAA");
-	assert_int_equal(
-	    soql_record_string(&p.records[0], "createddate", buf, sizeof(buf)),
-	    0);
-	assert_string_equal(buf, "2026-11-26T19:20:01.000+0000");
-	assert_int_equal(
-	    soql_record_string(&p.records[0], "Display", buf, sizeof(buf)), 0);
-	assert_string_equal(buf, "Changed \"x\" \xc3\xa9\xf0\x9f\x98\x80");
-	assert_int_equal(
-	    soql_record_string(&p.records[0], "DelegateUser", buf, sizeof(buf)),
-	    1);
-	assert_int_equal(
-	    soql_record_string(&p.records[0], "Missing", buf, sizeof(buf)), 1);
-	/* Not a string, or too long for the buffer. */
-	assert_int_equal(
-	    soql_record_string(&p.records[0], "CreatedBy", buf, sizeof(buf)),
-	    -1);
-	assert_int_equal(
-	    soql_record_string(&p.records[1], "Nums", buf, sizeof(buf)), -1);
-	assert_int_equal(soql_record_string(&p.records[0], "Id", buf, 10), -1);
-	assert_string_equal(buf, "");
-	/* Only the top level counts: Username is nested. */
-	assert_int_equal(
-	    soql_record_string(&p.records[0], "Username", buf, sizeof(buf)), 1);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		size_t len = cases[i].len != 0 ? cases[i].len : sizeof(buf);
+		int rc = soql_record_string(&p.records[cases[i].rec],
+		                            cases[i].name, buf, len);
+		if (rc != cases[i].rc)
+			fail_msg("%s: rc %d, want %d", cases[i].name, rc,
+			         cases[i].rc);
+		if (cases[i].want != NULL)
+			assert_string_equal(buf, cases[i].want);
+	}
 	soql_page_clear(&p);
 	soql_page_clear(&p);
 	assert_null(p.records);
@@ -599,11 +650,8 @@ test_page_malformed(void **state)
 		struct soql_page p;
 		char err[128] = "";
 		const char *b = cases[i].body;
-		if (soql_page_decode(b, strlen(b), &p, err, sizeof(err)) !=
-		        -1 ||
-		    strstr(err, cases[i].want) == NULL)
-			fail_msg("%s: err \"%s\", want \"%s\"", b, err,
-			         cases[i].want);
+		int rc = soql_page_decode(b, strlen(b), &p, err, sizeof(err));
+		check_refused(b, rc, err, cases[i].want);
 		assert_null(p.records);
 		assert_null(p.next_url);
 	}
@@ -647,9 +695,7 @@ payload_of(const char *rec, const char *const *drop, size_t ndrop,
 	struct evbuffer *b = evbuffer_new();
 	evbuffer_add(b, "<", 1);
 	*rc = soql_record_payload(&r, drop, ndrop, first, b);
-	char *s = take(b);
-	evbuffer_free(b);
-	return s;
+	return take_free(b);
 }
 
 static void
@@ -657,10 +703,7 @@ test_record_payload(void **state)
 {
 	(void)state;
 	struct soql_page p;
-	char err[128];
-	assert_int_equal(soql_page_decode(page_json, strlen(page_json), &p, err,
-	                                  sizeof(err)),
-	                 0);
+	decode_page_json(&p);
 	struct evbuffer *b = evbuffer_new();
 	const char *drop[] = {"id", "CreatedDate"};
 	assert_int_equal(soql_record_payload(&p.records[0], drop, 2, NULL, b),
@@ -887,9 +930,7 @@ mark_text(const struct soql_mark *m)
 {
 	struct evbuffer *b = evbuffer_new();
 	assert_int_equal(soql_mark_format(m, b), 0);
-	char *s = take(b);
-	evbuffer_free(b);
-	return s;
+	return take_free(b);
 }
 
 static void
@@ -1079,6 +1120,7 @@ main(void)
 	    cmocka_unit_test(test_poll_list),
 	    cmocka_unit_test(test_poll_list_problems),
 	    cmocka_unit_test(test_split),
+	    cmocka_unit_test(test_list_parse),
 	    cmocka_unit_test(test_build_queries),
 	    cmocka_unit_test(test_url_escape),
 	    cmocka_unit_test(test_build_composite),

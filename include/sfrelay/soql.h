@@ -90,6 +90,36 @@ typedef int soql_item_fn(void *arg, const char *item, size_t len, size_t index);
 int soql_split(const char *text, soql_item_fn *fn, void *arg);
 
 /*
+ * Checks one item of a list for soql_list_parse: len bytes at item (not
+ * NUL-terminated, trimmed of blanks, never empty; borrowed for the call).
+ * Returns 0 to accept it, or -1 with the reason, a NUL-terminated phrase
+ * without the item itself ("object listed twice"), written into why
+ * (whylen bytes).
+ */
+typedef int soql_list_item_fn(void *arg, const char *item, size_t len,
+                              char *why, size_t whylen);
+
+/*
+ * The comma-separated settings (SFRELAY_POLL, SFRELAY_BACKFILL): splits
+ * text as soql_split does (NULL is the empty text), trims each item of
+ * blanks and calls item for every non-empty one. Reported through
+ * problem (NULL: not reported), one call each:
+ *
+ *   item 2 is empty (two commas in a row, or a comma at an end)
+ *   item 3 "Acc\"x@1m": <why>           (an item that item refused)
+ *   has 33 items, at most 32            (more than max items)
+ *
+ * Items are numbered from 1 and quoted with log_quote (escaped, cut at
+ * 48 bytes); messages hold no control byte and, as for every
+ * soql_problem_fn, leave naming the setting to the caller. item runs for
+ * the items beyond max too, so that all their problems are reported: it
+ * bounds its own storage. Returns 0 when every item was accepted and
+ * there are at most max, else -1.
+ */
+int soql_list_parse(const char *text, size_t max, soql_list_item_fn *item,
+                    void *arg, soql_problem_fn *problem, void *problem_arg);
+
+/*
  * SFRELAY_POLL: every item parsed; each bad item, a repeated object, a
  * big object (polling needs ORDER BY) and more than SOQL_MAX_OBJECTS
  * items are reported through problem (NULL: not reported). Returns 0
