@@ -11,13 +11,35 @@ backoff_random(uint64_t *state)
 }
 
 long
+backoff_ceiling(long min_ms, long max_ms, unsigned failures)
+{
+	long c = min_ms > 0 ? min_ms : 0;
+	/* Doubling stops at max_ms, so a large failure count costs at most
+	 * one step per bit and c * 2 cannot overflow. */
+	for (unsigned i = 1; i < failures && c > 0 && c < max_ms; i++)
+		c = c > max_ms / 2 ? max_ms : c * 2;
+	return c;
+}
+
+/* Uniform in [lo, hi], hi >= lo >= 0. */
+static long
+draw(long lo, long hi, uint64_t *state)
+{
+	uint64_t span = (uint64_t)(hi - lo) + 1;
+	return lo + (long)(backoff_random(state) % span);
+}
+
+long
 backoff_delay(long min_ms, long max_ms, unsigned failures, uint64_t *state)
 {
-	long ceil = min_ms;
-	for (unsigned i = 1; i < failures && ceil < max_ms; i++)
-		ceil *= 2;
-	if (ceil > max_ms)
-		ceil = max_ms;
-	long lo = min_ms / 2;
-	return lo + (long)(backoff_random(state) % (uint64_t)(ceil - lo + 1));
+	long lo = min_ms > 0 ? min_ms / 2 : 0;
+	return draw(lo, backoff_ceiling(min_ms, max_ms, failures), state);
+}
+
+long
+backoff_delay_from_min(long min_ms, long max_ms, unsigned failures,
+		       uint64_t *state)
+{
+	long lo = min_ms > 0 ? min_ms : 0;
+	return draw(lo, backoff_ceiling(min_ms, max_ms, failures), state);
 }

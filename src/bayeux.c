@@ -14,6 +14,7 @@
 #include <event2/event.h>
 
 #include "sfrelay/auth.h"
+#include "sfrelay/backoff.h"
 #include "sfrelay/bayeux_msg.h"
 #include "sfrelay/bayeux_stream.h"
 #include "sfrelay/http.h"
@@ -204,16 +205,6 @@ bayeux_free(struct bayeux *b)
 	free(b);
 }
 
-/* xorshift64*: jitter only, no need for more. */
-static uint64_t
-next_random(struct bayeux *b)
-{
-	b->rng ^= b->rng >> 12;
-	b->rng ^= b->rng << 25;
-	b->rng ^= b->rng >> 27;
-	return b->rng * 2685821657736338717ULL;
-}
-
 static void
 wait_then(struct bayeux *b, long ms, enum bayeux_next next)
 {
@@ -222,21 +213,14 @@ wait_then(struct bayeux *b, long ms, enum bayeux_next next)
 	evtimer_add(b->timer, &tv);
 }
 
-/* Full jitter: uniform in [min, min(max, min * 2^attempt)]. */
+/* Full jitter: uniform in [min, min(max, min * 2^(failures - 1))]. */
 static void
 back_off(struct bayeux *b, enum bayeux_next next, const char *why)
 {
-	long cap = b->opts.backoff_min_ms;
-	for (unsigned i = 0; i < b->attempt && cap < b->opts.backoff_max_ms;
-	     i++)
-		cap *= 2;
-	if (cap > b->opts.backoff_max_ms)
-		cap = b->opts.backoff_max_ms;
-	long span = cap - b->opts.backoff_min_ms;
-	long ms = b->opts.backoff_min_ms +
-		  (span > 0 ? (long)(next_random(b) % (uint64_t)(span + 1))
-			    : 0);
 	b->attempt++;
+	long ms =
+	    backoff_delay_from_min(b->opts.backoff_min_ms,
+	                           b->opts.backoff_max_ms, b->attempt, &b->rng);
 	b->state = BAYEUX_BACKOFF;
 	char delay[32];
 	log_warn("stream retrying after back-off", "reason", why, "delay_ms",
@@ -598,11 +582,9 @@ arm_resubscribe(struct bayeux *b)
 	}
 	if (!any || evtimer_pending(b->resub_timer, NULL))
 		return;
-	long ms = b->opts.backoff_min_ms;
-	for (unsigned i = 0; i < worst && ms < b->opts.backoff_max_ms; i++)
-		ms *= 2;
-	if (ms > b->opts.backoff_max_ms)
-		ms = b->opts.backoff_max_ms;
+	/* No jitter: one timer per client, not a crowd to spread out. */
+	long ms = backoff_ceiling(b->opts.backoff_min_ms,
+	                          b->opts.backoff_max_ms, worst + 1);
 	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
 	evtimer_add(b->resub_timer, &tv);
 }

@@ -586,9 +586,11 @@ static const struct setting settings[] = {
         .def = "1000",
         .field = offsetof(struct config, backoff_min_ms),
         .what = "the shortest retry delay",
-        .help = "Shortest delay before retrying after a failure; "
-                "each further failure doubles the ceiling, and the "
-                "delay is drawn at random below it (full jitter).",
+        .help = "Retry delay after a first failure; each further "
+                "failure in a row doubles the ceiling, and the delay is "
+                "drawn at random below it (full jitter). Salesforce "
+                "requests and checkpoint loads wait at least this long; "
+                "sink and database reconnects at least half of it.",
         .min = 10,
         .max = 60000,
         .unit = "ms",

@@ -24,6 +24,7 @@
 #include <event2/event.h>
 
 #include "sfrelay/auth.h"
+#include "sfrelay/backoff.h"
 #include "sfrelay/bayeux.h"
 #include "sfrelay/check.h"
 #include "sfrelay/checkpoint.h"
@@ -66,7 +67,9 @@ struct app {
 	struct lines_redact *redact;
 	int relaying; /* a term runs and has not lost the lock */
 	/* The process. */
-	struct leader *leader; /* SFRELAY_CHECKPOINT=postgres only */
+	/* SFRELAY_CHECKPOINT=postgres only; NULL while waiting to stand by
+	 * again after a failed checkpoint load (load_retry). */
+	struct leader *leader;
 	/* What the last term held in memory (acknowledged, maybe not yet
 	 * stored): a new term adopts the keys its database lacks. */
 	struct carried {
@@ -75,6 +78,11 @@ struct app {
 	size_t ncarry;
 	struct event *sigint, *sigterm, *deadline;
 	struct event *demote; /* ends a lost term from the loop */
+	/* Checkpoint loads that failed in a row (reset by one that works),
+	 * the jitter for their back-off, and the timer that ends it. */
+	unsigned load_failures;
+	uint64_t load_rng;
+	struct event *load_retry;
 	int curl_ready;
 	int stopping;
 	int exit_code;
@@ -424,8 +432,11 @@ fail:
 
 static void on_demote(evutil_socket_t fd, short what, void *arg);
 
-/* SIGINT, SIGTERM, the shutdown deadline and the end of a lost term:
- * once for the process, whatever the number of terms. */
+static void on_load_retry(evutil_socket_t fd, short what, void *arg);
+
+/* SIGINT, SIGTERM, the shutdown deadline, the end of a lost term and
+ * the wait after a failed checkpoint load: once for the process,
+ * whatever the number of terms. */
 static int
 add_signals(struct app *app)
 {
@@ -435,8 +446,10 @@ add_signals(struct app *app)
 	app->sigterm = evsignal_new(app->base, SIGTERM, on_signal, app);
 	app->deadline = evtimer_new(app->base, on_deadline, app);
 	app->demote = evtimer_new(app->base, on_demote, app);
+	app->load_retry = evtimer_new(app->base, on_load_retry, app);
 	if (app->sigint == NULL || app->sigterm == NULL ||
-	    app->deadline == NULL || app->demote == NULL)
+	    app->deadline == NULL || app->demote == NULL ||
+	    app->load_retry == NULL)
 		return -1;
 	event_add(app->sigint, NULL);
 	event_add(app->sigterm, NULL);
@@ -647,6 +660,8 @@ teardown(struct app *app)
 		event_free(app->deadline);
 	if (app->demote != NULL)
 		event_free(app->demote);
+	if (app->load_retry != NULL)
+		event_free(app->load_retry);
 	if (app->base != NULL)
 		event_base_free(app->base);
 	libevent_global_shutdown();
@@ -741,6 +756,7 @@ start_leading(struct app *app, long long epoch)
 		log_error("cannot load checkpoints", "error", err, NULL);
 		return START_RETRY;
 	}
+	app->load_failures = 0;
 	carry_adopt(app);
 	return start_relaying(app);
 }
@@ -758,6 +774,36 @@ on_demote(evutil_socket_t fd, short what, void *arg)
 	log_info("relaying stopped; standing by", NULL);
 }
 
+/*
+ * The checkpoints of a term just won would not load: give the lock up
+ * (as if it were lost, for a standby that may fare better) and compete
+ * for it again only after a back-off that grows with each failure in a
+ * row. Resigning alone is not enough: the leader's new session finds
+ * the lock free and wins it at once, so the load would be retried at
+ * the shortest delay forever. Runs inside the leader's ACQUIRED
+ * callback, which may free the leader.
+ */
+static void
+stand_by_after_back_off(struct app *app)
+{
+	leader_resign(app->leader, "cannot load checkpoints");
+	/* Before the leader goes: stop_term keeps the last term's
+	 * positions only in Postgres mode, which app->leader marks. */
+	stop_term(app);
+	leader_free(app->leader);
+	app->leader = NULL;
+	app->load_failures++;
+	long ms = backoff_delay_from_min(app->cfg.backoff_min_ms,
+					 app->cfg.backoff_max_ms,
+					 app->load_failures, &app->load_rng);
+	char delay[32];
+	log_warn("checkpoint load retrying after back-off", "reason",
+		 "cannot load checkpoints", "delay_ms",
+		 log_fmt(delay, sizeof(delay), "%ld", ms), NULL);
+	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+	evtimer_add(app->load_retry, &tv);
+}
+
 static void
 on_leader(void *arg, enum leader_event ev, long long epoch, const char *why)
 {
@@ -772,9 +818,7 @@ on_leader(void *arg, enum leader_event ev, long long epoch, const char *why)
 		stop_term(app);
 		int rc = start_leading(app, epoch);
 		if (rc == START_RETRY) {
-			/* As if the lock were lost: stand by again (the
-			 * leader reconnects with back-off) and retry. */
-			leader_resign(app->leader, "cannot load checkpoints");
+			stand_by_after_back_off(app);
 			return;
 		}
 		if (rc != 0) {
@@ -845,6 +889,24 @@ start_standby(struct app *app)
 	return 0;
 }
 
+/* The back-off after a failed checkpoint load is over: stand by again,
+ * on a new leader session, as at start. */
+static void
+on_load_retry(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct app *app = arg;
+	if (app->stopping || app->leader != NULL)
+		return;
+	int rc = start_standby(app);
+	if (rc != 0) {
+		app->exit_code = rc;
+		app->stopping = 1;
+		finish_loop(app);
+	}
+}
+
 int
 main(int argc, char **argv)
 {
@@ -875,6 +937,8 @@ main(int argc, char **argv)
 		return EXIT_TEMPFAIL;
 	}
 	if (app.cfg.checkpoint == CONFIG_CHECKPOINT_POSTGRES) {
+		app.load_rng =
+		    (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 48);
 		rc = start_standby(&app);
 		if (rc != 0) {
 			teardown(&app);

@@ -27,6 +27,7 @@
 
 #include "sfrelay/auth.h"
 #include "sfrelay/backfill.h"
+#include "sfrelay/backoff.h"
 #include "sfrelay/checkpoint.h"
 #include "sfrelay/format.h"
 #include "sfrelay/http.h"
@@ -710,29 +711,14 @@ note_limits(struct poller *p, const char *header)
 
 /* Planning ---------------------------------------------------------------- */
 
-static uint64_t
-next_random(struct poller *p)
-{
-	p->rng ^= p->rng >> 12;
-	p->rng ^= p->rng << 25;
-	p->rng ^= p->rng >> 27;
-	return p->rng * 2685821657736338717ULL;
-}
-
+/* Full jitter: uniform in [min, min(max, min * 2^(failures - 1))]. */
 static void
 back_off(struct poller *p, const char *why)
 {
-	long cap = p->opts.backoff_min_ms;
-	for (unsigned i = 0; i < p->attempt && cap < p->opts.backoff_max_ms;
-	     i++)
-		cap *= 2;
-	if (cap > p->opts.backoff_max_ms)
-		cap = p->opts.backoff_max_ms;
-	long span = cap - p->opts.backoff_min_ms;
-	long ms =
-	    p->opts.backoff_min_ms +
-	    (span > 0 ? (long)(next_random(p) % (uint64_t)(span + 1)) : 0);
 	p->attempt++;
+	long ms =
+	    backoff_delay_from_min(p->opts.backoff_min_ms,
+	                           p->opts.backoff_max_ms, p->attempt, &p->rng);
 	char delay[32];
 	log_warn("poll retrying after back-off", "reason", why, "delay_ms",
 	         log_fmt(delay, sizeof(delay), "%ld", ms), NULL);
@@ -1130,12 +1116,10 @@ step_failed(struct poller *p, struct step *s, long status, const char *body,
 			          "channel", j->key, "object",
 			          j->plan.spec.object, NULL);
 		} else {
-			long long d = p->opts.backoff_min_ms;
-			for (unsigned i = 1; i < j->failures; i++)
-				d *= 2;
-			if (d > p->opts.backoff_max_ms)
-				d = p->opts.backoff_max_ms;
-			j->retry_at = mono_ms() + d;
+			j->retry_at =
+			    mono_ms() + backoff_ceiling(p->opts.backoff_min_ms,
+			                                p->opts.backoff_max_ms,
+			                                j->failures);
 		}
 	}
 	log_error("query failed", "object", step_name(s), "status",

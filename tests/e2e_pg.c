@@ -13,7 +13,10 @@
  *   - a deposed leader stands by and leads again in the same process; a
  *     standby stops cleanly on SIGTERM;
  *   - the database password never reaches the relay's output;
- *   - an unreachable or silent database is a clear error, not a hang.
+ *   - an unreachable or silent database is a clear error, not a hang;
+ *   - checkpoints that will not load (the lock works, the load query
+ *     fails) are retried with a back-off that grows, and starts over
+ *     from the minimum after a load that worked.
  *
  * Timeouts grow tenfold with VALGRIND_RELAY=1 (the relay runs under
  * valgrind); the failover bound itself does not, only its slack.
@@ -1000,6 +1003,112 @@ test_next_term_keeps_unstored_positions(void **state)
 	f->ok = 1;
 }
 
+/* The delay_ms of each "checkpoint load retrying after back-off" line
+ * of relay i, in order. Returns how many (at most max). */
+static size_t
+load_retry_delays(const struct fixture *f, int i, long *delays, size_t max)
+{
+	static const char needle[] =
+	    "msg=\"checkpoint load retrying after back-off\"";
+	char path[4200];
+	path_in(f, i, "relay.err", path, sizeof(path));
+	char *s = file_read(path, NULL);
+	size_t n = 0;
+	for (char *p = s; p != NULL && n < max && (p = strstr(p, needle));
+	     p++) {
+		char *eol = strchr(p, '\n');
+		char *d = strstr(p, " delay_ms=");
+		delays[n++] = d != NULL && (eol == NULL || d < eol)
+		                  ? atol(d + strlen(" delay_ms="))
+		                  : -1;
+	}
+	free(s);
+	return n;
+}
+
+#define LOAD_RETRY "msg=\"checkpoint load retrying after back-off\""
+/* A sfrelay_gaps of the wrong shape: the schema (CREATE TABLE IF NOT
+ * EXISTS) keeps it, the lock and the epoch work, the load query fails. */
+#define BREAK_GAPS                                                             \
+	"DROP TABLE IF EXISTS sfrelay_gaps;"                                   \
+	" CREATE TABLE sfrelay_gaps (key text)"
+
+/* (j) The checkpoints cannot be loaded although the lock can be won:
+ * each failure gives the lock up, and the next attempt waits longer
+ * (SFRELAY_BACKOFF_MIN=50ms doubling to SFRELAY_BACKOFF_MAX=400ms), not
+ * the minimum again and again; a load that works resets the back-off. */
+static void
+test_failing_load_backs_off(void **state)
+{
+	struct fixture *f = *state;
+	enum { STREAK = 6, MAXD = 64 };
+	char out[64];
+	long d[MAXD];
+	assert_int_equal(pgtest_query(&f->pg, BREAK_GAPS, out, sizeof(out)), 0);
+	long long t0 = now_ms();
+	assert_int_equal(start_relay(f, 0), 0);
+	assert_int_equal(
+	    wait_log(f->rdir[0], LOAD_RETRY, STREAK, scaled(f, 20000)), 0);
+	long long took = now_ms() - t0;
+	assert_int_equal(load_retry_delays(f, 0, d, STREAK), STREAK);
+	long waited = 0, most = 0;
+	for (int k = 0; k < STREAK; k++) {
+		long ceil = 50L << k < 400 ? 50L << k : 400;
+		print_message("# load retry %d: delay_ms=%ld (ceiling %ld)\n",
+		              k + 1, d[k], ceil);
+		assert_true(d[k] >= 50 && d[k] <= ceil);
+		most = d[k] > most ? d[k] : most;
+		if (k < STREAK - 1)
+			waited += d[k];
+	}
+	/* The first waits the minimum; later ones grow past it. */
+	assert_int_equal(d[0], 50);
+	assert_true(most > 50);
+	/* The delays were waited, not only logged. */
+	assert_true(took >= waited);
+	/* Each failure was a term of its own: the lock given up and won
+	 * again, nothing relayed. */
+	assert_true(relay_log_count(f, 0, "msg=\"leader lock acquired\"") >=
+	            STREAK);
+	assert_true(relay_log_count(f, 0, "msg=\"leader lock lost\"") >=
+	            STREAK);
+	assert_int_equal(relay_log_count(f, 0, "msg=subscribed"), 0);
+	assert_running(f, 0, "while its checkpoints would not load");
+
+	/* Repaired: the next load creates the table again and works. */
+	assert_int_equal(
+	    pgtest_query(&f->pg, "DROP TABLE sfrelay_gaps", out, sizeof(out)),
+	    0);
+	assert_int_equal(
+	    wait_log(f->rdir[0], "msg=subscribed", 1, scaled(f, 15000)), 0);
+	assert_int_equal(mock_publish(f->port, CH, 5), 200);
+	assert_int_equal(wait_lines(f->rdir[0], 5, scaled(f, 15000)), 5);
+	assert_int_equal(wait_db_position(f, 5, scaled(f, 5000)), 5);
+	/* Retries may have come between the streak and the repair. */
+	int before = relay_log_count(f, 0, LOAD_RETRY);
+	assert_true(before >= STREAK && before + 2 <= MAXD);
+
+	/* Broken again, then the term ends (the database restarts): the
+	 * next failure starts over at the minimum. */
+	assert_int_equal(pgtest_query(&f->pg, BREAK_GAPS, out, sizeof(out)), 0);
+	assert_int_equal(pgtest_restart(&f->pg), 0);
+	assert_int_equal(
+	    wait_log(f->rdir[0], LOAD_RETRY, before + 2, scaled(f, 20000)), 0);
+	size_t n = load_retry_delays(f, 0, d, MAXD);
+	assert_true(n >= (size_t)before + 2);
+	assert_int_equal(d[before], 50);
+	assert_true(d[before + 1] >= 50 && d[before + 1] <= 100);
+	assert_int_equal(
+	    pgtest_query(&f->pg, "DROP TABLE sfrelay_gaps", out, sizeof(out)),
+	    0);
+	assert_int_equal(
+	    wait_log(f->rdir[0], "msg=subscribed", 2, scaled(f, 20000)), 0);
+	assert_int_equal(replay_from(f, 0), 5);
+	assert_int_equal(proc_stop(&f->relay[0], SIGTERM, scaled(f, 15000)), 0);
+	assert_secret_absent(f, 0, f->pg.password);
+	f->ok = 1;
+}
+
 int
 main(void)
 {
@@ -1023,6 +1132,8 @@ main(void)
 	        test_deposed_leads_again_and_stops_as_standby, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 	        test_next_term_keeps_unstored_positions, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_failing_load_backs_off, setup,
+	                                    teardown),
 	};
 	return cmocka_run_group_tests_name("e2e_pg", tests, NULL, NULL);
 }
