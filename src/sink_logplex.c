@@ -7,24 +7,26 @@
  * sink says it is not ready and the relay holds the sources.
  *
  * A 2xx acknowledges the batch. 429, 5xx and transport failures keep it
- * and retry with back-off (full jitter), for as long as it takes: the
- * lines are not lost, and the stream waits at Salesforce. Any other
- * status is the input refusing these lines for good (a malformed frame,
- * a bad token): the lines are counted as dropped, the response is logged,
- * and the batch is acknowledged so the stream goes on.
+ * and retry with back-off (full jitter; sink_net.h), for as long as it
+ * takes: the lines are not lost, and the stream waits at Salesforce. A
+ * reply body over 64 KiB is a transport failure too, whatever the
+ * status: the input never says that much, so something else answered.
+ * Any other status is the input refusing these lines for good (a
+ * malformed frame, a bad token): the lines are counted as dropped, the
+ * response is logged, and the batch is acknowledged so the stream goes
+ * on.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <event2/buffer.h>
 #include <event2/event.h>
 
 #include "sfrelay/http.h"
 #include "sfrelay/log.h"
-#include "sfrelay/backoff.h"
 #include "sfrelay/sink.h"
+#include "sfrelay/sink_net.h"
 #include "sfrelay/syslog_frame.h"
 
 #define LOGPLEX_MAX_LINES 500
@@ -34,6 +36,9 @@
 #define LOGPLEX_FRAME_MAX 10240u
 #define LOGPLEX_LINE_MAX 10000u
 #define LOGPLEX_RESPONSE_LOG 512
+/* A Logplex reply is a status line and a short text; anything bigger is
+ * not the input talking, and is not buffered further. */
+#define LOGPLEX_REPLY_MAX (64u * 1024u)
 
 struct batch {
 	struct evbuffer *body;
@@ -47,20 +52,15 @@ struct sink_logplex {
 	struct http *http;
 	char *url;  /* without credentials */
 	char *auth; /* "Basic <base64>", or NULL */
-	struct syslog_header hdr;
-	char *hostname, *app_name, *procid;
+	struct sink_net_ident id;
 	size_t max_lines, max_bytes;
 	long max_age_ms, timeout_ms;
-	struct sink_backoff backoff;
-	uint64_t rng;
+	struct sink_net *net;   /* failed tries of `sending`, its retry */
 
 	struct batch filling;   /* lines being gathered */
 	struct batch sending;   /* the POST in flight or waiting to retry */
 	struct http_request *req;
 	struct event *age_timer;
-	struct event *retry_timer;
-	unsigned attempts;      /* failed tries of `sending` */
-	int was_full;           /* ready() said 0 since the last wake-up */
 	int flushing;           /* send a partial batch at once */
 };
 
@@ -199,18 +199,12 @@ oom:
 	return -1;
 }
 
-static long
-backoff_after_failure(struct sink_logplex *s)
-{
-	return backoff_delay(s->backoff.min_ms, s->backoff.max_ms, s->attempts,
-			     &s->rng);
-}
-
 static void
-arm(struct event *ev, long ms)
+arm_age(struct sink_logplex *s)
 {
-	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-	evtimer_add(ev, &tv);
+	struct timeval tv = {s->max_age_ms / 1000,
+			     (s->max_age_ms % 1000) * 1000};
+	evtimer_add(s->age_timer, &tv);
 }
 
 static int
@@ -224,25 +218,20 @@ batch_full(const struct sink_logplex *s, const struct batch *b)
 
 static void send_batch(struct sink_logplex *s);
 
+/* Not while a POST is being retried, nor with both batches full. */
+static int
+can_take(const struct sink_logplex *s)
+{
+	int busy = s->sending.lines > 0;
+	return !(busy && sink_net_failures(s->net) > 0) &&
+	       !(busy && batch_full(s, &s->filling));
+}
+
 static int
 logplex_ready(void *impl)
 {
 	struct sink_logplex *s = impl;
-	int busy = s->sending.lines > 0;
-	int ready = !(busy && s->attempts > 0) &&
-		    !(busy && batch_full(s, &s->filling));
-	if (!ready)
-		s->was_full = 1;
-	return ready;
-}
-
-static void
-wake(struct sink_logplex *s)
-{
-	if (s->was_full && logplex_ready(s)) {
-		s->was_full = 0;
-		sink_writable(s->sink);
-	}
+	return sink_net_ready(s->net, can_take(s));
 }
 
 /* Moves the filling batch to sending and POSTs it, when nothing is in
@@ -260,7 +249,6 @@ maybe_send(struct sink_logplex *s, int force)
 	s->filling.lines = 0;
 	s->filling.last_seq = 0;
 	evtimer_del(s->age_timer);
-	s->attempts = 0;
 	send_batch(s);
 }
 
@@ -270,7 +258,6 @@ batch_done(struct sink_logplex *s)
 	uint64_t upto = s->sending.last_seq;
 	evbuffer_drain(s->sending.body, evbuffer_get_length(s->sending.body));
 	s->sending.lines = 0;
-	s->attempts = 0;
 	/* State is consistent before the relay hears of it: the ack may
 	 * write more lines from inside. */
 	sink_acked(s->sink, upto);
@@ -280,7 +267,7 @@ batch_done(struct sink_logplex *s)
 		else if (!evtimer_pending(s->age_timer, NULL))
 			maybe_send(s, 1); /* its age already passed */
 	}
-	wake(s);
+	sink_net_wake(s->net, can_take(s));
 }
 
 static void
@@ -307,26 +294,26 @@ on_response(void *arg, const struct http_response *resp)
 	s->req = NULL;
 	long st = resp->status;
 	if (resp->transport_ok && st >= 200 && st < 300) {
-		if (s->attempts > 0)
+		if (sink_net_succeeded(s->net))
 			log_info("logplex input accepts lines again", NULL);
 		batch_done(s);
 		return;
 	}
 	if (!resp->transport_ok || st == 429 || st >= 500 || st < 200) {
-		s->attempts++;
-		long delay = backoff_after_failure(s);
+		long delay = sink_net_failed(s->net);
 		char d[24];
 		log_response("logplex post failed; retrying", LOG_WARN, resp,
-			     s->sending.lines, s->attempts);
+			     s->sending.lines, sink_net_failures(s->net));
 		log_debug("logplex retry scheduled", "delay_ms",
 			  log_fmt(d, sizeof(d), "%ld", delay), NULL);
-		arm(s->retry_timer, delay);
 		return;
 	}
 	/* Refused for good: say so loudly, count, and move on. */
 	log_response("logplex input refused a batch; its lines are dropped",
-		     LOG_WARN, resp, s->sending.lines, s->attempts + 1);
+		     LOG_WARN, resp, s->sending.lines,
+		     sink_net_failures(s->net) + 1);
 	sink_dropped(s->sink, s->sending.lines);
+	sink_net_succeeded(s->net); /* the input is up: it answered */
 	batch_done(s);
 }
 
@@ -348,22 +335,20 @@ send_batch(struct sink_logplex *s)
 		goto retry;
 	}
 	http_request_timeout(req, s->timeout_ms);
+	http_request_max_body(req, LOGPLEX_REPLY_MAX);
 	if (http_submit(s->http, req, on_response, s) != 0)
 		goto retry;
 	s->req = req;
 	return;
 retry:
 	/* Out of memory or curl refused: try again later, keep the lines. */
-	s->attempts++;
+	sink_net_failed(s->net);
 	log_warn("logplex post could not be started; retrying", NULL);
-	arm(s->retry_timer, backoff_after_failure(s));
 }
 
 static void
-on_retry(evutil_socket_t fd, short what, void *arg)
+on_retry(void *arg)
 {
-	(void)fd;
-	(void)what;
 	send_batch(arg);
 }
 
@@ -381,19 +366,15 @@ static int
 logplex_write(void *impl, uint64_t seq, const char *line, size_t len)
 {
 	struct sink_logplex *s = impl;
-	struct timespec ts;
 	char stamp[SYSLOG_TIMESTAMP_LEN + 1], msgid[SYSLOG_MSGID_MAX + 1];
-	clock_gettime(CLOCK_REALTIME, &ts);
-	syslog_timestamp(stamp, sizeof(stamp), (int64_t)ts.tv_sec,
-			 ts.tv_nsec / 1000);
-	struct syslog_header h = s->hdr;
-	h.msgid = syslog_msgid_of_line(line, len, msgid, sizeof(msgid));
+	struct syslog_header h =
+		sink_net_ident_header(&s->id, line, len, stamp, msgid);
 	if (syslog_frame(s->filling.body, &h, stamp, line, len, 1) < 0)
 		return -1;
 	s->filling.lines++;
 	s->filling.last_seq = seq;
 	if (s->filling.lines == 1 && !batch_full(s, &s->filling))
-		arm(s->age_timer, s->max_age_ms);
+		arm_age(s);
 	maybe_send(s, 0);
 	return 0;
 }
@@ -417,8 +398,7 @@ logplex_free(void *impl)
 		http_cancel(s->http, s->req);
 	if (s->age_timer != NULL)
 		event_free(s->age_timer);
-	if (s->retry_timer != NULL)
-		event_free(s->retry_timer);
+	sink_net_free(s->net);
 	if (s->filling.body != NULL)
 		evbuffer_free(s->filling.body);
 	if (s->sending.body != NULL)
@@ -428,9 +408,7 @@ logplex_free(void *impl)
 		free(s->auth);
 	}
 	free(s->url);
-	free(s->hostname);
-	free(s->app_name);
-	free(s->procid);
+	sink_net_ident_clear(&s->id);
 	free(s);
 }
 
@@ -458,29 +436,19 @@ sink_logplex_new(struct event_base *base, struct http *http,
 		snprintf(err, errlen, "LOGPLEX_URL: %s", why);
 		goto fail;
 	}
-	s->hostname = strdup(o->hostname != NULL ? o->hostname : "-");
-	s->app_name = strdup(o->app_name != NULL ? o->app_name : "sfrelay");
-	s->procid = strdup(o->procid != NULL ? o->procid : "-");
-	s->hdr = (struct syslog_header){o->facility, o->severity,
-					s->hostname, s->app_name, s->procid,
-					NULL};
+	int named = sink_net_ident_init(&s->id, o->hostname, o->app_name,
+					o->procid, o->facility,
+					o->severity) == 0;
 	s->max_lines = o->max_lines > 0 ? o->max_lines : LOGPLEX_MAX_LINES;
 	s->max_bytes = o->max_bytes > 0 ? o->max_bytes : LOGPLEX_MAX_BYTES;
 	s->max_age_ms = o->max_age_ms > 0 ? o->max_age_ms : LOGPLEX_MAX_AGE_MS;
 	s->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : LOGPLEX_TIMEOUT_MS;
-	s->backoff = o->backoff;
-	if (s->backoff.min_ms <= 0)
-		s->backoff.min_ms = 1000;
-	if (s->backoff.max_ms < s->backoff.min_ms)
-		s->backoff.max_ms = s->backoff.min_ms;
-	s->rng = o->backoff.seed;
 	s->filling.body = evbuffer_new();
 	s->sending.body = evbuffer_new();
 	s->age_timer = evtimer_new(base, on_age, s);
-	s->retry_timer = evtimer_new(base, on_retry, s);
-	if (s->hostname == NULL || s->app_name == NULL || s->procid == NULL ||
-	    s->filling.body == NULL || s->sending.body == NULL ||
-	    s->age_timer == NULL || s->retry_timer == NULL) {
+	s->net = sink_net_new(base, &o->backoff, on_retry, s);
+	if (!named || s->filling.body == NULL || s->sending.body == NULL ||
+	    s->age_timer == NULL || s->net == NULL) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
@@ -489,15 +457,10 @@ sink_logplex_new(struct event_base *base, struct http *http,
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
+	sink_net_set_sink(s->net, s->sink);
 	/* The frame must stay within Logplex's 10,240 bytes whatever the
 	 * MSGID, and the message within its 10,000. */
-	struct syslog_header h = s->hdr;
-	char longest[SYSLOG_MSGID_MAX + 1];
-	memset(longest, 'x', SYSLOG_MSGID_MAX);
-	longest[SYSLOG_MSGID_MAX] = '\0';
-	h.msgid = longest;
-	size_t overhead = syslog_frame_len(&h, "2026-01-01T00:00:00.000000Z",
-					   "", 0, 1) + 2;
+	size_t overhead = sink_net_ident_overhead(&s->id, 1) + 2;
 	size_t max = o->max_line > 0 ? o->max_line : LOGPLEX_LINE_MAX;
 	if (overhead < LOGPLEX_FRAME_MAX && max > LOGPLEX_FRAME_MAX - overhead)
 		max = LOGPLEX_FRAME_MAX - overhead;

@@ -26,7 +26,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -38,8 +37,8 @@
 #include <openssl/x509v3.h>
 
 #include "sfrelay/log.h"
-#include "sfrelay/backoff.h"
 #include "sfrelay/sink.h"
+#include "sfrelay/sink_net.h"
 #include "sfrelay/syslog_frame.h"
 
 #define SYSLOG_WINDOW (1024u * 1024u)
@@ -66,20 +65,14 @@ struct sink_syslog {
 	int port;
 	int tls;
 	SSL_CTX *ctx;
-	struct syslog_header hdr;
-	char *hostname, *app_name, *procid;
+	struct sink_net_ident id;
 	size_t window;
 	long connect_ms;
-	struct sink_backoff backoff;
-	uint64_t rng;
-	unsigned failures;
+	struct sink_net *net; /* failures, reconnect back-off, reconnects */
 
 	struct bufferevent *bev;
 	enum conn_state state;
-	int ever_connected;
-	long long up_since;
 	size_t drained;       /* bytes taken by the socket, not yet matched */
-	struct event *retry;   /* reconnect after back-off */
 	struct event *timeout; /* connect + handshake deadline */
 	struct event *process; /* acks, out of libevent's callbacks */
 
@@ -88,49 +81,20 @@ struct sink_syslog {
 	struct entry *waiting; /* first entry not handed to bev */
 	size_t retained_bytes, unacked_bytes;
 	uint64_t acked;
-	int was_full;
 	int closing;
 };
 
-static long long
-mono_ms(void)
+static int
+can_take(const struct sink_syslog *s)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static long
-backoff_after_failure(struct sink_syslog *s)
-{
-	return backoff_delay(s->backoff.min_ms, s->backoff.max_ms, s->failures,
-			     &s->rng);
-}
-
-static void
-arm(struct event *ev, long ms)
-{
-	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-	evtimer_add(ev, &tv);
+	return s->state == CONN_UP && s->unacked_bytes < s->window;
 }
 
 static int
 syslog_ready(void *impl)
 {
 	struct sink_syslog *s = impl;
-	int ready = s->state == CONN_UP && s->unacked_bytes < s->window;
-	if (!ready)
-		s->was_full = 1;
-	return ready;
-}
-
-static void
-wake(struct sink_syslog *s)
-{
-	if (s->was_full && syslog_ready(s)) {
-		s->was_full = 0;
-		sink_writable(s->sink);
-	}
+	return sink_net_ready(s->net, can_take(s));
 }
 
 /* Drops retained entries that are old enough, or too many. */
@@ -166,7 +130,7 @@ on_process(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	struct sink_syslog *s = arg;
-	long long now = mono_ms();
+	long long now = sink_net_now_ms();
 	uint64_t upto = 0;
 	while (s->written != NULL && s->written != s->waiting &&
 	       s->drained >= s->written->len) {
@@ -183,7 +147,7 @@ on_process(evutil_socket_t fd, short what, void *arg)
 		s->acked = upto;
 		sink_acked(s->sink, upto);
 	}
-	wake(s);
+	sink_net_wake(s->net, can_take(s));
 }
 
 static void
@@ -211,9 +175,6 @@ drop_connection(struct sink_syslog *s, const char *why)
 	}
 	evtimer_del(s->timeout);
 	int was_up = s->state == CONN_UP;
-	/* A connection that dies young is a failure, not a blip: back off
-	 * rather than reconnect in a tight loop. */
-	int lived = was_up && mono_ms() - s->up_since >= 1000;
 	s->state = CONN_DOWN;
 	/* Acknowledge what the socket did take before going down. */
 	on_process(-1, 0, s);
@@ -224,19 +185,17 @@ drop_connection(struct sink_syslog *s, const char *why)
 	s->unacked_bytes += s->retained_bytes;
 	s->retained_bytes = 0;
 	s->written = s->waiting = s->head;
-	s->failures++;
 	if (s->closing)
 		return;
-	if (lived)
-		s->failures = 0;
-	long delay = lived ? 0 : backoff_after_failure(s);
+	/* A connection that dies young is a failure, not a blip: it backs
+	 * off rather than reconnect in a tight loop. */
+	long delay = sink_net_lost(s->net);
 	char d[24], n[24];
 	log_warn(was_up ? "syslog connection lost; reconnecting"
 			: "syslog connect failed; retrying",
 		 "host", s->host, "error", why, "delay_ms",
 		 log_fmt(d, sizeof(d), "%ld", delay), "resend_lines",
 		 log_fmt(n, sizeof(n), "%zu", resend), NULL);
-	arm(s->retry, delay > 0 ? delay : 1);
 }
 
 static void
@@ -244,16 +203,13 @@ on_connected(struct sink_syslog *s)
 {
 	evtimer_del(s->timeout);
 	s->state = CONN_UP;
-	s->up_since = mono_ms();
-	if (s->ever_connected)
-		sink_reconnected(s->sink);
-	s->ever_connected = 1;
+	sink_net_connected(s->net);
 	char p[16];
 	log_info("syslog connected", "host", s->host, "port",
 		 log_fmt(p, sizeof(p), "%d", s->port), "tls",
 		 s->tls ? "yes" : "no", NULL);
 	push_waiting(s);
-	wake(s);
+	sink_net_wake(s->net, can_take(s));
 }
 
 static void
@@ -324,10 +280,8 @@ on_timeout(evutil_socket_t fd, short what, void *arg)
 }
 
 static void
-on_retry(evutil_socket_t fd, short what, void *arg)
+on_retry(void *arg)
 {
-	(void)fd;
-	(void)what;
 	connect_now(arg);
 }
 
@@ -378,7 +332,9 @@ connect_now(struct sink_syslog *s)
 	evbuffer_add_cb(bufferevent_get_output(s->bev), on_output_drained, s);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 	s->state = CONN_CONNECTING;
-	arm(s->timeout, s->connect_ms);
+	struct timeval tv = {s->connect_ms / 1000,
+			     (s->connect_ms % 1000) * 1000};
+	evtimer_add(s->timeout, &tv);
 	if (bufferevent_socket_connect_hostname(s->bev, s->dns, AF_UNSPEC,
 						s->host, s->port) != 0 &&
 	    s->state == CONN_CONNECTING && s->bev != NULL)
@@ -391,13 +347,9 @@ static int
 syslog_write(void *impl, uint64_t seq, const char *line, size_t len)
 {
 	struct sink_syslog *s = impl;
-	struct timespec ts;
 	char stamp[SYSLOG_TIMESTAMP_LEN + 1], msgid[SYSLOG_MSGID_MAX + 1];
-	clock_gettime(CLOCK_REALTIME, &ts);
-	syslog_timestamp(stamp, sizeof(stamp), (int64_t)ts.tv_sec,
-			 ts.tv_nsec / 1000);
-	struct syslog_header h = s->hdr;
-	h.msgid = syslog_msgid_of_line(line, len, msgid, sizeof(msgid));
+	struct syslog_header h =
+		sink_net_ident_header(&s->id, line, len, stamp, msgid);
 	size_t n = syslog_frame_len(&h, stamp, line, len, 1);
 	struct entry *e = malloc(sizeof(*e) + n);
 	if (e == NULL)
@@ -436,7 +388,7 @@ syslog_flush(void *impl)
 	struct sink_syslog *s = impl;
 	/* Frames go out as soon as they are written; acknowledgements
 	 * follow the socket. Nothing to hurry. */
-	if (s->state == CONN_DOWN && !evtimer_pending(s->retry, NULL))
+	if (s->state == CONN_DOWN && !sink_net_retry_pending(s->net))
 		connect_now(s);
 	return 0;
 }
@@ -462,8 +414,7 @@ syslog_free(void *impl)
 		s->head = e->next;
 		free(e);
 	}
-	if (s->retry != NULL)
-		event_free(s->retry);
+	sink_net_free(s->net);
 	if (s->timeout != NULL)
 		event_free(s->timeout);
 	if (s->process != NULL)
@@ -473,9 +424,7 @@ syslog_free(void *impl)
 	if (s->ctx != NULL)
 		SSL_CTX_free(s->ctx);
 	free(s->host);
-	free(s->hostname);
-	free(s->app_name);
-	free(s->procid);
+	sink_net_ident_clear(&s->id);
 	free(s);
 }
 
@@ -570,30 +519,20 @@ sink_syslog_new(struct event_base *base, const struct sink_syslog_opts *o,
 	}
 	if (s->tls && tls_setup(s, o->ca_file, err, errlen) != 0)
 		goto fail;
-	s->hostname = strdup(o->hostname != NULL ? o->hostname : "-");
-	s->app_name = strdup(o->app_name != NULL ? o->app_name : "sfrelay");
-	s->procid = strdup(o->procid != NULL ? o->procid : "-");
-	s->hdr = (struct syslog_header){o->facility, o->severity,
-					s->hostname, s->app_name, s->procid,
-					NULL};
+	int named = sink_net_ident_init(&s->id, o->hostname, o->app_name,
+					o->procid, o->facility,
+					o->severity) == 0;
 	s->window = o->window_bytes > 0 ? o->window_bytes : SYSLOG_WINDOW;
 	s->connect_ms = o->connect_timeout_ms > 0 ? o->connect_timeout_ms
 						  : SYSLOG_CONNECT_MS;
-	s->backoff = o->backoff;
-	if (s->backoff.min_ms <= 0)
-		s->backoff.min_ms = 1000;
-	if (s->backoff.max_ms < s->backoff.min_ms)
-		s->backoff.max_ms = s->backoff.min_ms;
-	s->rng = o->backoff.seed;
 	s->dns = evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
 					      EVDNS_BASE_DISABLE_WHEN_INACTIVE);
 	if (s->dns == NULL) /* no resolv.conf: numeric hosts still work */
 		s->dns = evdns_base_new(base, 0);
-	s->retry = evtimer_new(base, on_retry, s);
+	s->net = sink_net_new(base, &o->backoff, on_retry, s);
 	s->timeout = evtimer_new(base, on_timeout, s);
 	s->process = event_new(base, -1, 0, on_process, s);
-	if (s->hostname == NULL || s->app_name == NULL || s->procid == NULL ||
-	    s->dns == NULL || s->retry == NULL || s->timeout == NULL ||
+	if (!named || s->dns == NULL || s->net == NULL || s->timeout == NULL ||
 	    s->process == NULL) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
@@ -603,17 +542,12 @@ sink_syslog_new(struct event_base *base, const struct sink_syslog_opts *o,
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
+	sink_net_set_sink(s->net, s->sink);
 	/* The whole message (header and line) within the receiver's
 	 * limit, whatever the MSGID. */
-	struct syslog_header h = s->hdr;
-	char longest[SYSLOG_MSGID_MAX + 1];
-	memset(longest, 'x', SYSLOG_MSGID_MAX);
-	longest[SYSLOG_MSGID_MAX] = '\0';
-	h.msgid = longest;
 	size_t max_msg = o->max_message > 0 ? o->max_message
 					    : SYSLOG_MAX_MESSAGE;
-	size_t header = syslog_frame_len(&h, "2026-01-01T00:00:00.000000Z",
-					 "", 0, 0);
+	size_t header = sink_net_ident_overhead(&s->id, 0);
 	sink_set_max_line(s->sink, max_msg > header + 1024 ? max_msg - header
 							   : 1024);
 	connect_now(s);
