@@ -1,4 +1,5 @@
 #include "sfrelay/bayeux_stream.h"
+#include "sfrelay/json_tape.h"
 
 #include <stdarg.h>
 #include <stdint.h>
@@ -43,6 +44,10 @@
 
 /* Initial size of the element buffer once one is needed. */
 #define BUF_MIN 4096
+
+/* The most tokens recorded for one payload (12 bytes each): a payload
+ * with more is formatted from its text, as every payload once was. */
+#define TAPE_MAX_TOKENS 16384
 
 /* "YYYY-MM-DDTHH:MM:SS.mmmZ" and its NUL. */
 #define ISO_LEN 25
@@ -106,7 +111,18 @@ enum ctx {
 	CTX_HEADER,
 };
 
+/* The tokens of the last "data" object of the element being scanned
+ * (json_tape.h), kept across messages so that the array is reused. */
+struct tape_buf {
+	struct json_tok *tok;
+	size_t n;
+	size_t cap;
+	const char *base; /* the object's '{' */
+	int ok;           /* tok holds all of it */
+};
+
 struct cursor {
+	struct tape_buf *tape; /* NULL: record nothing */
 	const char *p;
 	const char *end;
 	enum scan_rc rc;
@@ -138,6 +154,9 @@ struct bayeux_stream {
 	/* Decoded strings of the message being delivered. */
 	char *scratch;
 	size_t scratch_cap;
+
+	struct tape_buf tape;
+	struct json_tape tape_view;
 
 	int in_callback;
 	int free_later;
@@ -203,13 +222,6 @@ is_hex(char c)
 	return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
 }
 
-/* A byte that may stand unescaped inside a string. */
-static int
-is_plain(char c)
-{
-	return (unsigned char)c >= 0x20 && c != '"' && c != '\\';
-}
-
 /*
  * Word-at-a-time search. For a byte value b, (w ^ b*ONES) has a zero byte
  * where w holds b, and (v - ONES) & ~v & HIGHS flags zero bytes of v;
@@ -235,21 +247,27 @@ flag_byte(uint64_t w, unsigned char b)
 
 /*
  * The first byte of [p, end) that is not plain string text: '"', '\\' or
- * a control byte. Strings are most of a payload, hence the word steps.
+ * a control byte. Strings are most of a payload, hence the wide steps.
+ * On the way it ORs into *cls what the formatter will want to know of the
+ * bytes passed over (JSON_STR_SPACE, JSON_STR_ODD), so that it need not
+ * look at a plain string's bytes again.
  */
 HOT const char *
-string_run(const char *p, const char *end)
+string_run(const char *p, const char *end, unsigned *cls)
 {
-	uint64_t w, hit;
+	unsigned f = 0;
+	unsigned char b;
 
 #if defined(__SSE2__) && defined(__GNUC__)
-	/* Sixteen bytes a step where the machine has SSE2 (every x86-64);
-	 * the same test as the word loop below: a byte is flagged when it
-	 * is '"', '\\' or at most 0x1f as an unsigned value (so bytes of
-	 * 0x80 and up, UTF-8, stay plain). */
+	/* Sixteen bytes a step where the machine has SSE2 (every x86-64): a
+	 * byte stops the run when it is '"', '\\' or at most 0x1f as an
+	 * unsigned value (so bytes of 0x80 and up, UTF-8, stay plain). The
+	 * classes count only below the first stop: they must be exact. */
 	const __m128i quote = _mm_set1_epi8('"');
 	const __m128i bslash = _mm_set1_epi8('\\');
 	const __m128i c1f = _mm_set1_epi8(0x1f);
+	const __m128i sp = _mm_set1_epi8(' '), eq = _mm_set1_epi8('=');
+	const __m128i del = _mm_set1_epi8(0x7f);
 
 	while (end - p >= 16) {
 		__m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
@@ -257,24 +275,35 @@ string_run(const char *p, const char *end)
 		    _mm_or_si128(_mm_cmpeq_epi8(v, quote),
 		                 _mm_cmpeq_epi8(v, bslash)),
 		    _mm_cmpeq_epi8(_mm_min_epu8(v, c1f), v)));
+		unsigned m_sp = (unsigned)_mm_movemask_epi8(
+		    _mm_or_si128(_mm_cmpeq_epi8(v, sp), _mm_cmpeq_epi8(v, eq)));
+		unsigned m_odd =
+		    (unsigned)_mm_movemask_epi8(v) |
+		    (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, del));
+		unsigned below = m != 0 ? (m & (~m + 1)) - 1 : 0xffffu;
 
-		if (m != 0)
+		if (m_sp & below)
+			f |= JSON_STR_SPACE;
+		if (m_odd & below)
+			f |= JSON_STR_ODD;
+		if (m != 0) {
+			*cls |= f;
 			return p + __builtin_ctz(m);
+		}
 		p += 16;
 	}
 #endif
-	while (end - p >= 8) {
-		memcpy(&w, p, sizeof(w));
-		hit = flag_byte(w, '"') | flag_byte(w, '\\') |
-		      ((w - ONES * 0x20) & ~w & HIGHS);
-		if (hit != 0) {
-			p = FIRST_FLAG(p, hit);
+	/* The rest (the end of a chunk; everything without SSE2). */
+	for (; p < end; p++) {
+		b = (unsigned char)*p;
+		if (b < 0x20 || b == '"' || b == '\\')
 			break;
-		}
-		p += 8;
+		if (b == ' ' || b == '=')
+			f |= JSON_STR_SPACE;
+		else if (b >= 0x7f)
+			f |= JSON_STR_ODD;
 	}
-	while (p < end && is_plain(*p))
-		p++;
+	*cls |= f;
 	return p;
 }
 
@@ -297,18 +326,19 @@ more(struct cursor *c)
 
 /*
  * The string literal whose opening quote is at p: returns the byte after
- * its closing quote (NULL: see c->rc) and sets *esc when it holds an
- * escape.
+ * its closing quote (NULL: see c->rc), sets *esc when it holds an escape
+ * and *cls to the JSON_STR_* classes of its raw body.
  */
 HOT const char *
-scan_string(struct cursor *c, const char *p, int *esc)
+scan_string(struct cursor *c, const char *p, int *esc, unsigned *cls)
 {
 	const char *end = c->end;
 	int i;
 
 	*esc = 0;
+	*cls = 0;
 	for (p++;; p++) {
-		p = string_run(p, end);
+		p = string_run(p, end, cls);
 		if (p == end)
 			return more(c);
 		if (*p == '"')
@@ -317,6 +347,7 @@ scan_string(struct cursor *c, const char *p, int *esc)
 			return bad(c, p,
 			           "unescaped control character in string");
 		*esc = 1;
+		*cls |= JSON_STR_ESCAPED;
 		if (++p == end)
 			return more(c);
 		switch (*p) {
@@ -618,6 +649,39 @@ member(struct fields *f, enum ctx ctx, const struct span *key,
 	return CTX_SKIP;
 }
 
+/* ---- the payload tape ------------------------------------------------- */
+
+/*
+ * Room for more tokens when the scanner's write pointer tk has reached
+ * the end of the array: returns the new write pointer (and *lim, the new
+ * end), or NULL when the tape is full or memory short. A full tape is
+ * given up, not an error: the payload is then formatted from its text.
+ */
+static struct json_tok *
+tape_more(struct tape_buf *t, struct json_tok *tk, struct json_tok **lim)
+{
+	size_t used = t->tok != NULL ? (size_t)(tk - t->tok) : 0;
+	size_t cap = t->cap > 0 ? t->cap * 2 : 256;
+	struct json_tok *tok;
+
+	if (used < t->cap) { /* first use in this element */
+		*lim = t->tok + t->cap;
+		return tk;
+	}
+	if (cap > TAPE_MAX_TOKENS)
+		goto give_up;
+	tok = realloc(t->tok, cap * sizeof(*tok));
+	if (tok == NULL)
+		goto give_up;
+	t->tok = tok;
+	t->cap = cap;
+	*lim = tok + cap;
+	return tok + used;
+give_up:
+	t->ok = 0;
+	return NULL;
+}
+
 /* An open container of the element being scanned. */
 struct frame {
 	const char *start; /* its opening bracket */
@@ -637,15 +701,42 @@ struct frame {
  * outer array, so with n containers of its own open, a value is at level
  * n + 2, which must not pass MAX_LEVELS.
  */
+/*
+ * While the "data" object is scanned its tokens go on the tape: rec is
+ * the stack index of its frame then, -1 otherwise (and after a full tape).
+ */
+#define RECORD(at_, len_, type_, flags_)                                       \
+	do {                                                                   \
+		if (rec < 0)                                                   \
+			break;                                                 \
+		if (tk == tk_lim &&                                            \
+		    (tk = tape_more(c->tape, tk, &tk_lim)) == NULL) {          \
+			rec = -1;                                              \
+			break;                                                 \
+		}                                                              \
+		tk->off = (uint32_t)((at_) - tbase);                           \
+		tk->len = (uint32_t)(len_);                                    \
+		tk->type = (uint8_t)(type_);                                   \
+		tk->flags = (uint8_t)(flags_);                                 \
+		tk++;                                                          \
+	} while (0)
+
 static enum scan_rc
 scan_element(struct cursor *c, const char *p)
 {
 	struct frame st[MAX_LEVELS];
-	const char *end = c->end, *start;
+	const char *end = c->end, *start, *tbase = NULL;
+	struct json_tok *tk = NULL, *tk_lim = NULL; /* the tape's write end */
 	struct span key, *cap = NULL;
 	enum ctx ctx = CTX_TOP;
 	enum vtype t;
-	int n = 0, flag;
+	int n = 0, flag, rec = -1;
+	unsigned cls = 0, tt;
+
+	if (c->tape != NULL) {
+		c->tape->n = 0;
+		c->tape->ok = 0;
+	}
 
 value:
 	/* A value at p; cap and ctx say what to note about it. */
@@ -656,10 +747,23 @@ value:
 		return SCAN_ERR;
 	}
 	start = p;
+	if (cap == &c->f.data && c->tape != NULL) {
+		/* The last "data" is the payload: record it afresh. */
+		c->tape->n = 0;
+		c->tape->ok = *p == '{' && (size_t)(end - p) < UINT32_MAX;
+		if (c->tape->ok) {
+			tbase = c->tape->base = p;
+			rec = n;
+			tk = tk_lim = c->tape->tok; /* tape_more() sets tk_lim */
+		}
+	}
 	switch (*p) {
 	case '"':
-		p = scan_string(c, p, &flag);
+		p = scan_string(c, p, &flag, &cls);
 		t = V_STRING;
+		if (p != NULL)
+			RECORD(start + 1, (size_t)(p - start) - 2,
+			       JSON_TOK_STR, cls);
 		break;
 	case '{':
 	case '[':
@@ -667,6 +771,7 @@ value:
 		st[n].cap = cap;
 		st[n].ctx = ctx;
 		st[n].is_obj = *p == '{';
+		RECORD(p, 1, st[n].is_obj ? JSON_TOK_OBJ : JSON_TOK_ARR, 0);
 		n++;
 		p = skip_ws(p + 1, end);
 		if (p == end)
@@ -684,17 +789,20 @@ value:
 		p = scan_literal(c, p, "true", 4);
 		t = V_OTHER;
 		flag = 0;
-		break;
+		tt = JSON_TOK_TRUE;
+		goto leaf;
 	case 'f':
 		p = scan_literal(c, p, "false", 5);
 		t = V_OTHER;
 		flag = 0;
-		break;
+		tt = JSON_TOK_FALSE;
+		goto leaf;
 	case 'n':
 		p = scan_literal(c, p, "null", 4);
 		t = V_NULL;
 		flag = 0;
-		break;
+		tt = JSON_TOK_NULL;
+		goto leaf;
 	case 'N':
 	case 'I':
 		bad(c, p, "NaN and Infinity are not JSON");
@@ -707,6 +815,10 @@ value:
 		p = scan_number(c, p, &flag);
 		t = flag ? V_INT : V_OTHER;
 		flag = 0;
+		tt = JSON_TOK_NUM;
+	leaf:
+		if (p != NULL)
+			RECORD(start, (size_t)(p - start), tt, 0);
 		break;
 	}
 	if (p == NULL)
@@ -720,8 +832,18 @@ value:
 	goto next;
 
 close:
-	/* p just past the closing bracket of st[n - 1]. */
+	/* p just past the closing bracket of st[n - 1]; only a container
+	 * leads here, so n > 0 (said for the compiler's bounds check). */
+	if (n <= 0)
+		return SCAN_ERR;
 	n--;
+	if (rec >= 0) {
+		RECORD(p - 1, 1, JSON_TOK_END, 0);
+		if (n == rec) { /* the payload is complete */
+			rec = -1;
+			c->tape->n = (size_t)(tk - c->tape->tok);
+		}
+	}
 	if (st[n].cap != NULL) {
 		st[n].cap->p = st[n].start;
 		st[n].cap->n = (size_t)(p - st[n].start);
@@ -781,10 +903,11 @@ key:
 	}
 	key.p = p;
 	key.t = V_STRING;
-	p = scan_string(c, p, &key.esc);
+	p = scan_string(c, p, &key.esc, &cls);
 	if (p == NULL)
 		return c->rc;
 	key.n = (size_t)(p - key.p);
+	RECORD(key.p + 1, key.n - 2, JSON_TOK_KEY, cls);
 	p = skip_ws(p, end);
 	if (p == end)
 		return SCAN_MORE;
@@ -1174,6 +1297,11 @@ deliver(struct bayeux_stream *s, const char *elem, size_t n,
 	if (f->data.t != V_ABSENT && f->data.t != V_NULL) {
 		m.ev.payload = f->data.p;
 		m.ev.payload_len = f->data.n;
+		if (s->tape.ok && s->tape.n > 0 && s->tape.base == f->data.p) {
+			s->tape_view.tok = s->tape.tok;
+			s->tape_view.n = s->tape.n;
+			m.ev.tape = &s->tape_view;
+		}
 	} else {
 		m.ev.payload = "{}";
 		m.ev.payload_len = 2;
@@ -1214,6 +1342,7 @@ parse_and_deliver(struct bayeux_stream *s, const char *elem, const char *end,
 	enum scan_rc rc;
 
 	memset(&c, 0, sizeof(c));
+	c.tape = &s->tape;
 	c.end = end;
 	rc = scan_element(&c, elem);
 	if (rc == SCAN_MORE)
@@ -1426,6 +1555,7 @@ release(struct bayeux_stream *s)
 {
 	free(s->buf);
 	free(s->scratch);
+	free(s->tape.tok);
 	free(s);
 }
 
@@ -1531,6 +1661,13 @@ bayeux_stream_reset(struct bayeux_stream *s)
 		s->scratch = NULL;
 		s->scratch_cap = 0;
 	}
+	if (s->tape.cap * sizeof(*s->tape.tok) > RETAIN_BYTES) {
+		free(s->tape.tok);
+		s->tape.tok = NULL;
+		s->tape.cap = 0;
+	}
+	s->tape.n = 0;
+	s->tape.ok = 0;
 }
 
 size_t

@@ -42,6 +42,7 @@
  *   exactly as it was.
  */
 #include "sfrelay/format.h"
+#include "sfrelay/json_tape.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -508,7 +509,15 @@ static unsigned
 classify(const unsigned char *s, size_t n)
 {
 	unsigned flags = 0;
+	size_t i;
 
+	/* Header values (a channel, a position, a timestamp) are short:
+	 * the table costs less than setting up the wide scan. */
+	if (n < 32) {
+		for (i = 0; i < n; i++)
+			flags |= byte_class[s[i]];
+		return flags & ~(unsigned)B_STOP;
+	}
 	if (scan_plain(s, 0, n, &flags) < n)
 		flags |= B_ESC;
 	return flags;
@@ -730,15 +739,13 @@ emit_text(struct parser *ps, const void *text, size_t n)
 static const char *string_text(struct parser *ps, const struct jstr *js,
                                size_t *n);
 
+/* A string value, after its key. */
 static void
-emit_string(struct parser *ps, const struct jstr *js)
+emit_string_value(struct parser *ps, const struct jstr *js)
 {
 	const char *text;
 	size_t n;
 
-	if (ps->quiet)
-		return;
-	emit_key(ps);
 	if (js->flags & (B_SPECIAL | S_ESCAPED)) {
 		text = string_text(ps, js, &n);
 		put_value(ps->line, ps->kind, text, n);
@@ -751,6 +758,15 @@ emit_string(struct parser *ps, const struct jstr *js)
 		sbuf_put(ps->line, ps->s + js->start, js->n);
 		sbuf_putc(ps->line, '"');
 	}
+}
+
+static void
+emit_string(struct parser *ps, const struct jstr *js)
+{
+	if (ps->quiet)
+		return;
+	emit_key(ps);
+	emit_string_value(ps, js);
 }
 
 /* flags: the byte classes the scan saw in seg; B_PLAIN for safe text. */
@@ -1231,6 +1247,249 @@ parse_payload(struct parser *ps)
 	return 0;
 }
 
+/* ---- the payload from its tape ----------------------------------------- */
+
+/*
+ * When the source hands over the payload's tokens (json_tape.h) the
+ * payload was scanned and validated already: the walk below writes the
+ * same keys and values as parse_value() without looking at the text
+ * again, except to copy it. It trusts the tape only as far as it checks
+ * it: a token out of place or out of bounds makes it return -1, and the
+ * caller then formats from the text, so a faulty tape costs time, never
+ * a wrong or lost line.
+ */
+struct walk {
+	const struct json_tok *t;
+	size_t i;
+	size_t n;
+};
+
+static int walk_value(struct parser *ps, struct walk *w, int flags);
+
+/* A string token as the scanner's struct jstr, flags in format's terms. */
+HOT void
+tok_jstr(const struct json_tok *k, struct jstr *js)
+{
+	unsigned f = 0;
+
+	if (k->flags & JSON_STR_SPACE)
+		f |= B_QUOTE;
+	if (k->flags & JSON_STR_ODD)
+		f |= B_HIGH;
+	if (k->flags & JSON_STR_ESCAPED)
+		f |= S_ESCAPED;
+	js->start = k->off;
+	js->n = k->len;
+	js->flags = f;
+}
+
+/* The next token, bounds checked; NULL when there is none or it lies
+ * outside the payload. */
+HOT const struct json_tok *
+walk_next(struct parser *ps, struct walk *w)
+{
+	const struct json_tok *k;
+
+	if (w->i >= w->n)
+		return NULL;
+	k = &w->t[w->i++];
+	if ((uint64_t)k->off + k->len > ps->len)
+		return NULL;
+	return k;
+}
+
+/*
+ * The separator and key of a leaf whose last segment seg (n > 0 bytes)
+ * needs no escaping, written straight into the line: the key path is
+ * not extended and cut back for every leaf, the commonest case.
+ */
+static void
+emit_leaf_key(struct parser *ps, const char *seg, size_t n)
+{
+	struct sbuf *l = ps->line;
+	size_t kl = ps->key->len;
+	char *d;
+
+	if (kl + n + 5 > l->cap - l->len) { /* the general path */
+		key_push(ps, seg, n, B_PLAIN);
+		emit_key(ps);
+		ps->key->len = kl;
+		return;
+	}
+	d = l->p + l->len;
+	if (ps->kind == FORMAT_JSON) {
+		*d++ = ',';
+		*d++ = '"';
+	} else {
+		*d++ = ' ';
+	}
+	if (kl > 0) {
+		copy_short(d, ps->key->p, kl);
+		d += kl;
+		*d++ = '.';
+	}
+	copy_short(d, seg, n);
+	d += n;
+	if (ps->kind == FORMAT_JSON) {
+		*d++ = '"';
+		*d++ = ':';
+	} else {
+		*d++ = '=';
+	}
+	l->len = (size_t)(d - l->p);
+}
+
+/* The value of a scalar token (its key already written); -1 for a
+ * token that is not a scalar. */
+static int
+put_scalar(struct parser *ps, const struct json_tok *k)
+{
+	struct jstr js;
+
+	switch (k->type) {
+	case JSON_TOK_STR:
+		tok_jstr(k, &js);
+		emit_string_value(ps, &js);
+		return 0;
+	case JSON_TOK_NUM:
+		sbuf_put(ps->line, ps->s + k->off, k->len);
+		return 0;
+	case JSON_TOK_TRUE:
+		sbuf_put(ps->line, "true", 4);
+		return 0;
+	case JSON_TOK_FALSE:
+		sbuf_put(ps->line, "false", 5);
+		return 0;
+	case JSON_TOK_NULL:
+		if (ps->kind == FORMAT_JSON) /* logfmt: key= */
+			sbuf_put(ps->line, "null", 4);
+		return 0;
+	default:
+		return -1;
+	}
+}
+
+/* The members of an object whose OBJ token was just taken. */
+static int
+walk_object(struct parser *ps, struct walk *w, int flags)
+{
+	const struct json_tok *k;
+	struct jstr js;
+	size_t n, saved;
+	int skip, child;
+	const char *key;
+
+	ps->depth++;
+	for (;;) {
+		k = walk_next(ps, w);
+		if (k == NULL)
+			return -1;
+		if (k->type == JSON_TOK_END)
+			break;
+		if (k->type != JSON_TOK_KEY)
+			return -1;
+		tok_jstr(k, &js);
+		if (!ps->quiet && !(flags & IN_TOP_EVENT) && js.flags == 0 &&
+		    js.n > 0 && w->i < w->n && w->t[w->i].type >= JSON_TOK_STR) {
+			/* A plain key with a scalar value. */
+			emit_leaf_key(ps, (const char *)ps->s + js.start, js.n);
+			k = walk_next(ps, w);
+			if (k == NULL || put_scalar(ps, k) != 0)
+				return -1;
+			continue;
+		}
+		saved = ps->key->len;
+		skip = child = 0;
+		if (!ps->quiet) {
+			key = string_text(ps, &js, &n);
+			if (flags & IN_TOP_EVENT)
+				skip = header_carries(ps, key, n);
+			else if (ps->depth == 1 && n == 5 &&
+			         memcmp(key, "event", 5) == 0)
+				child = IN_TOP_EVENT;
+			key_push(ps, key, n, js.flags);
+		}
+		ps->quiet += skip;
+		if (walk_value(ps, w, child) != 0)
+			return -1;
+		ps->quiet -= skip;
+		ps->key->len = saved;
+	}
+	ps->depth--;
+	return 0;
+}
+
+static int
+walk_array(struct parser *ps, struct walk *w)
+{
+	size_t idx = 0, saved = ps->key->len;
+
+	ps->depth++;
+	while (w->i < w->n && w->t[w->i].type != JSON_TOK_END) {
+		if (!ps->quiet)
+			key_push_index(ps, idx++);
+		if (walk_value(ps, w, 0) != 0)
+			return -1;
+		ps->key->len = saved;
+	}
+	if (walk_next(ps, w) == NULL) /* the END */
+		return -1;
+	ps->depth--;
+	return 0;
+}
+
+static int
+walk_value(struct parser *ps, struct walk *w, int flags)
+{
+	const struct json_tok *k = walk_next(ps, w);
+
+	if (k == NULL)
+		return -1;
+	switch (k->type) {
+	case JSON_TOK_STR:
+	case JSON_TOK_NUM:
+	case JSON_TOK_TRUE:
+	case JSON_TOK_FALSE:
+	case JSON_TOK_NULL:
+		if (ps->quiet)
+			return 0;
+		emit_key(ps);
+		return put_scalar(ps, k);
+	case JSON_TOK_OBJ:
+		if (w->i < w->n && w->t[w->i].type == JSON_TOK_END) {
+			w->i++;
+			/* The top-level object has no key of its own. */
+			if (ps->key->len > 0)
+				emit_text(ps, "{}", 2);
+			return 0;
+		}
+		return walk_object(ps, w, flags);
+	case JSON_TOK_ARR:
+		if (w->i < w->n && w->t[w->i].type == JSON_TOK_END) {
+			w->i++;
+			emit_text(ps, "[]", 2);
+			return 0;
+		}
+		return walk_array(ps, w);
+	default:
+		return -1;
+	}
+}
+
+/* The payload from its tape: 0, or -1 when the tape does not describe
+ * an object payload in full (the caller then scans the text). */
+static int
+walk_payload(struct parser *ps, const struct json_tape *tape)
+{
+	struct walk w = {.t = tape->tok, .i = 0, .n = tape->n};
+
+	if (w.n == 0 || w.t[0].type != JSON_TOK_OBJ || w.t[0].off != 0)
+		return -1;
+	if (walk_value(ps, &w, 0) != 0 || w.i != w.n)
+		return -1;
+	return 0;
+}
+
 /* ---- the line --------------------------------------------------------- */
 
 /* Writes " name=" (logfmt) or ",\"name\":" (JSON); name needs no escaping. */
@@ -1338,6 +1597,16 @@ write_event(struct sbuf *line, struct sbuf *key, struct sbuf *tmp,
 	int rc = 0;
 
 	put_header(line, tmp, kind, ev);
+	if (ev->tape != NULL) {
+		if (walk_payload(&ps, ev->tape) == 0)
+			goto done;
+		/* Not a tape to trust: start over from the text. */
+		sbuf_rewind(line);
+		key->len = 0;
+		ps.depth = 0;
+		ps.quiet = 0;
+		put_header(line, tmp, kind, ev);
+	}
 	if (parse_payload(&ps) != 0) {
 		/* Drop the half-written payload; keep the event. */
 		rc = 1;
@@ -1345,6 +1614,7 @@ write_event(struct sbuf *line, struct sbuf *key, struct sbuf *tmp,
 		put_header(line, tmp, kind, ev);
 		put_error_fields(line, kind, &ps);
 	}
+done:
 	if (kind == FORMAT_JSON)
 		sbuf_putc(line, '}');
 	sbuf_putc(line, '\n');

@@ -1091,7 +1091,7 @@ static void
 run_event_case(const struct event_case *c)
 {
 	struct event ev = {EVENT_SRC_STREAM, "/topic/T", "7", NULL, NULL,
-	                   c->payload,       0};
+	                   c->payload,       0, NULL};
 	char *want, *line;
 	size_t n, wn;
 	int rc;
@@ -1143,7 +1143,7 @@ static const struct header_case header_cases[] = {
       "{\"event\":{\"type\":\"updated\",\"createdDate\":"
       "\"2026-11-26T19:27:53.000Z\",\"replayId\":1234},\"sobject\":"
       "{\"Id\":\"001xx000003DGb2AAG\",\"Name\":\"Acme Corp\"}}",
-      0},
+      0, NULL},
      "at=event src=stream channel=/topic/AccountWatch"
      " id=/topic/AccountWatch:1234 replay_id=1234 event_type=updated"
      " created=2026-11-26T19:27:53.000Z sobject.Id=001xx000003DGb2AAG"
@@ -1154,7 +1154,7 @@ static const struct header_case header_cases[] = {
       "{\"Action\":\"changedPassword\",\"Section\":\"Manage Users\","
       "\"CreatedBy\":{\"Username\":\"admin@example.com\"},\"Display\":"
       "\"Changed password for user jdoe@example.com\"}",
-      0},
+      0, NULL},
      "at=event src=poll object=SetupAuditTrail"
      " id=SetupAuditTrail:0Ymxx0000000001 created=2026-11-26T19:20:01.000Z"
      " Action=changedPassword Section=\"Manage Users\""
@@ -1162,31 +1162,31 @@ static const struct header_case header_cases[] = {
      " Display=\"Changed password for user jdoe@example.com\"\n"},
     {J,
      {EVENT_SRC_POLL, "SetupAuditTrail", "0Ymxx0000000001", NULL,
-      "2026-11-26T19:20:01.000Z", "{\"Action\":\"changedPassword\"}", 0},
+      "2026-11-26T19:20:01.000Z", "{\"Action\":\"changedPassword\"}", 0, NULL},
      "{\"at\":\"event\",\"src\":\"poll\",\"object\":\"SetupAuditTrail\","
      "\"id\":\"SetupAuditTrail:0Ymxx0000000001\","
      "\"created\":\"2026-11-26T19:20:01.000Z\","
      "\"Action\":\"changedPassword\"}\n"},
     /* a poll may carry an event type too; never a replay_id */
     {L,
-     {EVENT_SRC_POLL, "X", "1", "deleted", NULL, "{}", 0},
+     {EVENT_SRC_POLL, "X", "1", "deleted", NULL, "{}", 0, NULL},
      "at=event src=poll object=X id=X:1 event_type=deleted\n"},
     /* no position: no id, no replay_id */
     {L,
-     {EVENT_SRC_STREAM, "/u/Notes", "", NULL, NULL, "{\"a\":1}", 0},
+     {EVENT_SRC_STREAM, "/u/Notes", "", NULL, NULL, "{\"a\":1}", 0, NULL},
      "at=event src=stream channel=/u/Notes a=1\n"},
     {J,
-     {EVENT_SRC_STREAM, "/u/Notes", "", NULL, NULL, "{\"a\":1}", 0},
+     {EVENT_SRC_STREAM, "/u/Notes", "", NULL, NULL, "{\"a\":1}", 0, NULL},
      "{\"at\":\"event\",\"src\":\"stream\",\"channel\":\"/u/Notes\","
      "\"a\":1}\n"},
     /* header values are escaped like any other */
     {L,
-     {EVENT_SRC_STREAM, "/topic/a b\"c\n", "7 8", "t=\xff", "", "{}", 0},
+     {EVENT_SRC_STREAM, "/topic/a b\"c\n", "7 8", "t=\xff", "", "{}", 0, NULL},
      "at=event src=stream channel=\"/topic/a b\\\"c\\n\""
      " id=\"/topic/a b\\\"c\\n:7 8\" replay_id=\"7 8\" event_type=\"t=" FFFD
      "\" created=\"\"\n"},
     {J,
-     {EVENT_SRC_STREAM, "/topic/a b\"c\n", "7 8", "t=\xff", "", "{}", 0},
+     {EVENT_SRC_STREAM, "/topic/a b\"c\n", "7 8", "t=\xff", "", "{}", 0, NULL},
      "{\"at\":\"event\",\"src\":\"stream\",\"channel\":\"/topic/a b\\\"c\\n\","
      "\"id\":\"/topic/a b\\\"c\\n:7 8\",\"replay_id\":\"7 8\","
      "\"event_type\":\"t=" FFFD "\",\"created\":\"\"}\n"},
@@ -1244,7 +1244,7 @@ test_skip_rule(void **state)
 	                   "updated",
 	                   "2026-01-01T00:00:00.000Z",
 	                   SKIP_PAYLOAD,
-	                   strlen(SKIP_PAYLOAD)};
+	                   strlen(SKIP_PAYLOAD), NULL};
 
 	(void)state;
 	/* all three in the header: only the rest of event.* remains;
@@ -1292,7 +1292,7 @@ static void
 test_skip_rule_values(void **state)
 {
 	struct event ev = {
-	    EVENT_SRC_STREAM, "/topic/T", "7", "u", NULL, NULL, 0};
+	    EVENT_SRC_STREAM, "/topic/T", "7", "u", NULL, NULL, 0, NULL};
 
 	(void)state;
 	/* a skipped member may hold anything; it is still validated */
@@ -1345,7 +1345,7 @@ format_nested(int depth, int arrays, enum format_kind kind, char **linep,
 	size_t cap = (size_t)depth * 8 + 16, n = 0;
 	char *p = malloc(cap);
 	struct event ev = {
-	    EVENT_SRC_STREAM, "/topic/T", "7", NULL, NULL, NULL, 0};
+	    EVENT_SRC_STREAM, "/topic/T", "7", NULL, NULL, NULL, 0, NULL};
 	int i, rc;
 
 	assert_non_null(p);
@@ -1415,7 +1415,7 @@ static void
 test_long_keys_and_values(void **state)
 {
 	struct event ev = {
-	    EVENT_SRC_STREAM, "/topic/T", "7", NULL, NULL, NULL, 0};
+	    EVENT_SRC_STREAM, "/topic/T", "7", NULL, NULL, NULL, 0, NULL};
 	char *p, *want, *line, seg[40];
 	size_t pn = 0, wn = 0, n, i, depth = 50, slen = 20000;
 	int rc;
@@ -1467,7 +1467,7 @@ test_error_after_long_prefix(void **state)
 {
 	static const char before[] = "previous line\n";
 	struct event ev = {
-	    EVENT_SRC_STREAM, "/topic/T", "7", NULL, NULL, NULL, 0};
+	    EVENT_SRC_STREAM, "/topic/T", "7", NULL, NULL, NULL, 0, NULL};
 	struct evbuffer *out = evbuffer_new();
 	size_t pn = 0, wn, n, i, count = 2000;
 	char *p = malloc(count * 16 + 16), *want, *got;
@@ -1518,7 +1518,7 @@ static void
 test_appends(void **state)
 {
 	struct event ev = {EVENT_SRC_STREAM, "/topic/T", "7", NULL, NULL,
-	                   "{\"a\":1}",      7};
+	                   "{\"a\":1}",      7, NULL};
 	struct evbuffer *out = evbuffer_new();
 	char *got;
 	size_t n;
@@ -1542,7 +1542,7 @@ static void
 test_out_cannot_grow(void **state)
 {
 	struct event ev = {EVENT_SRC_STREAM, "/topic/T", "7", NULL, NULL,
-	                   "{\"a\":1}",      7};
+	                   "{\"a\":1}",      7, NULL};
 	struct evbuffer *out = evbuffer_new();
 	size_t i, big = 30000;
 	char *p = malloc(big + 16);
@@ -1591,7 +1591,7 @@ test_bad_arguments(void **state)
 	                   NULL,
 	                   NULL,
 	                   NULL,
-	                   5}; /* NULL payload: treated as empty */
+	                   5, NULL}; /* NULL payload: treated as empty */
 	struct evbuffer *out = evbuffer_new();
 
 	(void)state;
@@ -1633,7 +1633,7 @@ test_formats_agree(void **state)
 {
 	struct event ev = {
 	    EVENT_SRC_STREAM,           "/topic/T", "7", "updated",
-	    "2026-11-26T19:27:53.000Z", NULL,       0};
+	    "2026-11-26T19:27:53.000Z", NULL,       0, NULL};
 	size_t i;
 
 	(void)state;
@@ -1693,7 +1693,7 @@ static void
 test_mutations(void **state)
 {
 	struct event ev = {
-	    EVENT_SRC_STREAM, "/topic/T", "7", "t", NULL, NULL, 0};
+	    EVENT_SRC_STREAM, "/topic/T", "7", "t", NULL, NULL, 0, NULL};
 	uint64_t rs = 0x9e3779b97f4a7c15u;
 	char buf[1024], *line;
 	size_t i, k, n, len;
@@ -1783,7 +1783,7 @@ static void
 run_golden(const char *name)
 {
 	struct event ev = {
-	    EVENT_SRC_STREAM, "/topic/Golden", "42", NULL, NULL, NULL, 0};
+	    EVENT_SRC_STREAM, "/topic/Golden", "42", NULL, NULL, NULL, 0, NULL};
 	enum format_kind kind = FORMAT_LOGFMT;
 	char path[512], *in, *want, *line;
 	size_t in_n, want_n, n;

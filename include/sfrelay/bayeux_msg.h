@@ -59,7 +59,9 @@ struct bayeux_msg {
 	 *   CDC /data/X:         data.payload.ChangeEventHeader.commitTimestamp
 	 *                        (epoch ms -> ISO-8601), .changeType
 	 * An event message without data or without a replayId is still
-	 * returned (position "" ) so the caller can report it. */
+	 * returned (position "" ) so the caller can report it. ev.tape is
+	 * set by the stream decoder (bayeux_stream.h) for an object payload,
+	 * NULL from bayeux_decode(). */
 	struct event ev;
 };
 

@@ -122,7 +122,8 @@ size_t bayeux_stream_count(const struct bayeux_stream *s);
 /*
  * Bytes currently allocated for buffering (the partial element and the
  * decoded strings of one message), for tests and stats: never more than
- * about 2 x max_msg_bytes.
+ * about 2 x max_msg_bytes. Not counted: the payload's token tape handed
+ * on with each event (json_tape.h), at most 192 KiB whatever the size.
  */
 size_t bayeux_stream_buffer_capacity(const struct bayeux_stream *s);
 

@@ -3,6 +3,8 @@
 
 #include <stddef.h>
 
+struct json_tape;
+
 /*
  * The normalized event: what a source (the Bayeux stream, later the SOQL
  * poller) hands to the core. Every pointer is borrowed from the source for
@@ -34,6 +36,10 @@ struct event {
 	 * The formatter flattens it into dotted keys. */
 	const char *payload;
 	size_t payload_len;
+	/* Optional, may be NULL: the payload's tokens, when the source has
+	 * already scanned and validated it (json_tape.h); the formatter
+	 * then does not scan the text again. Borrowed like payload. */
+	const struct json_tape *tape;
 };
 
 #endif /* SFRELAY_EVENT_H */

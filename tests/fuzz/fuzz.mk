@@ -38,7 +38,7 @@ FUZZ_SRC_WARN = $(filter-out -Werror,$(WARN))
 
 # The harnesses run by `make fuzz` and `make fuzz-smoke`.
 FUZZ_NAMES := bayeux_decode format_event auth_parse_token config_load \
-	checkpoint_file syslog_frame bayeux_stream soql_decode
+	checkpoint_file syslog_frame bayeux_stream soql_decode json_tape
 
 # Every module but main.c goes into one archive; a harness links it, so
 # the linker takes the modules the code under test needs, and their own
@@ -55,6 +55,7 @@ FUZZ_DICTS_config_load      := $(FUZZ_HERE)/config.dict
 FUZZ_DICTS_syslog_frame     := $(FUZZ_HERE)/syslog.dict
 FUZZ_DICTS_bayeux_stream    := $(FUZZ_HERE)/json.dict $(FUZZ_HERE)/bayeux.dict
 FUZZ_DICTS_soql_decode      := $(FUZZ_HERE)/json.dict
+FUZZ_DICTS_json_tape        := $(FUZZ_HERE)/json.dict $(FUZZ_HERE)/format.dict
 FUZZ_DICTS_checkpoint_file  := $(FUZZ_HERE)/json.dict \
 	$(FUZZ_HERE)/checkpoint.dict
 
