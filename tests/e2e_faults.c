@@ -13,6 +13,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -310,6 +311,19 @@ stop_relay(struct e2e_fixture *f)
 	assert_int_equal(proc_stop(&f->relay, SIGTERM, 15000), 0);
 }
 
+/* n more events on each channel; once each has total lines (or the
+ * wait is over) and a moment for late duplicates, the relay stopped. */
+static void
+more_then_stop(struct e2e_fixture *f, int n, size_t total)
+{
+	publish(f, CH_A, n);
+	publish(f, CH_B, n);
+	wait_channel(f, CH_A, total, WAIT_MS);
+	wait_channel(f, CH_B, total, WAIT_MS);
+	sleep_ms(100);
+	stop_relay(f);
+}
+
 /* Index of the last entry of this kind and action, or -1. */
 static int
 last_note(struct json_object *log, const char *kind, const char *action)
@@ -322,290 +336,102 @@ last_note(struct json_object *log, const char *kind, const char *action)
 }
 
 /*
- * Faults the relay must ride out by backing off and retrying: from the
- * third connect after the rule is added (while 200 events per channel
- * flow in batches of 10, so it carries events) `count` connects get
- * `action`. Afterwards every event is on stdout exactly once and in
- * order, the relay logged a back-off naming `reason`, and its next
- * CometD request after the last faulted one (after the faulted reply,
- * for faults on replies) came no sooner than the back-off minimum
- * (50 ms; 40 allowed for clock granularity).
+ * The faults of one shape, as a table. The fault is either a rule added
+ * (POST /_mock/fault) once the relay is steady (PRE events per channel
+ * delivered and checkpointed), or an sfmock --fault flag at start-up,
+ * with the events already published before the relay starts. Either way
+ * `events` more per channel then flow, the relay is stopped (exit 0),
+ * and afterwards every event is on stdout exactly once and in order, the
+ * mock's counters moved as the case says, the relay logged what it
+ * says, and the case's own check of the mock's traffic log holds.
+ */
+#define PRE 20
+#define PRE_ID "20" /* the replay id of the last of them */
+#define NA (-1)     /* a counter that is not checked */
+
+/* The nth occurrence of text in the relay's log. */
+struct log_at {
+	const char *text;
+	int nth;
+};
+
+struct fault_case;
+typedef void traffic_check_fn(struct json_object *log,
+                              const struct fault_case *c);
+
+struct fault_case {
+	const char *name;       /* the test's name */
+	const char *rule;       /* JSON rule added once steady, or NULL */
+	const char *flag;       /* --fault at start-up, or NULL */
+	const char *action;     /* the rule's action (for the traffic check) */
+	const char *const *env; /* more relay settings, or NULL */
+	const char *max_batch;  /* sfmock --max-batch, or NULL */
+	int resubscribe;        /* wait until both channels subscribed again */
+	int events;             /* published per channel with the fault */
+	int settle_ms;          /* room for late duplicates before the stop */
+	/* tokens_issued, handshakes and faults_fired when it is over (for
+	 * a rule: how much each moved since the steady state), or NA. */
+	long long tokens, handshakes, fired;
+	struct log_at logged[2];   /* each of these was logged */
+	struct log_at in_order[3]; /* and these, in this order */
+	const char *not_logged;    /* this never */
+	traffic_check_fn *traffic; /* NULL, or more checks */
+};
+
+/*
+ * The retried request came no sooner than the back-off minimum (50 ms;
+ * 40 allowed for clock granularity) after the last faulted one (after
+ * the faulted reply, for faults on replies).
  */
 static void
-run_retry_fault(struct e2e_fixture *f, const char *action, int count,
-                const char *reason)
+check_backoff_gap(struct json_object *log, const struct fault_case *c)
 {
-	const char *flags[] = {"--max-batch", "10", NULL};
-	char rule[256];
-	steady(f, flags, 20, NULL);
-	snprintf(rule, sizeof(rule),
-	         "{\"match\":\"/meta/connect\",\"nth\":3,\"count\":%d,"
-	         "\"action\":\"%s\"}",
-	         count, action);
-	add_fault(f, rule);
-	publish(f, CH_A, 200);
-	publish(f, CH_B, 200);
-	wait_channel(f, CH_A, 220, WAIT_MS);
-	wait_channel(f, CH_B, 220, WAIT_MS);
-	sleep_ms(200); /* room for late duplicates to show */
-	stop_relay(f);
-
-	assert_int_equal(stat_ll(f, "faults_fired"), count);
-	expect_once(f, CH_A, 220);
-	expect_once(f, CH_B, 220);
-	assert_true(log_pos(f, "msg=\"stream retrying after back-off\"", 1) >=
-	            0);
-	assert_true(log_pos(f, reason, 1) >= 0);
-	struct json_object *log = traffic(f);
-	int anchor = last_note(log, "reply", action);
+	int anchor = last_note(log, "reply", c->action);
 	if (anchor < 0)
-		anchor = last_note(log, "fault", action);
+		anchor = last_note(log, "fault", c->action);
 	assert_true(anchor >= 0);
 	int next = find_note(log, anchor + 1, "in", NULL, NULL);
 	/* libcurl itself resends, at once, a request whose reused connection
 	 * closed without a reply: that is not the relay's retry. */
-	if (strcmp(action, "drop_after") == 0 && next > anchor &&
+	if (strcmp(c->action, "drop_after") == 0 && next > anchor &&
 	    strcmp(jstr(json_object_array_get_idx(log, next), "channel"),
 	           "/meta/connect") == 0)
 		next = find_note(log, next + 1, "in", NULL, NULL);
 	assert_true(next > anchor);
 	long long gap = note_t(log, next) - note_t(log, anchor);
 	print_message("# %s: next CometD request %lld ms after the fault\n",
-	              action, gap);
+	              c->action, gap);
 	assert_true(gap >= 40);
-	json_object_put(log);
-	f->ok = 1;
 }
 
+/* After the fault both channels were subscribed again from their
+ * checkpoints. */
 static void
-test_http_500_backs_off(void **state)
+check_resubscribed(struct json_object *log, const struct fault_case *c)
 {
-	run_retry_fault(*state, "http_500", 1, "connect answered HTTP 500");
-}
-
-static void
-test_http_503_backs_off(void **state)
-{
-	run_retry_fault(*state, "http_503", 1, "connect answered HTTP 503");
-}
-
-/* libcurl silently resends a request whose reused connection closed
- * before any reply, so one drop is invisible to the relay; the second
- * (on a fresh connection) is what it sees. */
-static void
-test_drop_backs_off(void **state)
-{
-	run_retry_fault(*state, "drop", 2, "reason=\"connect failed");
-}
-
-static void
-test_malformed_backs_off(void **state)
-{
-	run_retry_fault(*state, "malformed", 1, "connect reply malformed");
-}
-
-static void
-test_truncated_backs_off(void **state)
-{
-	run_retry_fault(*state, "truncated", 1, "connect reply malformed");
-}
-
-/* The server handed the events out, then the connection closed before
- * the reply: they must not be lost. */
-static void
-test_reply_lost_backs_off(void **state)
-{
-	run_retry_fault(*state, "drop_after", 1, "reason=\"connect failed");
-}
-
-/*
- * A refused token in any of its shapes: the relay fetches a new token
- * (tokens_issued + 1) and only then handshakes (handshakes + 1), and
- * resubscribes both channels from their checkpoints; nothing is lost or
- * repeated.
- */
-static void
-run_auth_fault(struct e2e_fixture *f, const char *rule, const char *reason)
-{
-	steady(f, NULL, 20, NULL);
-	long long tokens = stat_ll(f, "tokens_issued");
-	long long shakes = stat_ll(f, "handshakes");
-	assert_int_equal(tokens, 1);
-	add_fault(f, rule);
-	assert_int_equal(wait_log(f->dir, "msg=subscribed", 4, WAIT_MS), 0);
-	publish(f, CH_A, 30);
-	publish(f, CH_B, 30);
-	wait_channel(f, CH_A, 50, WAIT_MS);
-	wait_channel(f, CH_B, 50, WAIT_MS);
-	sleep_ms(200);
-	stop_relay(f);
-
-	assert_int_equal(stat_ll(f, "tokens_issued"), tokens + 1);
-	assert_int_equal(stat_ll(f, "handshakes"), shakes + 1);
-	/* Refused, then a new token, then the handshake. */
-	long refused = log_pos(f, "renewing the token", 1);
-	long authed = log_pos(f, "msg=authenticated", 2);
-	long shaken = log_pos(f, "msg=\"stream handshake done\"", 2);
-	assert_true(refused >= 0);
-	assert_true(log_pos(f, reason, 1) >= 0);
-	assert_true(refused < authed && authed < shaken);
-	struct json_object *log = traffic(f);
+	(void)c;
 	int fi = find_note(log, 0, "fault", NULL, NULL);
 	assert_true(fi >= 0);
-	assert_string_equal(subscribe_replay(log, fi, CH_A), "20");
-	assert_string_equal(subscribe_replay(log, fi, CH_B), "20");
-	json_object_put(log);
-	expect_once(f, CH_A, 50);
-	expect_once(f, CH_B, 50);
-	f->ok = 1;
+	assert_string_equal(subscribe_replay(log, fi, CH_A), PRE_ID);
+	assert_string_equal(subscribe_replay(log, fi, CH_B), PRE_ID);
 }
 
+/* The same, after a new handshake. */
 static void
-test_http_401_renews_token(void **state)
+check_rehandshaken(struct json_object *log, const struct fault_case *c)
 {
-	run_auth_fault(*state,
-	               "{\"match\":\"/meta/connect\",\"action\":\"http_401\"}",
-	               "connect answered HTTP 401");
-}
-
-static void
-test_bayeux_401_renews_token(void **state)
-{
-	run_auth_fault(
-	    *state, "{\"match\":\"/meta/connect\",\"action\":\"auth_invalid\"}",
-	    "401::Authentication invalid");
-}
-
-static void
-test_expired_tokens_renewed(void **state)
-{
-	run_auth_fault(
-	    *state,
-	    "{\"match\":\"/meta/connect\",\"action\":\"expire_tokens\"}",
-	    "401::Authentication invalid");
-}
-
-/* The handshake refused as Salesforce refuses a bad session: 403
- * Handshake denied with failureReason 401::Authentication invalid. */
-static void
-test_handshake_denied_renews_token(void **state)
-{
-	struct e2e_fixture *f = *state;
-	const char *flags[] = {
-	    "--fault", "action=handshake_denied,match=/meta/handshake,nth=1",
-	    NULL};
-	start_mock(f, flags);
-	publish(f, CH_A, 25);
-	publish(f, CH_B, 25);
-	start_relay(f, BOTH, NULL);
-	assert_int_equal(wait_channel(f, CH_A, 25, WAIT_MS), 25);
-	assert_int_equal(wait_channel(f, CH_B, 25, WAIT_MS), 25);
-	sleep_ms(200);
-	stop_relay(f);
-	assert_int_equal(stat_ll(f, "tokens_issued"), 2);
-	assert_int_equal(stat_ll(f, "handshakes"), 2);
-	long refused = log_pos(f, "renewing the token", 1);
-	assert_true(refused >= 0);
-	assert_true(log_pos(f, "403::Handshake denied", 1) >= 0);
-	assert_true(refused < log_pos(f, "msg=authenticated", 2));
-	expect_once(f, CH_A, 25);
-	expect_once(f, CH_B, 25);
-	f->ok = 1;
-}
-
-/*
- * The session is gone (403::Unknown client, or the server forgot every
- * client): the relay handshakes again with the token it has, and
- * resubscribes every channel from its checkpoint.
- */
-static void
-run_session_fault(struct e2e_fixture *f, const char *rule, const char *reason)
-{
-	steady(f, NULL, 20, NULL);
-	long long tokens = stat_ll(f, "tokens_issued");
-	long long shakes = stat_ll(f, "handshakes");
-	add_fault(f, rule);
-	assert_int_equal(wait_log(f->dir, "msg=subscribed", 4, WAIT_MS), 0);
-	publish(f, CH_A, 30);
-	publish(f, CH_B, 30);
-	wait_channel(f, CH_A, 50, WAIT_MS);
-	wait_channel(f, CH_B, 50, WAIT_MS);
-	sleep_ms(200);
-	stop_relay(f);
-
-	assert_int_equal(stat_ll(f, "handshakes"), shakes + 1);
-	assert_int_equal(stat_ll(f, "tokens_issued"), tokens);
-	assert_true(log_pos(f, "msg=\"stream session lost; handshaking again\"",
-	                    1) >= 0);
-	assert_true(log_pos(f, reason, 1) >= 0);
-	struct json_object *log = traffic(f);
 	int fi = find_note(log, 0, "fault", NULL, NULL);
 	assert_true(fi >= 0);
 	assert_true(find_note(log, fi, "in", "/meta/handshake", NULL) > fi);
-	assert_string_equal(subscribe_replay(log, fi, CH_A), "20");
-	assert_string_equal(subscribe_replay(log, fi, CH_B), "20");
-	json_object_put(log);
-	expect_once(f, CH_A, 50);
-	expect_once(f, CH_B, 50);
-	f->ok = 1;
+	check_resubscribed(log, c);
 }
 
+/* Three refused handshakes, each retry at least the back-off minimum
+ * after the one before. */
 static void
-test_unknown_client_rehandshakes(void **state)
+check_handshakes_spaced(struct json_object *log, const struct fault_case *c)
 {
-	run_session_fault(
-	    *state,
-	    "{\"match\":\"/meta/connect\",\"action\":\"unknown_client\"}",
-	    "403::Unknown client");
-}
-
-static void
-test_forgotten_clients_rehandshake(void **state)
-{
-	run_session_fault(
-	    *state,
-	    "{\"match\":\"/meta/connect\",\"action\":\"forget_clients\"}",
-	    "403::Unknown client");
-}
-
-/* advice reconnect=handshake on a successful connect: same as losing
- * the session, without any error. */
-static void
-test_advice_handshake_rehandshakes(void **state)
-{
-	run_session_fault(*state,
-	                  "{\"match\":\"/meta/connect\","
-	                  "\"action\":\"advice_handshake\"}",
-	                  "reason=\"server advised handshake\"");
-}
-
-/* The org's concurrent user limit, on the handshake (as Salesforce
- * sends it: 403::Handshake denied, failureReason 403::Organization
- * concurrent user limit exceeded, advice none): not an authentication
- * problem, so no new token; the relay backs off and handshakes again
- * until the limit clears, then events flow. */
-static void
-test_concurrent_limit_backs_off(void **state)
-{
-	struct e2e_fixture *f = *state;
-	const char *flags[] = {
-	    "--fault", "action=concurrent_limit,match=/meta/handshake,count=3",
-	    NULL};
-	start_mock(f, flags);
-	publish(f, CH_A, 15);
-	publish(f, CH_B, 15);
-	start_relay(f, BOTH, NULL);
-	assert_int_equal(wait_channel(f, CH_A, 15, WAIT_MS), 15);
-	assert_int_equal(wait_channel(f, CH_B, 15, WAIT_MS), 15);
-	sleep_ms(200);
-	stop_relay(f);
-	assert_int_equal(stat_ll(f, "handshakes"), 4);
-	assert_int_equal(stat_ll(f, "tokens_issued"), 1);
-	assert_int_equal(stat_ll(f, "faults_fired"), 3);
-	assert_true(log_pos(f, "concurrent user limit exceeded", 1) >= 0);
-	assert_true(log_pos(f, "msg=\"stream retrying after back-off\"", 3) >=
-	            0);
-	struct json_object *log = traffic(f);
+	(void)c;
 	int prev = find_note(log, 0, "in", "/meta/handshake", NULL);
 	for (int k = 0; k < 3; k++) {
 		int next =
@@ -614,69 +440,226 @@ test_concurrent_limit_backs_off(void **state)
 		assert_true(note_t(log, next) - note_t(log, prev) >= 40);
 		prev = next;
 	}
-	json_object_put(log);
-	expect_once(f, CH_A, 15);
-	expect_once(f, CH_B, 15);
-	f->ok = 1;
 }
 
-/* A slow server inside the relay's request time limit: the relay waits,
- * nothing is retried. */
+/* The delayed handshake (700 ms) was waited for. */
 static void
-test_delay_is_waited_for(void **state)
+check_delay_waited(struct json_object *log, const struct fault_case *c)
 {
-	struct e2e_fixture *f = *state;
-	const char *flags[] = {
-	    "--fault", "action=delay,match=/meta/handshake,ms=700", NULL};
-	start_mock(f, flags);
-	publish(f, CH_A, 10);
-	publish(f, CH_B, 10);
-	start_relay(f, BOTH, NULL);
-	assert_int_equal(wait_channel(f, CH_A, 10, WAIT_MS), 10);
-	assert_int_equal(wait_channel(f, CH_B, 10, WAIT_MS), 10);
-	sleep_ms(100);
-	stop_relay(f);
-	struct json_object *log = traffic(f);
+	(void)c;
 	int fi = find_note(log, 0, "fault", NULL, "delay");
 	int in = find_note(log, fi, "in", "/meta/handshake", NULL);
 	assert_true(fi >= 0 && in > fi);
 	assert_true(note_t(log, in) - note_t(log, fi) >= 650);
-	json_object_put(log);
-	assert_int_equal(stat_ll(f, "handshakes"), 1);
-	assert_true(log_pos(f, "stream retrying after back-off", 1) < 0);
-	expect_once(f, CH_A, 10);
-	expect_once(f, CH_B, 10);
-	f->ok = 1;
 }
 
-/* A server slower than the relay's time limit (1 s): the relay gives
- * up on the request, backs off and handshakes again. */
+/* The retried handshake reached the mock before the delayed one
+ * (2500 ms) would have been answered. */
 static void
-test_delay_past_timeout_retries(void **state)
+check_delay_abandoned(struct json_object *log, const struct fault_case *c)
 {
-	struct e2e_fixture *f = *state;
-	const char *flags[] = {
-	    "--fault", "action=delay,match=/meta/handshake,nth=1,ms=2500",
-	    NULL};
-	const char *env[] = {"SFRELAY_HTTP_TIMEOUT=1000", NULL};
-	start_mock(f, flags);
-	publish(f, CH_A, 10);
-	publish(f, CH_B, 10);
-	start_relay(f, BOTH, env);
-	assert_int_equal(wait_channel(f, CH_A, 10, WAIT_MS), 10);
-	assert_int_equal(wait_channel(f, CH_B, 10, WAIT_MS), 10);
-	sleep_ms(100);
-	stop_relay(f);
-	assert_true(log_pos(f, "reason=\"handshake failed", 1) >= 0);
-	struct json_object *log = traffic(f);
+	(void)c;
 	int fi = find_note(log, 0, "fault", NULL, "delay");
 	int first = find_note(log, 0, "in", "/meta/handshake", NULL);
 	assert_true(fi >= 0 && first > fi);
-	/* The retried handshake reached the mock before the delayed one. */
 	assert_true(note_t(log, first) - note_t(log, fi) < 2400);
-	json_object_put(log);
-	expect_once(f, CH_A, 10);
-	expect_once(f, CH_B, 10);
+}
+
+/* From the third connect after the rule is added, count connects get
+ * action. */
+#define CONNECT_FAULT(action, count)                                           \
+	"{\"match\":\"/meta/connect\",\"nth\":3,\"count\":" #count             \
+	",\"action\":\"" action "\"}"
+#define CONNECT_RULE(action)                                                   \
+	"{\"match\":\"/meta/connect\",\"action\":\"" action "\"}"
+#define BACKED_OFF "msg=\"stream retrying after back-off\""
+#define RENEWED "renewing the token"
+#define AUTHED "msg=authenticated"
+#define SHAKEN "msg=\"stream handshake done\""
+#define SESSION_LOST "msg=\"stream session lost; handshaking again\""
+
+static const char *const short_timeout[] = {"SFRELAY_HTTP_TIMEOUT=1000", NULL};
+
+/* Backed off and retried, while 200 events per channel flow in batches
+ * of 10 (so the faulted connects carry events). */
+#define RETRY(test, act, count, reason)                                        \
+	{                                                                      \
+		.name = test, .rule = CONNECT_FAULT(act, count),               \
+		.action = act, .max_batch = "10", .events = 200,               \
+		.settle_ms = 200, .tokens = NA, .handshakes = NA,              \
+		.fired = count, .logged = {{BACKED_OFF, 1}, {reason, 1}},      \
+		.traffic = check_backoff_gap                                   \
+	}
+/* A new token, only then the handshake; both channels resubscribed
+ * from their checkpoints. */
+#define RENEW(test, act, reason)                                               \
+	{                                                                      \
+		.name = test, .rule = CONNECT_RULE(act), .resubscribe = 1,     \
+		.events = 30, .settle_ms = 200, .tokens = 1, .handshakes = 1,  \
+		.fired = NA, .logged = {{reason, 1}},                          \
+		.in_order = {{RENEWED, 1}, {AUTHED, 2}, {SHAKEN, 2}},          \
+		.traffic = check_resubscribed                                  \
+	}
+/* A new handshake with the token it has; both channels resubscribed
+ * from their checkpoints. */
+#define REHANDSHAKE(test, act, reason)                                         \
+	{                                                                      \
+		.name = test, .rule = CONNECT_RULE(act), .resubscribe = 1,     \
+		.events = 30, .settle_ms = 200, .tokens = 0, .handshakes = 1,  \
+		.fired = NA, .logged = {{SESSION_LOST, 1}, {reason, 1}},       \
+		.traffic = check_rehandshaken                                  \
+	}
+
+/* A --fault flag at start-up with n events per channel published, a
+ * pause of settle ms before the stop, the three counters, then the
+ * case's other fields. */
+#define AT_START(test, fault, n, settle, tok, shk, fir, ...)                   \
+	{                                                                      \
+		.name = test, .flag = fault, .events = n, .settle_ms = settle, \
+		.tokens = tok, .handshakes = shk, .fired = fir, __VA_ARGS__    \
+	}
+
+static const struct fault_case fault_cases[] = {
+    RETRY("test_http_500_backs_off", "http_500", 1,
+          "connect answered HTTP 500"),
+    RETRY("test_http_503_backs_off", "http_503", 1,
+          "connect answered HTTP 503"),
+    /* libcurl silently resends a request whose reused connection closed
+     * before any reply, so one drop is invisible to the relay; the
+     * second (on a fresh connection) is what it sees. */
+    RETRY("test_drop_backs_off", "drop", 2, "reason=\"connect failed"),
+    RETRY("test_malformed_backs_off", "malformed", 1,
+          "connect reply malformed"),
+    RETRY("test_truncated_backs_off", "truncated", 1,
+          "connect reply malformed"),
+    /* The server handed the events out, then the connection closed
+     * before the reply: they must not be lost. */
+    RETRY("test_reply_lost_backs_off", "drop_after", 1,
+          "reason=\"connect failed"),
+
+    /* A refused token in any of its shapes. */
+    RENEW("test_http_401_renews_token", "http_401",
+          "connect answered HTTP 401"),
+    RENEW("test_bayeux_401_renews_token", "auth_invalid",
+          "401::Authentication invalid"),
+    RENEW("test_expired_tokens_renewed", "expire_tokens",
+          "401::Authentication invalid"),
+    /* The handshake refused as Salesforce refuses a bad session: 403
+     * Handshake denied with failureReason 401::Authentication invalid. */
+    AT_START("test_handshake_denied_renews_token",
+             "action=handshake_denied,match=/meta/handshake,nth=1", 25, 200, 2,
+             2, NA, .logged = {{"403::Handshake denied", 1}},
+             .in_order = {{RENEWED, 1}, {AUTHED, 2}}),
+
+    /* The session is gone (403::Unknown client, or the server forgot
+     * every client, or it advised a handshake on a successful connect). */
+    REHANDSHAKE("test_unknown_client_rehandshakes", "unknown_client",
+                "403::Unknown client"),
+    REHANDSHAKE("test_forgotten_clients_rehandshake", "forget_clients",
+                "403::Unknown client"),
+    REHANDSHAKE("test_advice_handshake_rehandshakes", "advice_handshake",
+                "reason=\"server advised handshake\""),
+
+    /* The org's concurrent user limit, on the handshake (as Salesforce
+     * sends it: 403::Handshake denied, failureReason 403::Organization
+     * concurrent user limit exceeded, advice none): not an
+     * authentication problem, so no new token; the relay backs off and
+     * handshakes again until the limit clears, then events flow. */
+    AT_START("test_concurrent_limit_backs_off",
+             "action=concurrent_limit,match=/meta/handshake,count=3", 15, 200,
+             1, 4, 3,
+             .logged = {{"concurrent user limit exceeded", 1}, {BACKED_OFF, 3}},
+             .traffic = check_handshakes_spaced),
+    /* A slow server inside the relay's request time limit: the relay
+     * waits, nothing is retried. */
+    AT_START("test_delay_is_waited_for",
+             "action=delay,match=/meta/handshake,ms=700", 10, 100, NA, 1, NA,
+             .not_logged = "stream retrying after back-off",
+             .traffic = check_delay_waited),
+    /* A server slower than the relay's time limit (1 s): the relay gives
+     * up on the request, backs off and handshakes again. */
+    AT_START("test_delay_past_timeout_retries",
+             "action=delay,match=/meta/handshake,nth=1,ms=2500", 10, 100, NA,
+             NA, NA, .env = short_timeout,
+             .logged = {{"reason=\"handshake failed", 1}},
+             .traffic = check_delay_abandoned),
+    /* The token endpoint unavailable once: back-off, then a token. */
+    AT_START("test_token_endpoint_503_backs_off", "action=http_503,match=token",
+             5, 0, 1, NA, 1, .logged = {{"stream retrying after back-off", 1}}),
+};
+
+/* A counter against the case: now - before must be want (NA: skip). */
+static void
+expect_moved(struct e2e_fixture *f, const char *key, long long before,
+             long long want)
+{
+	if (want == NA)
+		return;
+	long long now = stat_ll(f, key);
+	if (now - before != want)
+		fail_msg("%s: %lld, expected %lld", key, now, before + want);
+}
+
+static void
+run_fault_case(void **state)
+{
+	struct e2e_fixture *f = *state;
+	const struct fault_case *c = f->param;
+	long long tokens = 0, shakes = 0, fired = 0;
+	long total = c->events;
+
+	if (c->rule != NULL) {
+		const char *batch[] = {"--max-batch", c->max_batch, NULL};
+		steady(f, c->max_batch != NULL ? batch : NULL, PRE, c->env);
+		tokens = stat_ll(f, "tokens_issued");
+		shakes = stat_ll(f, "handshakes");
+		fired = stat_ll(f, "faults_fired");
+		assert_int_equal(tokens, 1);
+		assert_int_equal(fired, 0);
+		add_fault(f, c->rule);
+		if (c->resubscribe)
+			assert_int_equal(
+			    wait_log(f->dir, "msg=subscribed", 4, WAIT_MS), 0);
+		publish(f, CH_A, c->events);
+		publish(f, CH_B, c->events);
+		total += PRE;
+	} else {
+		const char *flags[] = {"--fault", c->flag, NULL};
+		start_mock(f, flags);
+		publish(f, CH_A, c->events);
+		publish(f, CH_B, c->events);
+		start_relay(f, BOTH, c->env);
+	}
+	assert_int_equal(wait_channel(f, CH_A, (size_t)total, WAIT_MS), total);
+	assert_int_equal(wait_channel(f, CH_B, (size_t)total, WAIT_MS), total);
+	if (c->settle_ms > 0)
+		sleep_ms(c->settle_ms);
+	stop_relay(f);
+
+	expect_moved(f, "tokens_issued", tokens, c->tokens);
+	expect_moved(f, "handshakes", shakes, c->handshakes);
+	expect_moved(f, "faults_fired", fired, c->fired);
+	for (size_t i = 0; i < 2 && c->logged[i].text != NULL; i++)
+		if (log_pos(f, c->logged[i].text, c->logged[i].nth) < 0)
+			fail_msg("not logged (%d): %s", c->logged[i].nth,
+			         c->logged[i].text);
+	long prev = -1;
+	for (size_t i = 0; i < 3 && c->in_order[i].text != NULL; i++) {
+		long pos = log_pos(f, c->in_order[i].text, c->in_order[i].nth);
+		if (pos < 0 || pos <= prev)
+			fail_msg("not logged (%d) after the line before: %s",
+			         c->in_order[i].nth, c->in_order[i].text);
+		prev = pos;
+	}
+	if (c->not_logged != NULL)
+		assert_true(log_pos(f, c->not_logged, 1) < 0);
+	if (c->traffic != NULL) {
+		struct json_object *log = traffic(f);
+		c->traffic(log, c);
+		json_object_put(log);
+	}
+	expect_once(f, CH_A, total);
+	expect_once(f, CH_B, total);
 	f->ok = 1;
 }
 
@@ -708,12 +691,7 @@ test_advice_interval_honoured(void **state)
 	assert_true(gap >= 400);
 	assert_true(gap < 5000);
 	json_object_put(log);
-	publish(f, CH_A, 10);
-	publish(f, CH_B, 10);
-	wait_channel(f, CH_A, 15, WAIT_MS);
-	wait_channel(f, CH_B, 15, WAIT_MS);
-	sleep_ms(100);
-	stop_relay(f);
+	more_then_stop(f, 10, 15);
 	expect_once(f, CH_A, 15);
 	expect_once(f, CH_B, 15);
 	f->ok = 1;
@@ -774,12 +752,7 @@ test_advice_none_ends_the_session(void **state)
 		f->ok = 1;
 		return;
 	}
-	publish(f, CH_A, 10);
-	publish(f, CH_B, 10);
-	wait_channel(f, CH_A, 15, WAIT_MS);
-	wait_channel(f, CH_B, 15, WAIT_MS);
-	sleep_ms(100);
-	stop_relay(f);
+	more_then_stop(f, 10, 15);
 	expect_once(f, CH_A, 15);
 	expect_once(f, CH_B, 15);
 	f->ok = 1;
@@ -954,27 +927,6 @@ test_failed_subscribe_retried_beside_others(void **state)
 	f->ok = 1;
 }
 
-/* The token endpoint unavailable once: back-off, then a token. */
-static void
-test_token_endpoint_503_backs_off(void **state)
-{
-	struct e2e_fixture *f = *state;
-	const char *flags[] = {"--fault", "action=http_503,match=token", NULL};
-	start_mock(f, flags);
-	publish(f, CH_A, 5);
-	publish(f, CH_B, 5);
-	start_relay(f, BOTH, NULL);
-	assert_int_equal(wait_channel(f, CH_A, 5, WAIT_MS), 5);
-	assert_int_equal(wait_channel(f, CH_B, 5, WAIT_MS), 5);
-	stop_relay(f);
-	assert_int_equal(stat_ll(f, "tokens_issued"), 1);
-	assert_int_equal(stat_ll(f, "faults_fired"), 1);
-	assert_true(log_pos(f, "stream retrying after back-off", 1) >= 0);
-	expect_once(f, CH_A, 5);
-	expect_once(f, CH_B, 5);
-	f->ok = 1;
-}
-
 /* POSTs a bare Bayeux message (no token) to the CometD endpoint;
  * returns the HTTP status. */
 static long
@@ -1109,8 +1061,10 @@ test_bad_flags_refused(void **state)
  * same --state on the same port: channels, replay ids, retained events
  * and tokens are all there; the relay only has to handshake again. */
 static void
-run_state_restart(struct e2e_fixture *f, int sig)
+test_state_restart(void **state)
 {
+	struct e2e_fixture *f = *state;
+	const int sig = *(const int *)f->param;
 	char statef[4200], port[16];
 	snprintf(statef, sizeof(statef), "%s/mock.state", f->dir);
 	const char *flags[] = {"--state", statef, NULL};
@@ -1140,12 +1094,7 @@ run_state_restart(struct e2e_fixture *f, int sig)
 	assert_int_equal(jll(a, "retained"), 50);
 	json_object_put(st);
 	/* New events continue the numbering. */
-	publish(f, CH_A, 10);
-	publish(f, CH_B, 10);
-	wait_channel(f, CH_A, 60, WAIT_MS);
-	wait_channel(f, CH_B, 60, WAIT_MS);
-	sleep_ms(100);
-	stop_relay(f);
+	more_then_stop(f, 10, 60);
 	/* The old token was still good: a new session, no new token. */
 	assert_int_equal(stat_ll(f, "tokens_issued"), 0);
 	assert_true(log_pos(f, "renewing the token", 1) < 0);
@@ -1155,18 +1104,6 @@ run_state_restart(struct e2e_fixture *f, int sig)
 	f->ok = 1;
 }
 
-static void
-test_state_survives_sigkill(void **state)
-{
-	run_state_restart(*state, SIGKILL);
-}
-
-static void
-test_state_survives_sigterm(void **state)
-{
-	run_state_restart(*state, SIGTERM);
-}
-
 static int
 setup(void **state)
 {
@@ -1174,37 +1111,42 @@ setup(void **state)
 }
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, e2e_teardown)
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* A table's case as a cmocka test of its own name: the case is the
+ * test's initial state, e2e_setup() hands it on as the fixture's param. */
+static struct CMUnitTest
+case_test(const char *name, CMUnitTestFunction fn, const void *param)
+{
+	struct CMUnitTest t = {name, fn, setup, e2e_teardown,
+	                       (void *)(uintptr_t)param};
+	return t;
+}
 
 int
 main(void)
 {
-	signal(SIGPIPE, SIG_IGN);
-	const struct CMUnitTest tests[] = {
+	static const int sigkill = SIGKILL, sigterm = SIGTERM;
+	const struct CMUnitTest plain[] = {
 	    T(test_fault_plan_interface),
 	    T(test_bad_flags_refused),
-	    T(test_http_500_backs_off),
-	    T(test_http_503_backs_off),
-	    T(test_drop_backs_off),
-	    T(test_malformed_backs_off),
-	    T(test_truncated_backs_off),
-	    T(test_reply_lost_backs_off),
-	    T(test_http_401_renews_token),
-	    T(test_bayeux_401_renews_token),
-	    T(test_expired_tokens_renewed),
-	    T(test_handshake_denied_renews_token),
-	    T(test_unknown_client_rehandshakes),
-	    T(test_forgotten_clients_rehandshake),
-	    T(test_advice_handshake_rehandshakes),
-	    T(test_concurrent_limit_backs_off),
-	    T(test_delay_is_waited_for),
-	    T(test_delay_past_timeout_retries),
 	    T(test_advice_interval_honoured),
 	    T(test_advice_none_ends_the_session),
 	    T(test_invalid_replay_id_is_a_recorded_gap),
 	    T(test_failed_subscribe_retried_beside_others),
-	    T(test_token_endpoint_503_backs_off),
-	    T(test_state_survives_sigkill),
-	    T(test_state_survives_sigterm),
 	};
+	struct CMUnitTest tests[ARRAY_LEN(plain) + ARRAY_LEN(fault_cases) + 2];
+	size_t n = 0;
+
+	signal(SIGPIPE, SIG_IGN);
+	for (size_t i = 0; i < ARRAY_LEN(plain); i++)
+		tests[n++] = plain[i];
+	for (size_t i = 0; i < ARRAY_LEN(fault_cases); i++)
+		tests[n++] = case_test(fault_cases[i].name, run_fault_case,
+		                       &fault_cases[i]);
+	tests[n++] = case_test("test_state_survives_sigkill",
+	                       test_state_restart, &sigkill);
+	tests[n++] = case_test("test_state_survives_sigterm",
+	                       test_state_restart, &sigterm);
 	return cmocka_run_group_tests_name("e2e_faults", tests, NULL, NULL);
 }

@@ -21,17 +21,6 @@
 #define PER_CHANNEL 500
 #define ROUNDS 10
 
-struct fixture {
-	char *dir;
-	struct proc mock;
-	struct proc relay;
-	int port;
-	char base[64];
-	char out[4096];
-	char err[4096];
-	int failed;
-};
-
 static char *
 env_kv(const char *k, const char *v)
 {
@@ -43,21 +32,22 @@ env_kv(const char *k, const char *v)
 
 /* Starts sfrelay with the mock's default identity plus overrides. */
 static int
-start_relay(struct fixture *f, const char *channels, const char *password)
+start_relay(struct e2e_fixture *f, const char *channels, const char *password)
 {
-	char bin[512], state[4200];
+	char bin[512], state[4200], base[64];
 	harness_bin("sfrelay", bin, sizeof(bin));
 	snprintf(state, sizeof(state), "%s/state", f->dir);
+	snprintf(base, sizeof(base), "http://127.0.0.1:%d", f->port);
 	char *env[] = {
-		env_kv("SFRELAY_STATE_DIR", state),
-		env_kv("SFDC_LOGIN_URL", f->base),
-		env_kv("SFDC_CLIENT_ID", "sfmock-client-id"),
-		env_kv("SFDC_CLIENT_SECRET", "sfmock-client-secret"),
-		env_kv("SFDC_USERNAME", "relay@sfmock.test"),
-		env_kv("SFDC_PASSWORD", password),
-		env_kv("SFRELAY_CHANNELS", channels),
-		env_kv("SFRELAY_LOG_LEVEL", "debug"),
-		NULL,
+	    env_kv("SFRELAY_STATE_DIR", state),
+	    env_kv("SFDC_LOGIN_URL", base),
+	    env_kv("SFDC_CLIENT_ID", "sfmock-client-id"),
+	    env_kv("SFDC_CLIENT_SECRET", "sfmock-client-secret"),
+	    env_kv("SFDC_USERNAME", "relay@sfmock.test"),
+	    env_kv("SFDC_PASSWORD", password),
+	    env_kv("SFRELAY_CHANNELS", channels),
+	    env_kv("SFRELAY_LOG_LEVEL", "debug"),
+	    NULL,
 	};
 	const char *argv[] = {bin, NULL};
 	int rc = proc_start(&f->relay, argv, (const char *const *)env, f->out,
@@ -70,34 +60,20 @@ start_relay(struct fixture *f, const char *channels, const char *password)
 static int
 setup(void **state)
 {
-	struct fixture *f = calloc(1, sizeof(*f));
-	f->dir = harness_tmpdir("e2e");
-	assert_non_null(f->dir);
+	struct e2e_fixture *f;
+	assert_int_equal(e2e_setup(state, "e2e"), 0);
+	f = *state;
 	const char *flags[] = {"--channel", TOPIC, "--channel", PLATFORM,
 			       NULL};
 	f->port = sfmock_start(&f->mock, f->dir, flags);
 	assert_true(f->port > 0);
-	snprintf(f->base, sizeof(f->base), "http://127.0.0.1:%d", f->port);
-	snprintf(f->out, sizeof(f->out), "%s/relay.out", f->dir);
-	snprintf(f->err, sizeof(f->err), "%s/relay.err", f->dir);
-	f->failed = 1; /* cleared by a test that reaches its end */
-	*state = f;
-	return 0;
-}
-
-static int
-teardown(void **state)
-{
-	struct fixture *f = *state;
-	harness_finish(&f->relay, &f->mock, f->dir, f->failed);
-	free(f);
 	return 0;
 }
 
 /* Waits until the relay logged n "subscribed" lines and its connect is
  * held by the mock, so events published from now on reach it. */
 static int
-wait_subscribed(struct fixture *f, int n)
+wait_subscribed(struct e2e_fixture *f, int n)
 {
 	for (long long end = now_ms() + 15000; now_ms() < end; sleep_ms(20)) {
 		char *log = file_read(f->err, NULL);
@@ -113,10 +89,11 @@ wait_subscribed(struct fixture *f, int n)
 }
 
 static void
-get_token(struct fixture *f, char *token, size_t len)
+get_token(struct e2e_fixture *f, char *token, size_t len)
 {
 	char url[128], resp[4096];
-	snprintf(url, sizeof(url), "%s/services/oauth2/token", f->base);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/services/oauth2/token",
+	         f->port);
 	long st = http_call(
 		"POST", url, NULL,
 		"grant_type=password&client_id=sfmock-client-id&client_secret="
@@ -135,22 +112,25 @@ get_token(struct fixture *f, char *token, size_t len)
 }
 
 static void
-publish_topic(struct fixture *f, int count)
+publish_topic(struct e2e_fixture *f, int count)
 {
 	char url[256], resp[512];
 	snprintf(url, sizeof(url),
-		 "%s/_mock/publish?channel=%%2Ftopic%%2FE2eAccounts&count=%d",
-		 f->base, count);
+	         "http://127.0.0.1:%d/_mock/publish?channel=%%2Ftopic%%2F"
+	         "E2eAccounts&count=%d",
+	         f->port, count);
 	assert_int_equal(http_call("POST", url, NULL, "", resp, sizeof(resp)),
 			 200);
 }
 
 static void
-publish_platform(struct fixture *f, const char *token, int seq)
+publish_platform(struct e2e_fixture *f, const char *token, int seq)
 {
 	char url[256], auth[1024], body[256], resp[512];
-	snprintf(url, sizeof(url),
-		 "%s/services/data/v61.0/sobjects/E2e_Order__e", f->base);
+	snprintf(
+	    url, sizeof(url),
+	    "http://127.0.0.1:%d/services/data/v61.0/sobjects/E2e_Order__e",
+	    f->port);
 	snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
 	snprintf(body, sizeof(body),
 		 "{\"OrderSeq__c\":%d,\"Note__c\":\"order \\\"%d\\\" ok\"}",
@@ -227,7 +207,7 @@ check_line(const char *line, const char *channel, int seq)
 static void
 test_thousand_events_two_channels(void **state)
 {
-	struct fixture *f = *state;
+	struct e2e_fixture *f = *state;
 	char token[512];
 	assert_int_equal(start_relay(f, TOPIC "," PLATFORM, "sfmock-password"),
 			 0);
@@ -271,37 +251,37 @@ test_thousand_events_two_channels(void **state)
 	/* The password and the token never reach the relay's logs. */
 	assert_false(file_contains(f->err, "sfmock-password"));
 	assert_false(file_contains(f->err, token));
-	f->failed = 0;
+	f->ok = 1;
 }
 
 static void
 test_bad_credentials_exit_77(void **state)
 {
-	struct fixture *f = *state;
+	struct e2e_fixture *f = *state;
 	assert_int_equal(start_relay(f, TOPIC, "wrong-password"), 0);
 	assert_int_equal(proc_wait(&f->relay, 15000), 77);
 	assert_true(file_contains(f->err, "authentication failure"));
 	assert_false(file_contains(f->err, "wrong-password"));
 	assert_int_equal(file_count_lines(f->out), 0);
-	f->failed = 0;
+	f->ok = 1;
 }
 
 static void
 test_sigterm_when_idle_exits_0(void **state)
 {
-	struct fixture *f = *state;
+	struct e2e_fixture *f = *state;
 	assert_int_equal(start_relay(f, TOPIC, "sfmock-password"), 0);
 	assert_int_equal(wait_subscribed(f, 1), 0);
 	sleep_ms(200); /* let the long poll be held */
 	assert_int_equal(proc_stop(&f->relay, SIGTERM, 10000), 0);
 	assert_true(file_contains(f->err, "msg=stopped"));
-	f->failed = 0;
+	f->ok = 1;
 }
 
 static void
 test_bad_config_exit_78(void **state)
 {
-	struct fixture *f = *state;
+	struct e2e_fixture *f = *state;
 	char bin[512];
 	harness_bin("sfrelay", bin, sizeof(bin));
 	const char *env[] = {"SFDC_LOGIN_URL=ftp://nope",
@@ -314,7 +294,7 @@ test_bad_config_exit_78(void **state)
 	assert_true(file_contains(f->err, "SFRELAY_CHANNELS"));
 	assert_true(file_contains(f->err, "SFDC_CLIENT_ID"));
 	assert_true(file_contains(f->err, "SFDC_PASSWORD"));
-	f->failed = 0;
+	f->ok = 1;
 }
 
 int
@@ -322,14 +302,14 @@ main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(
-			test_thousand_events_two_channels, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_bad_credentials_exit_77,
-						setup, teardown),
-		cmocka_unit_test_setup_teardown(test_sigterm_when_idle_exits_0,
-						setup, teardown),
-		cmocka_unit_test_setup_teardown(test_bad_config_exit_78, setup,
-						teardown),
+	    cmocka_unit_test_setup_teardown(test_thousand_events_two_channels,
+	                                    setup, e2e_teardown),
+	    cmocka_unit_test_setup_teardown(test_bad_credentials_exit_77, setup,
+	                                    e2e_teardown),
+	    cmocka_unit_test_setup_teardown(test_sigterm_when_idle_exits_0,
+	                                    setup, e2e_teardown),
+	    cmocka_unit_test_setup_teardown(test_bad_config_exit_78, setup,
+	                                    e2e_teardown),
 	};
 	return cmocka_run_group_tests_name("e2e_stream", tests, NULL, NULL);
 }

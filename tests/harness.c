@@ -1,4 +1,10 @@
-/* End-to-end test helpers (see harness.h). */
+/* Test helpers (see harness.h). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
+
 #include "harness.h"
 
 #include <dirent.h>
@@ -258,20 +264,30 @@ harness_finish(struct proc *relay, struct proc *mock, char *dir, int keep)
 }
 
 int
-e2e_setup(void **state, const char *name)
+e2e_fixture_init(struct e2e_fixture *f, const char *name)
 {
-	struct e2e_fixture *f = calloc(1, sizeof(*f));
-	if (f == NULL)
-		return -1;
+	memset(f, 0, sizeof(*f));
 	f->dir = harness_tmpdir(name);
-	if (f->dir == NULL) {
-		free(f);
+	if (f->dir == NULL)
 		return -1;
-	}
 	snprintf(f->out, sizeof(f->out), "%s/relay.out", f->dir);
 	snprintf(f->err, sizeof(f->err), "%s/relay.err", f->dir);
 	snprintf(f->ckpt, sizeof(f->ckpt), "%s/state/checkpoints.json",
 		 f->dir);
+	return 0;
+}
+
+int
+e2e_setup(void **state, const char *name)
+{
+	struct e2e_fixture *f = malloc(sizeof(*f));
+	if (f == NULL)
+		return -1;
+	if (e2e_fixture_init(f, name) != 0) {
+		free(f);
+		return -1;
+	}
+	f->param = *state;
 	*state = f;
 	return 0;
 }
@@ -582,3 +598,115 @@ stderr_capture(void (*fn)(const char *), const char *arg, size_t *len)
 		*len = (size_t)n;
 	return buf;
 }
+
+char *
+load_test_file(const char *dir, const char *name, size_t *len)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s%s", dir, name);
+	char *buf = file_read(path, len);
+	if (buf == NULL)
+		fail_msg("cannot read %s (run from the repository root)", path);
+	return buf;
+}
+
+void
+expect_str(const char *ctx, const char *field, const char *want,
+           const char *got)
+{
+	if (want == NULL && got == NULL)
+		return;
+	if (want == NULL || got == NULL || strcmp(want, got) != 0)
+		fail_msg("%s: %s: want \"%s\", got \"%s\"", ctx, field,
+		         want == NULL ? "(null)" : want,
+		         got == NULL ? "(null)" : got);
+}
+
+void
+expect_long(const char *ctx, const char *field, long want, long got)
+{
+	if (want != got)
+		fail_msg("%s: %s: want %ld, got %ld", ctx, field, want, got);
+}
+
+/* The two decoders word a few refusals apart: json-c's leniency is
+ * screened after parsing in bayeux_decode, refused by the stream's own
+ * parser as it reads. */
+#define NONSTD "not a standard JSON value"
+
+const struct harness_bad_body harness_bad_bodies[] = {
+    {"not json", "hello, world", 0, "invalid JSON", "invalid JSON"},
+    {"html error page", "<html><body>503</body></html>", 0, "invalid JSON",
+     "invalid JSON"},
+    {"whitespace only", " \r\n\t ", 0, "empty body", "empty body"},
+    {"truncated array", "[{\"channel\":\"/meta/connect\",\"succ", 0,
+     "truncated", "truncated"},
+    {"unclosed array", "[", 0, "truncated", "truncated"},
+    {"trailing comma", "[{\"channel\":\"/meta/connect\"},]", 0, "invalid JSON",
+     "invalid JSON"},
+    {"trailing garbage", "[] x", 0, "invalid JSON", "invalid JSON"},
+    {"two documents", "[][]", 0, "invalid JSON", "invalid JSON"},
+    {"embedded NUL", "[]\0[]", 5, "invalid JSON", "invalid JSON"},
+    {"object body", "{\"channel\":\"/meta/connect\"}", 0, "not a JSON array",
+     "not a JSON array"},
+    {"string body", "\"[]\"", 0, "not a JSON array", "not a JSON array"},
+    {"number body", "42", 0, "not a JSON array", "not a JSON array"},
+    {"null body", "null", 0, "not a JSON array", "not a JSON array"},
+    {"element is a number", "[{\"channel\":\"/meta/connect\"},5]", 0,
+     "element 1 is not a JSON object", "element 1 is not a JSON object"},
+    {"element is an array", "[[]]", 0, "element 0 is not a JSON object",
+     "element 0 is not a JSON object"},
+    {"element is null", "[null]", 0, "element 0 is not a JSON object",
+     "element 0 is not a JSON object"},
+    {"missing channel", "[{\"channel\":\"/meta/connect\"},{\"id\":\"1\"}]", 0,
+     "element 1 has no \"channel\"", "element 1 has no \"channel\""},
+    {"null channel", "[{\"channel\":null}]", 0, "element 0 has no \"channel\"",
+     "element 0 has no \"channel\""},
+    {"numeric channel",
+     "[{\"channel\":\"/u/X\"},{\"channel\":\"/u/Y\"},{\"channel\":7}]", 0,
+     "element 2: \"channel\" is not a string",
+     "element 2: \"channel\" is not a string"},
+    {"object channel", "[{\"channel\":{\"name\":\"/topic/X\"}}]", 0,
+     "element 0: \"channel\" is not a string",
+     "element 0: \"channel\" is not a string"},
+    {"empty channel", "[{\"channel\":\"\"}]", 0,
+     "element 0: \"channel\" is empty", "element 0: \"channel\" is empty"},
+    /* Found by fuzzing: json-c accepts these and writes them back out
+     * verbatim, which would give the formatter a payload that is not
+     * JSON. */
+    {"NaN in data", "[{\"channel\":\"/topic/T\",\"data\":NaN}]", 0, NONSTD,
+     "invalid JSON"},
+    {"Infinity in data",
+     "[{\"channel\":\"/topic/T\",\"data\":{\"n\":-Infinity}}]", 0, NONSTD,
+     "invalid JSON"},
+    {"number with trailing dot",
+     "[{\"channel\":\"/topic/T\",\"data\":{\"n\":1.}}]", 0, NONSTD,
+     "invalid JSON"},
+    {"number with leading zero",
+     "[{\"channel\":\"/topic/T\",\"data\":{\"n\":0625000.5}}]", 0, NONSTD,
+     "invalid JSON"},
+    {"exponent without digits",
+     "[{\"channel\":\"/topic/T\",\"data\":{\"n\":1e}}]", 0, "invalid JSON",
+     "invalid JSON"},
+    {"channel with a NUL", "[{\"channel\":\"\\u0000/topic/T\"}]", 0,
+     "\"channel\" holds a NUL", "\"channel\" holds a NUL"},
+    /* Cuts and shapes the stream's own parser meets on its way. */
+    {"empty", "", 0, NULL, "empty body"},
+    {"missing comma", "[{\"channel\":\"/u/A\"} {\"channel\":\"/u/B\"}]", 0,
+     NULL, "expected ',' or ']' after element 0"},
+    {"leading comma", "[,{\"channel\":\"/u/A\"}]", 0, NULL,
+     "invalid JSON at byte 1"},
+    {"cut inside an event", "[{\"channel\":\"/u/A\",\"data\":{\"x\":[1,2", 0,
+     NULL, "truncated JSON body (35 bytes)"},
+    {"cut after an event", "[{\"channel\":\"/u/A\"}", 0, NULL, "truncated"},
+    {"cut after a comma", "[{\"channel\":\"/u/A\"},", 0, NULL, "truncated"},
+    {"channel twice, last null", "[{\"channel\":\"/u/A\",\"channel\":null}]", 0,
+     NULL, "has no \"channel\""},
+    {"element cut by the array's end", "[{\"channel\":\"/u/A\"]", 0, NULL,
+     "invalid JSON"},
+    {"unbalanced brackets in the element",
+     "[{\"channel\":\"/u/A\",\"data\":[}]]", 0, NULL, "invalid JSON"},
+};
+
+const size_t harness_bad_bodies_count =
+    sizeof(harness_bad_bodies) / sizeof(harness_bad_bodies[0]);

@@ -2,10 +2,13 @@
 #define SFRELAY_TEST_HARNESS_H
 
 /*
- * End-to-end test helpers: temp dirs, child processes (sfmock, sfrelay)
- * and small blocking HTTP calls to the mock. Every wait is bounded.
- * Binaries are found under $B (default "build"), relative to the repo
- * root, which is the working directory of every test.
+ * Test helpers, linked into every test. End to end: temp dirs, child
+ * processes (sfmock, sfrelay) and small blocking HTTP calls to the mock;
+ * every wait is bounded. For unit tests too: data files, cmocka checks
+ * that name what they compare, and the malformed Bayeux bodies both
+ * decoders' tests share. Binaries and data files are found relative to
+ * the repo root (binaries under $B, default "build"), which is the
+ * working directory of every test.
  */
 
 #include <stddef.h>
@@ -45,8 +48,9 @@ int proc_wait(struct proc *p, int timeout_ms);
 
 /*
  * What most end-to-end tests keep: a temp dir, sfmock and the relay, the
- * mock's port, the paths of the relay's files in dir, and whether the
- * test reached its end (its logs are removed only then).
+ * mock's port, the paths of the relay's files in dir, whether the test
+ * reached its end (its logs are removed only then), and the test's
+ * parameter when it is one case of a table.
  */
 struct e2e_fixture {
 	char *dir;
@@ -57,11 +61,16 @@ struct e2e_fixture {
 	char err[4096];  /* dir/relay.err */
 	char ckpt[4096]; /* dir/state/checkpoints.json */
 	int ok;
+	const void *param; /* the test's cmocka initial_state, or NULL */
 };
 
-/* cmocka setup: *state becomes a zeroed struct e2e_fixture (malloc'd)
- * with a fresh temp dir named after name and the paths above. Returns 0
- * or -1. */
+/* Zeroes f, then gives it a fresh temp dir named after name (owned by f:
+ * harness_finish() frees it) and the paths above. Returns 0 or -1. */
+int e2e_fixture_init(struct e2e_fixture *f, const char *name);
+
+/* cmocka setup: *state becomes a struct e2e_fixture (malloc'd), made by
+ * e2e_fixture_init(), whose param is what *state held (the test's
+ * initial_state, or NULL). Returns 0 or -1. */
 int e2e_setup(void **state, const char *name);
 /* cmocka teardown: harness_finish() of the fixture, its logs kept unless
  * ok is set; then frees it. Returns 0. */
@@ -126,6 +135,37 @@ int stderr_restore(int saved);
  * len is not NULL), or NULL when the capture or the read-back failed.
  */
 char *stderr_capture(void (*fn)(const char *), const char *arg, size_t *len);
+
+/* Reads dir followed by name (a path relative to the repository root,
+ * the tests' working directory) whole: malloc'd, a NUL after the last
+ * byte, its length in *len. A file that cannot be read fails the test. */
+char *load_test_file(const char *dir, const char *name, size_t *len);
+
+/*
+ * cmocka checks that name what they compare: fail the test with "ctx:
+ * field: want ..., got ..." unless want and got are equal (two NULL
+ * strings are equal).
+ */
+void expect_str(const char *ctx, const char *field, const char *want,
+                const char *got);
+void expect_long(const char *ctx, const char *field, long want, long got);
+
+/*
+ * Malformed Bayeux response bodies, one table for the tests of both
+ * decoders (bayeux_decode() in test_bayeux_msg.c, the stream in
+ * test_bayeux_stream.c): both must refuse every one, with an error
+ * holding decode_has (bayeux_decode) or stream_has (the stream); NULL
+ * where that decoder's words are not checked. Static storage.
+ */
+struct harness_bad_body {
+	const char *name;
+	const char *body;
+	size_t len; /* 0: strlen(body) */
+	const char *decode_has;
+	const char *stream_has;
+};
+extern const struct harness_bad_body harness_bad_bodies[];
+extern const size_t harness_bad_bodies_count;
 
 /* Milliseconds from a monotonic clock. */
 long long now_ms(void);

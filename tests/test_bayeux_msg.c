@@ -13,39 +13,13 @@
 #include <event2/buffer.h>
 #include <json-c/json.h>
 
+#include "harness.h"
 #include "sfrelay/bayeux_msg.h"
 
 #define DATA_DIR "tests/data/bayeux/"
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
 /* ---- helpers ---------------------------------------------------------- */
-
-/* Reads a data file (tests run from the repository root). Owned, with a
- * NUL after the last byte for convenience. */
-static char *
-load_file(const char *name, size_t *len)
-{
-	char path[256];
-	FILE *f;
-	char *buf;
-	long size;
-
-	snprintf(path, sizeof(path), DATA_DIR "%s", name);
-	f = fopen(path, "rb");
-	if (f == NULL)
-		fail_msg("cannot open %s (run from the repository root)", path);
-	assert_int_equal(fseek(f, 0, SEEK_END), 0);
-	size = ftell(f);
-	assert_true(size >= 0);
-	assert_int_equal(fseek(f, 0, SEEK_SET), 0);
-	buf = malloc((size_t)size + 1);
-	assert_non_null(buf);
-	assert_int_equal(fread(buf, 1, (size_t)size, f), (size_t)size);
-	buf[size] = '\0';
-	fclose(f);
-	*len = (size_t)size;
-	return buf;
-}
 
 /* Parses text that must be exactly one JSON document. Owned, or NULL. */
 static json_object *
@@ -84,24 +58,6 @@ static const char *
 show(const char *s)
 {
 	return s == NULL ? "(null)" : s;
-}
-
-static void
-expect_str(const char *ctx, const char *field, const char *want,
-           const char *got)
-{
-	if (want == NULL && got == NULL)
-		return;
-	if (want == NULL || got == NULL || strcmp(want, got) != 0)
-		fail_msg("%s: %s: want \"%s\", got \"%s\"", ctx, field,
-		         show(want), show(got));
-}
-
-static void
-expect_long(const char *ctx, const char *field, long want, long got)
-{
-	if (want != got)
-		fail_msg("%s: %s: want %ld, got %ld", ctx, field, want, got);
 }
 
 static json_object *
@@ -461,7 +417,7 @@ test_decode_files(void **state)
 	(void)state;
 	for (i = 0; i < ARRAY_LEN(decode_cases); i++) {
 		const struct decode_case *c = &decode_cases[i];
-		char *body = load_file(c->file, &len);
+		char *body = load_test_file(DATA_DIR, c->file, &len);
 		json_object *ref = json_tokener_parse(body);
 		struct bayeux_batch *b;
 
@@ -490,7 +446,7 @@ test_batch_outlives_body(void **state)
 {
 	char err[128];
 	size_t len;
-	char *body = load_file("batch_connect_first.json", &len);
+	char *body = load_test_file(DATA_DIR, "batch_connect_first.json", &len);
 	struct bayeux_batch *b = bayeux_decode(body, len, err, sizeof(err));
 	const struct bayeux_msg *m;
 
@@ -517,7 +473,7 @@ decode_single_payload(const char *file, struct bayeux_batch **bp)
 {
 	char err[128];
 	size_t len;
-	char *body = load_file(file, &len);
+	char *body = load_test_file(DATA_DIR, file, &len);
 	const struct bayeux_msg *m;
 	json_object *p;
 
@@ -864,62 +820,7 @@ test_cdc_created_sweep(void **state)
 
 /* ---- malformed bodies ------------------------------------------------- */
 
-struct bad_case {
-	const char *name;
-	const char *body;
-	size_t len; /* 0: strlen(body) */
-	const char *err_has;
-};
-
-static const struct bad_case bad_cases[] = {
-    {"not json", "hello, world", 0, "invalid JSON"},
-    {"html error page", "<html><body>503</body></html>", 0, "invalid JSON"},
-    {"whitespace only", " \r\n\t ", 0, "empty body"},
-    {"truncated array", "[{\"channel\":\"/meta/connect\",\"succ", 0,
-     "truncated"},
-    {"unclosed array", "[", 0, "truncated"},
-    {"trailing comma", "[{\"channel\":\"/meta/connect\"},]", 0, "invalid JSON"},
-    {"trailing garbage", "[] x", 0, "invalid JSON"},
-    {"two documents", "[][]", 0, "invalid JSON"},
-    {"embedded NUL", "[]\0[]", 5, "invalid JSON"},
-    {"object body", "{\"channel\":\"/meta/connect\"}", 0, "not a JSON array"},
-    {"string body", "\"[]\"", 0, "not a JSON array"},
-    {"number body", "42", 0, "not a JSON array"},
-    {"null body", "null", 0, "not a JSON array"},
-    {"element is a number", "[{\"channel\":\"/meta/connect\"},5]", 0,
-     "element 1 is not a JSON object"},
-    {"element is an array", "[[]]", 0, "element 0 is not a JSON object"},
-    {"element is null", "[null]", 0, "element 0 is not a JSON object"},
-    {"missing channel", "[{\"channel\":\"/meta/connect\"},{\"id\":\"1\"}]", 0,
-     "element 1 has no \"channel\""},
-    {"null channel", "[{\"channel\":null}]", 0, "element 0 has no \"channel\""},
-    {"numeric channel",
-     "[{\"channel\":\"/u/X\"},{\"channel\":\"/u/Y\"},{\"channel\":7}]", 0,
-     "element 2: \"channel\" is not a string"},
-    {"object channel", "[{\"channel\":{\"name\":\"/topic/X\"}}]", 0,
-     "element 0: \"channel\" is not a string"},
-    {"empty channel", "[{\"channel\":\"\"}]", 0,
-     "element 0: \"channel\" is empty"},
-    /* Found by fuzzing: json-c accepts these and writes them back out
-     * verbatim, which would give the formatter a payload that is not
-     * JSON. */
-    {"NaN in data", "[{\"channel\":\"/topic/T\",\"data\":NaN}]", 0,
-     "not a standard JSON value"},
-    {"Infinity in data", "[{\"channel\":\"/topic/T\",\"data\":{\"n\":-Infinity}}]",
-     0, "not a standard JSON value"},
-    {"number with trailing dot",
-     "[{\"channel\":\"/topic/T\",\"data\":{\"n\":1.}}]", 0,
-     "not a standard JSON value"},
-    {"number with leading zero",
-     "[{\"channel\":\"/topic/T\",\"data\":{\"n\":0625000.5}}]", 0,
-     "not a standard JSON value"},
-    {"exponent without digits",
-     "[{\"channel\":\"/topic/T\",\"data\":{\"n\":1e}}]", 0,
-     "invalid JSON"},
-    {"channel with a NUL", "[{\"channel\":\"\\u0000/topic/T\"}]", 0,
-     "\"channel\" holds a NUL"},
-};
-
+/* The malformed table shared with test_bayeux_stream.c (harness.c). */
 static void
 test_decode_malformed(void **state)
 {
@@ -927,16 +828,16 @@ test_decode_malformed(void **state)
 	size_t i, len;
 
 	(void)state;
-	for (i = 0; i < ARRAY_LEN(bad_cases); i++) {
-		const struct bad_case *c = &bad_cases[i];
+	for (i = 0; i < harness_bad_bodies_count; i++) {
+		const struct harness_bad_body *c = &harness_bad_bodies[i];
 
 		len = c->len ? c->len : strlen(c->body);
 		err[0] = '\0';
 		if (bayeux_decode(c->body, len, err, sizeof(err)) != NULL)
 			fail_msg("%s: decoded", c->name);
-		if (strstr(err, c->err_has) == NULL)
+		if (c->decode_has != NULL && strstr(err, c->decode_has) == NULL)
 			fail_msg("%s: error \"%s\" lacks \"%s\"", c->name, err,
-			         c->err_has);
+			         c->decode_has);
 	}
 }
 
@@ -972,7 +873,7 @@ test_decode_truncated_file(void **state)
 {
 	char err[256];
 	size_t len, k, end;
-	char *body = load_file("truncated_connect.json", &len);
+	char *body = load_test_file(DATA_DIR, "truncated_connect.json", &len);
 	struct bayeux_batch *b;
 
 	(void)state;
@@ -982,7 +883,7 @@ test_decode_truncated_file(void **state)
 
 	/* Every cut of a body with events fails; the body itself and the
 	 * body up to its closing bracket decode. */
-	body = load_file("batch_connect_first.json", &len);
+	body = load_test_file(DATA_DIR, "batch_connect_first.json", &len);
 	end = (size_t)(strrchr(body, ']') - body) + 1;
 	for (k = 0; k < end; k++) {
 		err[0] = '\0';

@@ -5,10 +5,10 @@
  * accept, the two must give the same messages, field by field; payloads
  * are compared as JSON values (the stream hands on the original text,
  * bayeux_decode json-c's re-serialization), and every payload the stream
- * gives must be strict JSON by an independent checker written here
- * ("oracle", below), since json-c is lenient. Where the two decoders are
- * documented to differ (bayeux_stream.h) the test detects that case
- * explicitly and asserts the documented behaviour instead.
+ * gives must be strict JSON by an independent checker (split_check.h,
+ * shared with the fuzz harness), since json-c is lenient. Where the two
+ * decoders are documented to differ (bayeux_stream.h) the test detects
+ * that case explicitly and asserts the documented behaviour instead.
  *
  * The stream must also give the same result however the body is cut: at
  * every single split point, in 1-byte chunks, in pseudo-random chunks;
@@ -31,56 +31,16 @@
 
 #include <json-c/json.h>
 
+#include "harness.h"
 #include "sfrelay/bayeux_msg.h"
 #include "sfrelay/bayeux_stream.h"
+#include "split_check.h"
 
 #define DATA_DIR "tests/data/bayeux/"
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 #define BIG_MAX ((size_t)1 << 20)
 
 /* ---- small helpers ---------------------------------------------------- */
-
-static void *
-xmalloc(size_t n)
-{
-	void *p = malloc(n == 0 ? 1 : n);
-
-	assert_non_null(p);
-	return p;
-}
-
-static char *
-xstrdup(const char *s)
-{
-	char *d;
-
-	if (s == NULL)
-		return NULL;
-	d = xmalloc(strlen(s) + 1);
-	strcpy(d, s);
-	return d;
-}
-
-static char *
-load_path(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	char *buf;
-	long size;
-
-	if (f == NULL)
-		fail_msg("cannot open %s (run from the repository root)", path);
-	assert_int_equal(fseek(f, 0, SEEK_END), 0);
-	size = ftell(f);
-	assert_true(size >= 0);
-	assert_int_equal(fseek(f, 0, SEEK_SET), 0);
-	buf = xmalloc((size_t)size + 1);
-	assert_int_equal(fread(buf, 1, (size_t)size, f), (size_t)size);
-	buf[size] = '\0';
-	fclose(f);
-	*len = (size_t)size;
-	return buf;
-}
 
 /* xorshift64*: deterministic, so every failure replays. */
 static uint64_t
@@ -101,318 +61,36 @@ rnd_range(uint64_t *state, size_t lo, size_t hi)
 	return lo + (size_t)(rnd(state) % (uint64_t)(hi - lo + 1));
 }
 
-static const char *
-show(const char *s)
-{
-	return s == NULL ? "(null)" : s;
-}
-
-/* ---- an independent strict JSON checker ---------------------------------- */
-
-/*
- * RFC 8259, written as plainly as possible: whitespace is space, tab, LF,
- * CR; strings reject raw bytes below 0x20 and take any \uXXXX (bytes
- * 0x80-0xff unchecked, as the decoder documents); numbers follow the
- * grammar exactly. A value deeper than max_level (the top value is level
- * 1, as json-c counts) is refused.
- */
-struct oracle {
-	const char *s;
-	size_t n;
-	size_t i;
-	int max_level;
-};
-
-static int
-o_peek(const struct oracle *o)
-{
-	return o->i < o->n ? (unsigned char)o->s[o->i] : -1;
-}
-
-static void
-o_ws(struct oracle *o)
-{
-	int c;
-
-	while ((c = o_peek(o)) == ' ' || c == '\t' || c == '\n' || c == '\r')
-		o->i++;
-}
-
-static int
-o_is_digit(int c)
-{
-	return c >= '0' && c <= '9';
-}
-
-static int
-o_string(struct oracle *o)
-{
-	int c, k;
-
-	if (o_peek(o) != '"')
-		return 0;
-	o->i++;
-	while ((c = o_peek(o)) >= 0) {
-		o->i++;
-		if (c == '"')
-			return 1;
-		if (c < 0x20)
-			return 0;
-		if (c != '\\')
-			continue;
-		c = o_peek(o);
-		o->i++;
-		if (c == 'u') {
-			for (k = 0; k < 4; k++) {
-				c = o_peek(o);
-				o->i++;
-				if (!o_is_digit(c) && !(c >= 'a' && c <= 'f') &&
-				    !(c >= 'A' && c <= 'F'))
-					return 0;
-			}
-		} else if (c < 0 || strchr("\"\\/bfnrt", c) == NULL || c == 0) {
-			return 0;
-		}
-	}
-	return 0;
-}
-
-static int
-o_digits(struct oracle *o)
-{
-	size_t start = o->i;
-
-	while (o_is_digit(o_peek(o)))
-		o->i++;
-	return o->i > start;
-}
-
-static int
-o_number(struct oracle *o)
-{
-	if (o_peek(o) == '-')
-		o->i++;
-	if (o_peek(o) == '0')
-		o->i++;
-	else if (o_peek(o) >= '1' && o_peek(o) <= '9')
-		o_digits(o);
-	else
-		return 0;
-	if (o_peek(o) == '.') {
-		o->i++;
-		if (!o_digits(o))
-			return 0;
-	}
-	if (o_peek(o) == 'e' || o_peek(o) == 'E') {
-		o->i++;
-		if (o_peek(o) == '+' || o_peek(o) == '-')
-			o->i++;
-		if (!o_digits(o))
-			return 0;
-	}
-	return 1;
-}
-
-static int
-o_word(struct oracle *o, const char *w)
-{
-	size_t n = strlen(w);
-
-	if (o->n - o->i < n || memcmp(o->s + o->i, w, n) != 0)
-		return 0;
-	o->i += n;
-	return 1;
-}
-
-static int
-o_value(struct oracle *o, int level)
-{
-	int close;
-
-	if (level > o->max_level)
-		return 0;
-	o_ws(o);
-	switch (o_peek(o)) {
-	case '{':
-	case '[':
-		close = o_peek(o) == '{' ? '}' : ']';
-		o->i++;
-		o_ws(o);
-		if (o_peek(o) == close) {
-			o->i++;
-			return 1;
-		}
-		for (;;) {
-			if (close == '}') {
-				o_ws(o);
-				if (!o_string(o))
-					return 0;
-				o_ws(o);
-				if (o_peek(o) != ':')
-					return 0;
-				o->i++;
-			}
-			if (!o_value(o, level + 1))
-				return 0;
-			o_ws(o);
-			if (o_peek(o) == ',') {
-				o->i++;
-				continue;
-			}
-			if (o_peek(o) != close)
-				return 0;
-			o->i++;
-			return 1;
-		}
-	case '"':
-		return o_string(o);
-	case 't':
-		return o_word(o, "true");
-	case 'f':
-		return o_word(o, "false");
-	case 'n':
-		return o_word(o, "null");
-	default:
-		return o_number(o);
-	}
-}
-
-static int
-oracle_ok(const char *s, size_t n, int max_level)
-{
-	struct oracle o = {s, n, 0, max_level};
-
-	if (!o_value(&o, 1))
-		return 0;
-	o_ws(&o);
-	return o.i == n;
-}
-
 /* A whole body as the decoders see it: strict JSON within 64 levels. */
 static int
 body_strict(const char *s, size_t n)
 {
-	return oracle_ok(s, n, 64);
+	return split_json_strict(s, n, 64);
 }
 
 /* ---- recorded messages -------------------------------------------------- */
 
-/* A message copied out of a callback or a batch: every pointer owned. */
-static void
-msg_copy(struct bayeux_msg *d, const struct bayeux_msg *m)
-{
-	char *payload = xmalloc(m->ev.payload_len);
-
-	*d = *m;
-	memcpy(payload, m->ev.payload, m->ev.payload_len);
-	d->channel = xstrdup(m->channel);
-	d->client_id = xstrdup(m->client_id);
-	d->error = xstrdup(m->error);
-	d->subscription = xstrdup(m->subscription);
-	d->failure_reason = xstrdup(m->failure_reason);
-	d->ev.channel = xstrdup(m->ev.channel);
-	d->ev.position = xstrdup(m->ev.position);
-	d->ev.event_type = xstrdup(m->ev.event_type);
-	d->ev.created = xstrdup(m->ev.created);
-	d->ev.payload = payload;
-}
-
-static void
-msg_release(struct bayeux_msg *m)
-{
-	free((char *)(uintptr_t)m->channel);
-	free((char *)(uintptr_t)m->client_id);
-	free((char *)(uintptr_t)m->error);
-	free((char *)(uintptr_t)m->subscription);
-	free((char *)(uintptr_t)m->failure_reason);
-	free((char *)(uintptr_t)m->ev.channel);
-	free((char *)(uintptr_t)m->ev.position);
-	free((char *)(uintptr_t)m->ev.event_type);
-	free((char *)(uintptr_t)m->ev.created);
-	free((char *)(uintptr_t)m->ev.payload);
-}
-
-struct run {
-	struct bayeux_msg *v;
-	size_t n;
-	size_t cap;
-	struct bayeux_stream *s; /* sampled for its buffer capacity */
-	size_t max_cap;
-	size_t stop_at; /* the callback returns -1 at this count (0: never) */
-};
-
-static void
-run_push(struct run *r, const struct bayeux_msg *m)
-{
-	if (r->n == r->cap) {
-		r->cap = r->cap ? r->cap * 2 : 16;
-		r->v = realloc(r->v, r->cap * sizeof(*r->v));
-		assert_non_null(r->v);
-	}
-	msg_copy(&r->v[r->n++], m);
-}
-
-static void
-run_clear(struct run *r)
-{
-	size_t i;
-
-	for (i = 0; i < r->n; i++)
-		msg_release(&r->v[i]);
-	free(r->v);
-	memset(r, 0, sizeof(*r));
-}
-
-/* Promises every delivered message keeps, whatever the body. */
-static void
-check_promises(const struct bayeux_msg *m)
-{
-	assert_non_null(m);
-	assert_non_null(m->channel);
-	assert_true(m->channel[0] != '\0');
-	assert_int_equal(m->kind == BAYEUX_MSG_META,
-	                 strncmp(m->channel, "/meta/", 6) == 0);
-	assert_int_equal(m->ev.src, EVENT_SRC_STREAM);
-	assert_non_null(m->ev.channel);
-	assert_string_equal(m->ev.channel, m->channel);
-	assert_non_null(m->ev.position);
-	assert_non_null(m->ev.payload);
-	if (m->kind == BAYEUX_MSG_EVENT &&
-	    !oracle_ok(m->ev.payload, m->ev.payload_len, 64))
-		fail_msg("payload is not strict JSON: %.*s",
-		         (int)m->ev.payload_len, m->ev.payload);
-}
-
+/* split_run_cb() for a stream a test drives itself: a broken promise
+ * fails the test at once. */
 static int
 record_cb(void *arg, const struct bayeux_msg *m)
 {
-	struct run *r = arg;
-	size_t cap;
+	struct split_run *r = arg;
+	int rc = split_run_cb(r, m);
 
-	check_promises(m);
-	run_push(r, m);
-	if (r->s != NULL) {
-		cap = bayeux_stream_buffer_capacity(r->s);
-		if (cap > r->max_cap)
-			r->max_cap = cap;
-	}
-	return r->stop_at != 0 && r->n == r->stop_at ? -1 : 0;
+	if (r->broken != NULL)
+		fail_msg("%s", r->broken);
+	return rc;
 }
 
 /* bayeux_decode() into r. Returns 0 or -1 (reason in err). */
 static int
-ref_decode(const char *body, size_t len, struct run *r, char *err,
+ref_decode(const char *body, size_t len, struct split_run *r, char *err,
            size_t errlen)
 {
-	struct bayeux_batch *b = bayeux_decode(body, len, err, errlen);
-	size_t i;
-
-	if (b == NULL)
-		return -1;
-	for (i = 0; i < bayeux_batch_count(b); i++)
-		run_push(r, bayeux_batch_msg(b, i));
-	bayeux_batch_free(b);
-	return 0;
+	split_run_reference(r, body, len);
+	snprintf(err, errlen, "%s", r->err);
+	return r->rc;
 }
 
 /* How a body is cut into chunks. */
@@ -429,183 +107,122 @@ struct plan {
 	uint64_t seed;
 };
 
+/* The plans most tests use: the body whole, and whole and in 1-byte
+ * chunks. */
+static const struct plan plan_whole = {PLAN_WHOLE, 0, 0};
+static const struct plan plan_bytes = {PLAN_FIXED, 1, 0};
+static const struct plan plan_whole_bytes[] = {{PLAN_WHOLE, 0, 0},
+                                               {PLAN_FIXED, 1, 0}};
+
+/* A plan being carried out: a split_next_fn argument. */
+struct cutter {
+	const struct plan *pl;
+	uint64_t rng;
+};
+
 static size_t
-plan_next(const struct plan *pl, uint64_t *rng, size_t off, size_t left)
+plan_next(void *arg, size_t off, size_t left)
 {
+	struct cutter *c = arg;
 	size_t n = left;
 
-	switch (pl->kind) {
+	switch (c->pl->kind) {
 	case PLAN_WHOLE:
 		break;
 	case PLAN_SPLIT:
-		n = off < pl->arg ? pl->arg - off : left;
+		n = off < c->pl->arg ? c->pl->arg - off : left;
 		break;
 	case PLAN_FIXED:
-		n = pl->arg;
+		n = c->pl->arg;
 		break;
 	case PLAN_RANDOM:
-		n = rnd_range(rng, 1, pl->arg);
+		n = rnd_range(&c->rng, 1, c->pl->arg);
 		break;
 	}
 	return n > left ? left : n;
 }
 
 /*
- * Feeds body to a fresh stream as the plan says, then finishes it.
- * Returns 0 or -1 (error text in err). *fed gets the bytes fed up to and
- * including the failing chunk.
+ * Feeds body to a fresh stream as the plan says, then finishes it, with
+ * every check of split_run_decode(). Returns 0 or -1 (error text in err).
+ * *fed gets the bytes fed up to and including the failing chunk.
  */
 static int
 stream_decode(const char *body, size_t len, size_t max_msg,
-              const struct plan *pl, struct run *r, char *err, size_t errlen,
-              size_t *fed)
+              const struct plan *pl, struct split_run *r, char *err,
+              size_t errlen, size_t *fed)
 {
-	struct bayeux_stream *s = bayeux_stream_new(max_msg, record_cb, r);
-	uint64_t rng = pl->seed ? pl->seed : 1;
-	size_t off = 0, n;
-	int rc = 0;
+	struct cutter c = {pl, pl->seed ? pl->seed : 1};
+	const char *why =
+	    split_run_decode(r, body, len, max_msg, plan_next, &c);
 
-	assert_non_null(s);
-	r->s = s;
-	while (off < len && rc == 0) {
-		n = plan_next(pl, &rng, off, len - off);
-		rc = bayeux_stream_feed(s, body + off, n);
-		off += n;
-	}
-	if (rc == 0)
-		rc = bayeux_stream_finish(s);
-	if (rc != 0) {
-		snprintf(err, errlen, "%s", bayeux_stream_errstr(s));
-		assert_true(err[0] != '\0');
-		/* Sticky: nothing works until a reset. */
-		assert_int_equal(bayeux_stream_feed(s, "[", 1), -1);
-		assert_int_equal(bayeux_stream_finish(s), -1);
-	} else {
-		assert_string_equal(bayeux_stream_errstr(s), "");
-	}
-	assert_int_equal(bayeux_stream_count(s), r->n);
+	if (why != NULL)
+		fail_msg("%s (after %zu bytes; error \"%s\")", why, r->fed,
+		         r->err);
+	snprintf(err, errlen, "%s", r->err);
 	if (fed != NULL)
-		*fed = off;
-	r->s = NULL;
-	bayeux_stream_free(s);
-	return rc;
+		*fed = r->fed;
+	return r->rc;
 }
 
 /* ---- comparing messages ------------------------------------------------- */
 
+/* Fails naming the difference split_run_diff() or split_ref_diff()
+ * found, with both messages' channel, position and payload. */
 static void
-expect_str(const char *ctx, const char *field, const char *want,
-           const char *got)
+fail_diff(const char *ctx, const char *why, size_t at,
+          const struct split_run *want, const struct split_run *got)
 {
-	if (want == NULL && got == NULL)
-		return;
-	if (want == NULL || got == NULL || strcmp(want, got) != 0)
-		fail_msg("%s: %s: want \"%s\", got \"%s\"", ctx, field,
-		         show(want), show(got));
+	const struct bayeux_msg *w = at < want->n ? &want->v[at] : NULL;
+	const struct bayeux_msg *g = at < got->n ? &got->v[at] : NULL;
+
+	fail_msg("%s[%zu]: %s differs (%zu messages, %zu wanted)\n"
+	         "  want %s %s %.*s\n  got  %s %s %.*s",
+	         ctx, at, why, got->n, want->n, w ? w->channel : "-",
+	         w ? w->ev.position : "-", w ? (int)w->ev.payload_len : 0,
+	         w ? w->ev.payload : "", g ? g->channel : "-",
+	         g ? g->ev.position : "-", g ? (int)g->ev.payload_len : 0,
+	         g ? g->ev.payload : "");
 }
 
+/* want from bayeux_decode, got from the stream: the same messages, the
+ * payloads the same JSON values. */
 static void
-expect_long(const char *ctx, const char *field, long want, long got)
+expect_like_reference(const char *ctx, const struct split_run *want,
+                      const struct split_run *got)
 {
-	if (want != got)
-		fail_msg("%s: %s: want %ld, got %ld", ctx, field, want, got);
+	size_t at;
+	const char *why = split_ref_diff(want, got, 0, &at);
+
+	if (why != NULL)
+		fail_diff(ctx, why, at, want, got);
 }
 
-static json_object *
-parse_json(const char *s, size_t n)
+/* Two stream runs over the same body: the same result and error, the
+ * very same bytes. */
+static void
+expect_identical(const char *ctx, const struct split_run *a,
+                 const struct split_run *b)
 {
-	struct json_tokener *tok = json_tokener_new_ex(128);
-	json_object *o;
+	size_t at;
+	const char *why = split_run_diff(a, b, &at);
 
-	assert_non_null(tok);
-	o = json_tokener_parse_ex(tok, s, (int)n);
-	if (json_tokener_get_error(tok) == json_tokener_continue)
-		o = json_tokener_parse_ex(tok, "", 1);
-	if (json_tokener_get_error(tok) != json_tokener_success)
-		fail_msg("json-c cannot parse %.*s", (int)n, s);
-	json_tokener_free(tok);
-	return o;
+	if (why != NULL)
+		fail_diff(ctx, why, at, a, b);
 }
 
-/* Everything but the payload, which callers compare as they need. */
+/* The body cut as pl says gives what base (the body whole, same
+ * max_msg) gave: result, error text and messages. */
 static void
-expect_fields(const char *ctx, const struct bayeux_msg *w,
-              const struct bayeux_msg *g)
+expect_cut_alike(const char *ctx, const char *body, size_t len, size_t max_msg,
+                 const struct plan *pl, const struct split_run *base)
 {
-	expect_long(ctx, "kind", w->kind, g->kind);
-	expect_str(ctx, "channel", w->channel, g->channel);
-	expect_long(ctx, "successful", w->successful, g->successful);
-	expect_str(ctx, "client_id", w->client_id, g->client_id);
-	expect_str(ctx, "error", w->error, g->error);
-	expect_str(ctx, "subscription", w->subscription, g->subscription);
-	expect_str(ctx, "failure_reason", w->failure_reason, g->failure_reason);
-	expect_long(ctx, "has_advice", w->has_advice, g->has_advice);
-	expect_long(ctx, "reconnect", w->advice.reconnect, g->advice.reconnect);
-	expect_long(ctx, "interval", w->advice.interval_ms,
-	            g->advice.interval_ms);
-	expect_long(ctx, "timeout", w->advice.timeout_ms, g->advice.timeout_ms);
-	expect_long(ctx, "multiple_clients", w->advice.multiple_clients,
-	            g->advice.multiple_clients);
-	expect_long(ctx, "replay_supported", w->replay_supported,
-	            g->replay_supported);
-	expect_long(ctx, "ev.src", w->ev.src, g->ev.src);
-	expect_str(ctx, "ev.channel", w->ev.channel, g->ev.channel);
-	expect_str(ctx, "position", w->ev.position, g->ev.position);
-	expect_str(ctx, "event_type", w->ev.event_type, g->ev.event_type);
-	expect_str(ctx, "created", w->ev.created, g->ev.created);
-}
+	struct split_run r = {0};
+	char err[256];
 
-/* want from bayeux_decode, got from the stream: same JSON value. */
-static void
-expect_same_value(const char *ctx, const struct bayeux_msg *w,
-                  const struct bayeux_msg *g)
-{
-	json_object *a, *b;
-
-	if (!oracle_ok(g->ev.payload, g->ev.payload_len, 64))
-		fail_msg("%s: payload is not strict JSON: %.*s", ctx,
-		         (int)g->ev.payload_len, g->ev.payload);
-	a = parse_json(w->ev.payload, w->ev.payload_len);
-	b = parse_json(g->ev.payload, g->ev.payload_len);
-	if (!json_object_equal(a, b))
-		fail_msg("%s: payload differs:\n  want %.*s\n  got  %.*s", ctx,
-		         (int)w->ev.payload_len, w->ev.payload,
-		         (int)g->ev.payload_len, g->ev.payload);
-	json_object_put(a);
-	json_object_put(b);
-}
-
-static void
-expect_like_reference(const char *ctx, const struct run *want,
-                      const struct run *got)
-{
-	char sub[192];
-	size_t i;
-
-	expect_long(ctx, "count", (long)want->n, (long)got->n);
-	for (i = 0; i < want->n; i++) {
-		snprintf(sub, sizeof(sub), "%s[%zu]", ctx, i);
-		expect_fields(sub, &want->v[i], &got->v[i]);
-		expect_same_value(sub, &want->v[i], &got->v[i]);
-	}
-}
-
-/* Two stream runs over the same body: the very same bytes. */
-static void
-expect_identical(const char *ctx, const struct run *a, const struct run *b)
-{
-	char sub[192];
-	size_t i;
-
-	expect_long(ctx, "count", (long)a->n, (long)b->n);
-	for (i = 0; i < a->n; i++) {
-		snprintf(sub, sizeof(sub), "%s[%zu]", ctx, i);
-		expect_fields(sub, &a->v[i], &b->v[i]);
-		if (a->v[i].ev.payload_len != b->v[i].ev.payload_len ||
-		    memcmp(a->v[i].ev.payload, b->v[i].ev.payload,
-		           a->v[i].ev.payload_len) != 0)
-			fail_msg("%s: payload bytes differ", sub);
-	}
+	(void)stream_decode(body, len, max_msg, pl, &r, err, sizeof(err), NULL);
+	expect_identical(ctx, base, &r);
+	split_run_clear(&r);
 }
 
 /*
@@ -616,7 +233,7 @@ static void
 expect_same_as_reference(const char *ctx, const char *body, size_t len,
                          const struct plan *pl)
 {
-	struct run want = {0}, got = {0};
+	struct split_run want = {0}, got = {0};
 	char err1[256], err2[256];
 	int rc1, rc2;
 
@@ -629,8 +246,8 @@ expect_same_as_reference(const char *ctx, const char *body, size_t len,
 		         rc2 == 0 ? "accepts" : "refuses", rc2 ? err2 : "");
 	if (rc1 == 0)
 		expect_like_reference(ctx, &want, &got);
-	run_clear(&want);
-	run_clear(&got);
+	split_run_clear(&want);
+	split_run_clear(&got);
 }
 
 /* ---- data files --------------------------------------------------------- */
@@ -659,21 +276,12 @@ list_data_files(size_t *count)
 			continue;
 		names = realloc(names, (n + 1) * sizeof(*names));
 		assert_non_null(names);
-		names[n++] = xstrdup(e->d_name);
+		names[n++] = split_xstrdup(e->d_name);
 	}
 	closedir(d);
 	qsort(names, n, sizeof(*names), cmp_names);
 	*count = n;
 	return names;
-}
-
-static char *
-load_data(const char *name, size_t *len)
-{
-	char path[512];
-
-	snprintf(path, sizeof(path), DATA_DIR "%s", name);
-	return load_path(path, len);
 }
 
 static void
@@ -689,22 +297,21 @@ free_names(char **names, size_t n)
 static void
 test_data_files_whole(void **state)
 {
-	const struct plan whole = {PLAN_WHOLE, 0, 0};
 	size_t n, i, len, ok = 0;
 	char **names = list_data_files(&n);
 	char err[256];
-	struct run r = {0};
+	struct split_run r = {0};
 
 	(void)state;
 	/* The decoder's own suite ships 21 files; none may go unnoticed. */
 	assert_true(n >= 21);
 	for (i = 0; i < n; i++) {
-		char *body = load_data(names[i], &len);
+		char *body = load_test_file(DATA_DIR, names[i], &len);
 
-		expect_same_as_reference(names[i], body, len, &whole);
+		expect_same_as_reference(names[i], body, len, &plan_whole);
 		if (ref_decode(body, len, &r, err, sizeof(err)) == 0)
 			ok++;
-		run_clear(&r);
+		split_run_clear(&r);
 		free(body);
 	}
 	/* All but truncated_connect.json decode. */
@@ -717,47 +324,28 @@ test_data_files_whole(void **state)
 static void
 test_data_files_every_split(void **state)
 {
-	const struct plan whole = {PLAN_WHOLE, 0, 0};
-	const struct plan bytes = {PLAN_FIXED, 1, 0};
 	size_t n, i, k, len;
 	char **names = list_data_files(&n);
-	char ctx[256], err0[256], err[256];
+	char ctx[256], err0[256];
 
 	(void)state;
 	for (i = 0; i < n; i++) {
-		char *body = load_data(names[i], &len);
-		struct run base = {0};
-		int rc0 = stream_decode(body, len, BIG_MAX, &whole, &base, err0,
-		                        sizeof(err0), NULL);
+		char *body = load_test_file(DATA_DIR, names[i], &len);
+		struct split_run base = {0};
 
+		(void)stream_decode(body, len, BIG_MAX, &plan_whole, &base,
+		                    err0, sizeof(err0), NULL);
 		for (k = 0; k <= len; k++) {
 			const struct plan split = {PLAN_SPLIT, k, 0};
-			struct run r = {0};
 
 			snprintf(ctx, sizeof(ctx), "%s cut at %zu", names[i],
 			         k);
-			expect_long(ctx, "rc", rc0,
-			            stream_decode(body, len, BIG_MAX, &split,
-			                          &r, err, sizeof(err), NULL));
-			expect_identical(ctx, &base, &r);
-			if (rc0 != 0)
-				expect_str(ctx, "error", err0, err);
-			run_clear(&r);
+			expect_cut_alike(ctx, body, len, BIG_MAX, &split,
+			                 &base);
 		}
-		{
-			struct run r = {0};
-
-			snprintf(ctx, sizeof(ctx), "%s in 1-byte chunks",
-			         names[i]);
-			expect_long(ctx, "rc", rc0,
-			            stream_decode(body, len, BIG_MAX, &bytes,
-			                          &r, err, sizeof(err), NULL));
-			expect_identical(ctx, &base, &r);
-			if (rc0 != 0)
-				expect_str(ctx, "error", err0, err);
-			run_clear(&r);
-		}
-		run_clear(&base);
+		snprintf(ctx, sizeof(ctx), "%s in 1-byte chunks", names[i]);
+		expect_cut_alike(ctx, body, len, BIG_MAX, &plan_bytes, &base);
+		split_run_clear(&base);
 		free(body);
 	}
 	free_names(names, n);
@@ -897,7 +485,7 @@ static char *
 gen_body(size_t n, uint64_t seed, size_t *len, size_t *events)
 {
 	size_t cap = n * 4096 + 16, o = 0, i, elen, id = 0;
-	char *body = xmalloc(cap), ev[2048];
+	char *body = split_xmalloc(cap), ev[2048];
 	uint64_t rng = seed;
 
 	body[o++] = '[';
@@ -924,7 +512,6 @@ gen_body(size_t n, uint64_t seed, size_t *len, size_t *events)
 static void
 test_random_chunks_5000(void **state)
 {
-	const struct plan whole = {PLAN_WHOLE, 0, 0};
 	const struct plan plans[] = {
 	    {PLAN_RANDOM, 16, 7},
 	    {PLAN_RANDOM, 700, 11},
@@ -933,7 +520,7 @@ test_random_chunks_5000(void **state)
 	};
 	size_t len, events, i, j, pos;
 	char *body = gen_body(5000, 42, &len, &events);
-	struct run want = {0}, base = {0};
+	struct split_run want = {0}, base = {0};
 	char err[256], ctx[64];
 
 	(void)state;
@@ -941,8 +528,8 @@ test_random_chunks_5000(void **state)
 	assert_int_equal(ref_decode(body, len, &want, err, sizeof(err)), 0);
 	assert_int_equal(want.n, 5000);
 	/* The whole body against bayeux_decode, as JSON values... */
-	if (stream_decode(body, len, BIG_MAX, &whole, &base, err, sizeof(err),
-	                  NULL) != 0)
+	if (stream_decode(body, len, BIG_MAX, &plan_whole, &base, err,
+	                  sizeof(err), NULL) != 0)
 		fail_msg("whole: %s", err);
 	expect_like_reference("whole", &want, &base);
 	/* ...in body order: the events carry replayIds 1, 2, 3, ... */
@@ -956,17 +543,11 @@ test_random_chunks_5000(void **state)
 	assert_int_equal(pos, events);
 	/* ...and every chunking gives the very same bytes. */
 	for (i = 0; i < ARRAY_LEN(plans); i++) {
-		struct run got = {0};
-
 		snprintf(ctx, sizeof(ctx), "plan %zu", i);
-		if (stream_decode(body, len, BIG_MAX, &plans[i], &got, err,
-		                  sizeof(err), NULL) != 0)
-			fail_msg("%s: %s", ctx, err);
-		expect_identical(ctx, &base, &got);
-		run_clear(&got);
+		expect_cut_alike(ctx, body, len, BIG_MAX, &plans[i], &base);
 	}
-	run_clear(&want);
-	run_clear(&base);
+	split_run_clear(&want);
+	split_run_clear(&base);
 	free(body);
 }
 
@@ -1114,7 +695,7 @@ test_memory_bound_100mb(void **state)
 	struct bodygen *g = calloc(1, sizeof(*g));
 	struct counter c = {0};
 	struct bayeux_stream *s;
-	char *chunk = xmalloc(65536);
+	char *chunk = split_xmalloc(65536);
 	size_t n, cap, total = 0;
 
 	(void)state;
@@ -1155,10 +736,10 @@ test_oversized_element(void **state)
 	static const char head[] = "[{\"channel\":\"/u/Big\",\"data\":\"";
 	const size_t max_msg = (size_t)1 << 20, big = (size_t)20 << 20;
 	const size_t step = 64 * 1024;
-	struct run r = {0};
+	struct split_run r = {0};
 	struct bayeux_stream *s;
 	size_t fed, n;
-	char *chunk = xmalloc(step), *whole;
+	char *chunk = split_xmalloc(step), *whole;
 	int rc = 0;
 
 	(void)state;
@@ -1183,7 +764,7 @@ test_oversized_element(void **state)
 	bayeux_stream_free(s);
 
 	/* In one 20 MB chunk: refused without buffering a byte. */
-	whole = xmalloc(big);
+	whole = split_xmalloc(big);
 	memcpy(whole, head, sizeof(head) - 1);
 	memset(whole + sizeof(head) - 1, 'x', big - sizeof(head) - 3);
 	memcpy(whole + big - 3, "\"}]", 3);
@@ -1226,7 +807,7 @@ test_memory_worst_case(void **state)
 	static const char tail[] = "\"}}}]";
 	const size_t max_msg = 100000;
 	const size_t body_len = 1 + max_msg + 1;
-	char *body = xmalloc(body_len);
+	char *body = split_xmalloc(body_len);
 	const struct plan plans[] = {
 	    {PLAN_FIXED, 4096, 0}, {PLAN_FIXED, 1, 0}, {PLAN_WHOLE, 0, 0}};
 	size_t i, fill = body_len - (sizeof(head) - 1) - (sizeof(tail) - 1);
@@ -1237,7 +818,7 @@ test_memory_worst_case(void **state)
 	memset(body + sizeof(head) - 1, 'd', fill);
 	memcpy(body + body_len - (sizeof(tail) - 1), tail, sizeof(tail) - 1);
 	for (i = 0; i < ARRAY_LEN(plans); i++) {
-		struct run r = {0};
+		struct split_run r = {0};
 
 		assert_int_equal(stream_decode(body, body_len, max_msg,
 		                               &plans[i], &r, err, sizeof(err),
@@ -1249,7 +830,7 @@ test_memory_worst_case(void **state)
 			fail_msg("plan %zu: buffers reached %zu bytes for "
 			         "max_msg_bytes %zu",
 			         i, r.max_cap, max_msg);
-		run_clear(&r);
+		split_run_clear(&r);
 	}
 	free(body);
 }
@@ -1269,14 +850,14 @@ test_max_msg_exact(void **state)
 
 	(void)state;
 	for (i = 0; i < ARRAY_LEN(plans); i++) {
-		struct run r = {0};
+		struct split_run r = {0};
 
 		assert_int_equal(stream_decode(body, sizeof(body) - 1, elem,
 		                               &plans[i], &r, err, sizeof(err),
 		                               NULL),
 		                 0);
 		assert_int_equal(r.n, 1);
-		run_clear(&r);
+		split_run_clear(&r);
 		assert_int_equal(stream_decode(body, sizeof(body) - 1, elem - 1,
 		                               &plans[i], &r, err, sizeof(err),
 		                               NULL),
@@ -1284,121 +865,54 @@ test_max_msg_exact(void **state)
 		assert_non_null(strstr(err, "max_msg_bytes"));
 		assert_non_null(strstr(err, "at byte 2"));
 		assert_int_equal(r.n, 0);
-		run_clear(&r);
+		split_run_clear(&r);
 	}
 	for (k = 0; k <= sizeof(body) - 1; k++) {
 		const struct plan split = {PLAN_SPLIT, k, 0};
-		struct run r = {0};
+		struct split_run r = {0};
 
 		assert_int_equal(stream_decode(body, sizeof(body) - 1, elem,
 		                               &split, &r, err, sizeof(err),
 		                               NULL),
 		                 0);
-		run_clear(&r);
+		split_run_clear(&r);
 		assert_int_equal(stream_decode(body, sizeof(body) - 1, elem - 1,
 		                               &split, &r, err, sizeof(err),
 		                               NULL),
 		                 -1);
-		run_clear(&r);
+		split_run_clear(&r);
 	}
 }
 
 /* ---- malformed bodies --------------------------------------------------- */
 
-struct bad_case {
-	const char *name;
-	const char *body;
-	size_t len; /* 0: strlen(body) */
-	const char *err_has;
-};
-
-/* The malformed table of test_bayeux_msg.c, body for body; the stream's
- * reasons carry the same words. */
-static const struct bad_case bad_cases[] = {
-    {"not json", "hello, world", 0, "invalid JSON"},
-    {"html error page", "<html><body>503</body></html>", 0, "invalid JSON"},
-    {"whitespace only", " \r\n\t ", 0, "empty body"},
-    {"truncated array", "[{\"channel\":\"/meta/connect\",\"succ", 0,
-     "truncated"},
-    {"unclosed array", "[", 0, "truncated"},
-    {"trailing comma", "[{\"channel\":\"/meta/connect\"},]", 0, "invalid JSON"},
-    {"trailing garbage", "[] x", 0, "invalid JSON"},
-    {"two documents", "[][]", 0, "invalid JSON"},
-    {"embedded NUL", "[]\0[]", 5, "invalid JSON"},
-    {"object body", "{\"channel\":\"/meta/connect\"}", 0, "not a JSON array"},
-    {"string body", "\"[]\"", 0, "not a JSON array"},
-    {"number body", "42", 0, "not a JSON array"},
-    {"null body", "null", 0, "not a JSON array"},
-    {"element is a number", "[{\"channel\":\"/meta/connect\"},5]", 0,
-     "element 1 is not a JSON object"},
-    {"element is an array", "[[]]", 0, "element 0 is not a JSON object"},
-    {"element is null", "[null]", 0, "element 0 is not a JSON object"},
-    {"missing channel", "[{\"channel\":\"/meta/connect\"},{\"id\":\"1\"}]", 0,
-     "element 1 has no \"channel\""},
-    {"null channel", "[{\"channel\":null}]", 0, "element 0 has no \"channel\""},
-    {"numeric channel",
-     "[{\"channel\":\"/u/X\"},{\"channel\":\"/u/Y\"},{\"channel\":7}]", 0,
-     "element 2: \"channel\" is not a string"},
-    {"object channel", "[{\"channel\":{\"name\":\"/topic/X\"}}]", 0,
-     "element 0: \"channel\" is not a string"},
-    {"empty channel", "[{\"channel\":\"\"}]", 0,
-     "element 0: \"channel\" is empty"},
-    {"NaN in data", "[{\"channel\":\"/topic/T\",\"data\":NaN}]", 0,
-     "invalid JSON"},
-    {"Infinity in data",
-     "[{\"channel\":\"/topic/T\",\"data\":{\"n\":-Infinity}}]", 0,
-     "invalid JSON"},
-    {"number with trailing dot",
-     "[{\"channel\":\"/topic/T\",\"data\":{\"n\":1.}}]", 0, "invalid JSON"},
-    {"number with leading zero",
-     "[{\"channel\":\"/topic/T\",\"data\":{\"n\":0625000.5}}]", 0,
-     "invalid JSON"},
-    {"exponent without digits",
-     "[{\"channel\":\"/topic/T\",\"data\":{\"n\":1e}}]", 0, "invalid JSON"},
-    {"channel with a NUL", "[{\"channel\":\"\\u0000/topic/T\"}]", 0,
-     "\"channel\" holds a NUL"},
-    /* More of the stream's own. */
-    {"empty", "", 0, "empty body"},
-    {"missing comma", "[{\"channel\":\"/u/A\"} {\"channel\":\"/u/B\"}]", 0,
-     "expected ',' or ']' after element 0"},
-    {"leading comma", "[,{\"channel\":\"/u/A\"}]", 0, "invalid JSON at byte 1"},
-    {"cut inside an event", "[{\"channel\":\"/u/A\",\"data\":{\"x\":[1,2", 0,
-     "truncated JSON body (35 bytes)"},
-    {"cut after an event", "[{\"channel\":\"/u/A\"}", 0, "truncated"},
-    {"cut after a comma", "[{\"channel\":\"/u/A\"},", 0, "truncated"},
-    {"channel twice, last null", "[{\"channel\":\"/u/A\",\"channel\":null}]", 0,
-     "has no \"channel\""},
-    {"element cut by the array's end", "[{\"channel\":\"/u/A\"]", 0,
-     "invalid JSON"},
-    {"unbalanced brackets in the element",
-     "[{\"channel\":\"/u/A\",\"data\":[}]]", 0, "invalid JSON"},
-};
-
+/* The malformed table shared with test_bayeux_msg.c (harness.c): both
+ * decoders refuse every body, the stream with its own words. */
 static void
 test_malformed(void **state)
 {
-	const struct plan plans[] = {{PLAN_WHOLE, 0, 0}, {PLAN_FIXED, 1, 0}};
 	char err[256], ref_err[256];
 	size_t i, j, len;
 
 	(void)state;
-	for (i = 0; i < ARRAY_LEN(bad_cases); i++) {
-		const struct bad_case *c = &bad_cases[i];
-		struct run r = {0};
+	for (i = 0; i < harness_bad_bodies_count; i++) {
+		const struct harness_bad_body *c = &harness_bad_bodies[i];
+		struct split_run r = {0};
 
 		len = c->len ? c->len : strlen(c->body);
 		/* Both decoders refuse. */
 		if (ref_decode(c->body, len, &r, ref_err, sizeof(ref_err)) == 0)
 			fail_msg("%s: bayeux_decode accepts it", c->name);
-		run_clear(&r);
-		for (j = 0; j < ARRAY_LEN(plans); j++) {
-			if (stream_decode(c->body, len, BIG_MAX, &plans[j], &r,
-			                  err, sizeof(err), NULL) == 0)
+		split_run_clear(&r);
+		for (j = 0; j < ARRAY_LEN(plan_whole_bytes); j++) {
+			if (stream_decode(c->body, len, BIG_MAX,
+			                  &plan_whole_bytes[j], &r, err,
+			                  sizeof(err), NULL) == 0)
 				fail_msg("%s: decoded", c->name);
-			if (strstr(err, c->err_has) == NULL)
+			if (strstr(err, c->stream_has) == NULL)
 				fail_msg("%s: error \"%s\" lacks \"%s\"",
-				         c->name, err, c->err_has);
-			run_clear(&r);
+				         c->name, err, c->stream_has);
+			split_run_clear(&r);
 		}
 	}
 }
@@ -1409,23 +923,22 @@ test_malformed(void **state)
 static void
 test_truncated_prefixes(void **state)
 {
-	const struct plan whole = {PLAN_WHOLE, 0, 0};
 	size_t len, k, end, i;
-	char *body = load_data("batch_connect_first.json", &len);
-	struct run full = {0};
+	char *body = load_test_file(DATA_DIR, "batch_connect_first.json", &len);
+	struct split_run full = {0};
 	char err[256];
 
 	(void)state;
-	assert_int_equal(stream_decode(body, len, BIG_MAX, &whole, &full, err,
-	                               sizeof(err), NULL),
+	assert_int_equal(stream_decode(body, len, BIG_MAX, &plan_whole, &full,
+	                               err, sizeof(err), NULL),
 	                 0);
 	assert_int_equal(full.n, 4);
 	end = (size_t)(strrchr(body, ']') - body) + 1;
 	for (k = 0; k < end; k++) {
-		struct run r = {0};
+		struct split_run r = {0};
 
-		assert_int_equal(stream_decode(body, k, BIG_MAX, &whole, &r,
-		                               err, sizeof(err), NULL),
+		assert_int_equal(stream_decode(body, k, BIG_MAX, &plan_whole,
+		                               &r, err, sizeof(err), NULL),
 		                 -1);
 		if (strstr(err, k == 0 ? "empty body" : "truncated") == NULL)
 			fail_msg("cut at %zu: %s", k, err);
@@ -1433,18 +946,18 @@ test_truncated_prefixes(void **state)
 		for (i = 0; i < r.n; i++)
 			expect_str("prefix", "channel", full.v[i].channel,
 			           r.v[i].channel);
-		run_clear(&r);
+		split_run_clear(&r);
 	}
 	for (k = end; k <= len; k++) {
-		struct run r = {0};
+		struct split_run r = {0};
 
-		assert_int_equal(stream_decode(body, k, BIG_MAX, &whole, &r,
-		                               err, sizeof(err), NULL),
+		assert_int_equal(stream_decode(body, k, BIG_MAX, &plan_whole,
+		                               &r, err, sizeof(err), NULL),
 		                 0);
 		expect_identical("whole", &full, &r);
-		run_clear(&r);
+		split_run_clear(&r);
 	}
-	run_clear(&full);
+	split_run_clear(&full);
 	free(body);
 }
 
@@ -1530,8 +1043,7 @@ test_strict_json(void **state)
 {
 	char err[256];
 	size_t i, len;
-	struct run r = {0};
-	const struct plan plans[] = {{PLAN_WHOLE, 0, 0}, {PLAN_FIXED, 1, 0}};
+	struct split_run r = {0};
 	size_t j;
 
 	(void)state;
@@ -1544,14 +1056,14 @@ test_strict_json(void **state)
 			fail_msg("%s: is strict JSON", b);
 		if (!jsonc_takes(b, len))
 			fail_msg("%s: json-c refuses it", b);
-		for (j = 0; j < ARRAY_LEN(plans); j++) {
-			if (stream_decode(b, len, BIG_MAX, &plans[j], &r, err,
-			                  sizeof(err), NULL) == 0)
+		for (j = 0; j < ARRAY_LEN(plan_whole_bytes); j++) {
+			if (stream_decode(b, len, BIG_MAX, &plan_whole_bytes[j],
+			                  &r, err, sizeof(err), NULL) == 0)
 				fail_msg("%s: the stream accepts it", b);
 			if (strstr(err, "invalid JSON") == NULL)
 				fail_msg("%s: %s", b, err);
 			assert_int_equal(r.n, 0);
-			run_clear(&r);
+			split_run_clear(&r);
 		}
 	}
 	for (i = 0; i < ARRAY_LEN(both_refuse); i++) {
@@ -1562,12 +1074,12 @@ test_strict_json(void **state)
 		assert_false(jsonc_takes(b, len));
 		if (ref_decode(b, len, &r, err, sizeof(err)) == 0)
 			fail_msg("%s: bayeux_decode accepts it", b);
-		run_clear(&r);
-		for (j = 0; j < ARRAY_LEN(plans); j++) {
-			if (stream_decode(b, len, BIG_MAX, &plans[j], &r, err,
-			                  sizeof(err), NULL) == 0)
+		split_run_clear(&r);
+		for (j = 0; j < ARRAY_LEN(plan_whole_bytes); j++) {
+			if (stream_decode(b, len, BIG_MAX, &plan_whole_bytes[j],
+			                  &r, err, sizeof(err), NULL) == 0)
 				fail_msg("%s: the stream accepts it", b);
-			run_clear(&r);
+			split_run_clear(&r);
 		}
 	}
 }
@@ -1590,18 +1102,20 @@ static const char *const undelimited[] = {
 static void
 test_same_error_however_cut(void **state)
 {
-	const struct plan whole = {PLAN_WHOLE, 0, 0};
-	char err0[256], err[256], ctx[96];
-	const char *list[ARRAY_LEN(bad_cases) + ARRAY_LEN(jsonc_lenient) +
-	                 ARRAY_LEN(both_refuse) + ARRAY_LEN(undelimited)];
-	size_t lens[ARRAY_LEN(list)];
+	char err0[256], ctx[96];
+	const size_t total = harness_bad_bodies_count +
+	                     ARRAY_LEN(jsonc_lenient) + ARRAY_LEN(both_refuse) +
+	                     ARRAY_LEN(undelimited);
+	const char **list = split_xmalloc(total * sizeof(*list));
+	size_t *lens = split_xmalloc(total * sizeof(*lens));
 	size_t n = 0, i, k, max;
 
 	(void)state;
-	for (i = 0; i < ARRAY_LEN(bad_cases); i++) {
-		list[n] = bad_cases[i].body;
-		lens[n++] = bad_cases[i].len ? bad_cases[i].len
-		                             : strlen(bad_cases[i].body);
+	for (i = 0; i < harness_bad_bodies_count; i++) {
+		const struct harness_bad_body *c = &harness_bad_bodies[i];
+
+		list[n] = c->body;
+		lens[n++] = c->len ? c->len : strlen(c->body);
 	}
 	for (i = 0; i < ARRAY_LEN(jsonc_lenient); i++, n++)
 		lens[n] = strlen(list[n] = jsonc_lenient[i]);
@@ -1612,29 +1126,25 @@ test_same_error_however_cut(void **state)
 	for (i = 0; i < n; i++) {
 		/* With a roomy limit, and with one the element just passes. */
 		for (max = BIG_MAX; max != 0; max = max == BIG_MAX ? 40 : 0) {
-			struct run r0 = {0};
+			struct split_run r0 = {0};
 
 			assert_int_equal(stream_decode(list[i], lens[i], max,
-			                               &whole, &r0, err0,
+			                               &plan_whole, &r0, err0,
 			                               sizeof(err0), NULL),
 			                 -1);
 			for (k = 0; k <= lens[i]; k++) {
 				const struct plan split = {PLAN_SPLIT, k, 0};
-				struct run r = {0};
 
 				snprintf(ctx, sizeof(ctx),
 				         "case %zu max %zu cut %zu", i, max, k);
-				expect_long(ctx, "rc", -1,
-				            stream_decode(list[i], lens[i], max,
-				                          &split, &r, err,
-				                          sizeof(err), NULL));
-				expect_str(ctx, "error", err0, err);
-				expect_identical(ctx, &r0, &r);
-				run_clear(&r);
+				expect_cut_alike(ctx, list[i], lens[i], max,
+				                 &split, &r0);
 			}
-			run_clear(&r0);
+			split_run_clear(&r0);
 		}
 	}
+	free(list);
+	free(lens);
 }
 
 /* Strict bodies at the edges, where both must agree exactly. */
@@ -1751,8 +1261,7 @@ test_documented_differences(void **state)
 	    "[{\"channel\":\"/topic/T\\u0000x\",\"data\":{}}]",
 	    "[{\"channel\":\"/meta/connect\\u0000\"}]",
 	};
-	const struct plan whole = {PLAN_WHOLE, 0, 0};
-	struct run want = {0}, got = {0};
+	struct split_run want = {0}, got = {0};
 	char err[256];
 	size_t i;
 
@@ -1762,8 +1271,9 @@ test_documented_differences(void **state)
 	assert_true(body_strict(big_id, strlen(big_id)));
 	assert_int_equal(
 	    ref_decode(big_id, strlen(big_id), &want, err, sizeof(err)), 0);
-	assert_int_equal(stream_decode(big_id, strlen(big_id), BIG_MAX, &whole,
-	                               &got, err, sizeof(err), NULL),
+	assert_int_equal(stream_decode(big_id, strlen(big_id), BIG_MAX,
+	                               &plan_whole, &got, err, sizeof(err),
+	                               NULL),
 	                 0);
 	assert_string_equal(want.v[0].ev.position, "18446744073709551615");
 	assert_string_equal(got.v[0].ev.position, "99999999999999999999");
@@ -1772,11 +1282,11 @@ test_documented_differences(void **state)
 	/* Apart from the position the messages agree. */
 	for (i = 0; i < 2; i++) {
 		free((char *)(uintptr_t)want.v[i].ev.position);
-		want.v[i].ev.position = xstrdup(got.v[i].ev.position);
+		want.v[i].ev.position = split_xstrdup(got.v[i].ev.position);
 	}
 	expect_like_reference("big replayId", &want, &got);
-	run_clear(&want);
-	run_clear(&got);
+	split_run_clear(&want);
+	split_run_clear(&got);
 
 	/* What came before a bad element has been delivered. */
 	{
@@ -1790,13 +1300,13 @@ test_documented_differences(void **state)
 		    -1);
 		assert_int_equal(want.n, 0);
 		assert_int_equal(stream_decode(partly, strlen(partly), BIG_MAX,
-		                               &whole, &got, err, sizeof(err),
-		                               NULL),
+		                               &plan_whole, &got, err,
+		                               sizeof(err), NULL),
 		                 -1);
 		assert_int_equal(got.n, 2);
 		assert_string_equal(got.v[0].ev.position, "1");
 		assert_int_equal(got.v[1].kind, BAYEUX_MSG_META);
-		run_clear(&got);
+		split_run_clear(&got);
 	}
 
 	/* As in bayeux_decode: a channel holding U+0000 fails the body. */
@@ -1808,8 +1318,9 @@ test_documented_differences(void **state)
 		    ref_decode(b, strlen(b), &want, err, sizeof(err)), -1);
 		assert_non_null(
 		    strstr(err, "element 0: \"channel\" holds a NUL"));
-		assert_int_equal(stream_decode(b, strlen(b), BIG_MAX, &whole,
-		                               &got, err, sizeof(err), NULL),
+		assert_int_equal(stream_decode(b, strlen(b), BIG_MAX,
+		                               &plan_whole, &got, err,
+		                               sizeof(err), NULL),
 		                 -1);
 		assert_non_null(
 		    strstr(err, "element 0: \"channel\" holds a NUL"));
@@ -1855,7 +1366,6 @@ static const char *const replay_ids[] = {
 static void
 test_replay_id_shapes(void **state)
 {
-	const struct plan plans[] = {{PLAN_WHOLE, 0, 0}, {PLAN_FIXED, 1, 0}};
 	char body[512];
 	size_t i, j;
 
@@ -1867,9 +1377,10 @@ test_replay_id_shapes(void **state)
 		         "000Z\",\"replayId\":%s,\"type\":\"updated\"},"
 		         "\"sobject\":{\"Id\":\"001xx000003DGb2AAG\"}}}]",
 		         replay_ids[i]);
-		for (j = 0; j < ARRAY_LEN(plans); j++)
+		for (j = 0; j < ARRAY_LEN(plan_whole_bytes); j++)
 			expect_same_as_reference(replay_ids[i], body,
-			                         strlen(body), &plans[j]);
+			                         strlen(body),
+			                         &plan_whole_bytes[j]);
 	}
 }
 
@@ -1902,7 +1413,6 @@ test_cdc_created(void **state)
 	    "null",
 	    "true",
 	};
-	const struct plan whole = {PLAN_WHOLE, 0, 0};
 	const int64_t from = INT64_C(-11676096000000);
 	const int64_t to = INT64_C(16725225600000);
 	const int64_t step = INT64_C(97) * 86400000 + 3723001;
@@ -1919,7 +1429,8 @@ test_cdc_created(void **state)
 		         "\"UPDATE\",\"commitTimestamp\":%s}},\"event\":{"
 		         "\"replayId\":1}}}]",
 		         edges[i]);
-		expect_same_as_reference(edges[i], body, strlen(body), &whole);
+		expect_same_as_reference(edges[i], body, strlen(body),
+		                         &plan_whole);
 	}
 	for (ms = from; ms <= to; ms += step) {
 		snprintf(ts, sizeof(ts), "%" PRId64, ms);
@@ -1927,7 +1438,7 @@ test_cdc_created(void **state)
 		         "[{\"channel\":\"/data/X\",\"data\":{\"payload\":{"
 		         "\"ChangeEventHeader\":{\"commitTimestamp\":%s}}}}]",
 		         ts);
-		expect_same_as_reference(ts, body, strlen(body), &whole);
+		expect_same_as_reference(ts, body, strlen(body), &plan_whole);
 		n++;
 	}
 	assert_true(n > 3000);
@@ -1946,7 +1457,6 @@ test_payload_is_raw_slice(void **state)
 	    "{\"event\":{\"replayId\":\"7\"},\"k\":\"\\ud800\"}",
 	    "false",
 	};
-	const struct plan plans[] = {{PLAN_WHOLE, 0, 0}, {PLAN_FIXED, 1, 0}};
 	char body[512], err[256];
 	size_t i, j;
 
@@ -1955,11 +1465,12 @@ test_payload_is_raw_slice(void **state)
 		snprintf(body, sizeof(body),
 		         "[{\"channel\":\"/topic/T\",\"data\" : %s }]",
 		         datas[i]);
-		for (j = 0; j < ARRAY_LEN(plans); j++) {
-			struct run r = {0};
+		for (j = 0; j < ARRAY_LEN(plan_whole_bytes); j++) {
+			struct split_run r = {0};
 
 			assert_int_equal(stream_decode(body, strlen(body),
-			                               BIG_MAX, &plans[j], &r,
+			                               BIG_MAX,
+			                               &plan_whole_bytes[j], &r,
 			                               err, sizeof(err), NULL),
 			                 0);
 			assert_int_equal(r.n, 1);
@@ -1967,7 +1478,7 @@ test_payload_is_raw_slice(void **state)
 			                 strlen(datas[i]));
 			assert_memory_equal(r.v[0].ev.payload, datas[i],
 			                    strlen(datas[i]));
-			run_clear(&r);
+			split_run_clear(&r);
 		}
 	}
 	/* No data, or null data: "{}". */
@@ -1975,14 +1486,15 @@ test_payload_is_raw_slice(void **state)
 		const char *b = i == 0 ? "[{\"channel\":\"/topic/T\"}]"
 		                       : "[{\"channel\":\"/topic/T\",\"data\":"
 		                         "null}]";
-		struct run r = {0};
+		struct split_run r = {0};
 
-		assert_int_equal(stream_decode(b, strlen(b), BIG_MAX, &plans[0],
-		                               &r, err, sizeof(err), NULL),
+		assert_int_equal(stream_decode(b, strlen(b), BIG_MAX,
+		                               &plan_whole_bytes[0], &r, err,
+		                               sizeof(err), NULL),
 		                 0);
 		assert_int_equal(r.v[0].ev.payload_len, 2);
 		assert_memory_equal(r.v[0].ev.payload, "{}", 2);
-		run_clear(&r);
+		split_run_clear(&r);
 	}
 }
 
@@ -1997,7 +1509,7 @@ deep_body(size_t levels, const char *inner, size_t *len)
 	static const char tail[] = "}]";
 	size_t hl = sizeof(head) - 1, tl = sizeof(tail) - 1;
 	size_t il = strlen(inner);
-	char *s = xmalloc(hl + 2 * levels + il + tl + 1);
+	char *s = split_xmalloc(hl + 2 * levels + il + tl + 1);
 
 	memcpy(s, head, hl);
 	memset(s + hl, '[', levels);
@@ -2011,7 +1523,6 @@ deep_body(size_t levels, const char *inner, size_t *len)
 static void
 test_nesting_limit(void **state)
 {
-	const struct plan plans[] = {{PLAN_WHOLE, 0, 0}, {PLAN_FIXED, 1, 0}};
 	static const struct {
 		size_t levels;
 		const char *inner;
@@ -2030,36 +1541,39 @@ test_nesting_limit(void **state)
 	(void)state;
 	for (i = 0; i < ARRAY_LEN(cases); i++) {
 		s = deep_body(cases[i].levels, cases[i].inner, &len);
-		for (j = 0; j < ARRAY_LEN(plans); j++) {
-			struct run r = {0};
+		for (j = 0; j < ARRAY_LEN(plan_whole_bytes); j++) {
+			struct split_run r = {0};
 
 			snprintf(ctx, sizeof(ctx), "%zu levels + \"%s\"",
 			         cases[i].levels, cases[i].inner);
-			expect_same_as_reference(ctx, s, len, &plans[j]);
+			expect_same_as_reference(ctx, s, len,
+			                         &plan_whole_bytes[j]);
 			expect_long(ctx, "rc", cases[i].ok ? 0 : -1,
-			            stream_decode(s, len, BIG_MAX, &plans[j],
-			                          &r, err, sizeof(err), NULL));
+			            stream_decode(s, len, BIG_MAX,
+			                          &plan_whole_bytes[j], &r, err,
+			                          sizeof(err), NULL));
 			if (!cases[i].ok && strstr(err, "too deep") == NULL)
 				fail_msg("%s: %s", ctx, err);
-			run_clear(&r);
+			split_run_clear(&r);
 		}
 		free(s);
 	}
 	/* 100,000 levels: refused at level 65, whole or cut. */
 	s = deep_body(100000, "", &len);
-	for (j = 0; j < ARRAY_LEN(plans); j++) {
-		struct run r = {0};
+	for (j = 0; j < ARRAY_LEN(plan_whole_bytes); j++) {
+		struct split_run r = {0};
 		size_t fed;
 
-		assert_int_equal(stream_decode(s, len, BIG_MAX, &plans[j], &r,
-		                               err, sizeof(err), &fed),
+		assert_int_equal(stream_decode(s, len, BIG_MAX,
+		                               &plan_whole_bytes[j], &r, err,
+		                               sizeof(err), &fed),
 		                 -1);
 		assert_non_null(strstr(err, "too deep"));
 		/* data's '[' number k is byte 32 + k, at level k + 2 */
 		assert_non_null(strstr(err, "at byte 95"));
-		if (plans[j].kind == PLAN_FIXED)
+		if (plan_whole_bytes[j].kind == PLAN_FIXED)
 			assert_int_equal(fed, 96);
-		run_clear(&r);
+		split_run_clear(&r);
 	}
 	free(s);
 }
@@ -2070,8 +1584,8 @@ static void
 test_callback_stop(void **state)
 {
 	size_t len, k;
-	char *body = load_data("batch_connect_first.json", &len);
-	struct run r = {0};
+	char *body = load_test_file(DATA_DIR, "batch_connect_first.json", &len);
+	struct split_run r = {0};
 	struct bayeux_stream *s;
 
 	(void)state;
@@ -2093,7 +1607,7 @@ test_callback_stop(void **state)
 		                    "stopped by callback");
 
 		/* A reset makes it whole again. */
-		run_clear(&r);
+		split_run_clear(&r);
 		bayeux_stream_reset(s);
 		assert_int_equal(bayeux_stream_count(s), 0);
 		assert_string_equal(bayeux_stream_errstr(s), "");
@@ -2101,7 +1615,7 @@ test_callback_stop(void **state)
 		assert_int_equal(bayeux_stream_finish(s), 0);
 		assert_int_equal(bayeux_stream_count(s), 4);
 		assert_int_equal(r.n, 4);
-		run_clear(&r);
+		split_run_clear(&r);
 		bayeux_stream_free(s);
 	}
 	/* Stopping on a meta reply, the first message. */
@@ -2110,7 +1624,7 @@ test_callback_stop(void **state)
 	assert_int_equal(bayeux_stream_feed(s, body, len), -1);
 	assert_int_equal(r.n, 1);
 	assert_int_equal(r.v[0].kind, BAYEUX_MSG_META);
-	run_clear(&r);
+	split_run_clear(&r);
 	bayeux_stream_free(s);
 	free(body);
 }
@@ -2214,7 +1728,7 @@ test_reset_reuse(void **state)
 	static const char body[] =
 	    "[{\"channel\":\"/u/A\",\"data\":{\"k\":1}}]";
 	static const char head[] = "[{\"channel\":\"/u/A\",\"data\":\"";
-	struct run r = {0};
+	struct split_run r = {0};
 	struct bayeux_stream *s = bayeux_stream_new(BIG_MAX, record_cb, &r);
 	size_t cap, i, big_len;
 	char *big;
@@ -2243,7 +1757,7 @@ test_reset_reuse(void **state)
 	}
 	/* After a 200 KiB element the reset lets the big buffer go. */
 	big_len = 200 * 1024;
-	big = xmalloc(big_len);
+	big = split_xmalloc(big_len);
 	memcpy(big, head, sizeof(head) - 1);
 	memset(big + sizeof(head) - 1, 'z', big_len - sizeof(head) + 1 - 3);
 	memcpy(big + big_len - 3, "\"}]", 3);
@@ -2258,7 +1772,7 @@ test_reset_reuse(void **state)
 	assert_int_equal(bayeux_stream_feed(s, big, big_len), 0);
 	assert_int_equal(bayeux_stream_finish(s), 0);
 	assert_int_equal(r.n, 1 + 3 + 2);
-	run_clear(&r);
+	split_run_clear(&r);
 	bayeux_stream_free(s);
 	free(big);
 }
@@ -2315,19 +1829,18 @@ static void
 test_empty_bodies(void **state)
 {
 	static const char *const bodies[] = {"[]", " [ ] \n", "\r\n[\n]\r\n"};
-	const struct plan plans[] = {{PLAN_WHOLE, 0, 0}, {PLAN_FIXED, 1, 0}};
 	char err[64];
 	size_t i, j;
 
 	(void)state;
 	for (i = 0; i < ARRAY_LEN(bodies); i++) {
-		for (j = 0; j < ARRAY_LEN(plans); j++) {
-			struct run r = {0};
+		for (j = 0; j < ARRAY_LEN(plan_whole_bytes); j++) {
+			struct split_run r = {0};
 
 			assert_int_equal(stream_decode(bodies[i],
 			                               strlen(bodies[i]), 1,
-			                               &plans[j], &r, err,
-			                               sizeof(err), NULL),
+			                               &plan_whole_bytes[j], &r,
+			                               err, sizeof(err), NULL),
 			                 0);
 			assert_int_equal(r.n, 0);
 		}
@@ -2370,7 +1883,7 @@ test_error_offsets(void **state)
 	(void)state;
 	for (i = 0; i < ARRAY_LEN(cases); i++) {
 		for (j = 0; j < ARRAY_LEN(plans); j++) {
-			struct run r = {0};
+			struct split_run r = {0};
 
 			assert_int_equal(stream_decode(cases[i].body,
 			                               strlen(cases[i].body),
@@ -2378,7 +1891,7 @@ test_error_offsets(void **state)
 			                               err, sizeof(err), NULL),
 			                 -1);
 			expect_str(cases[i].body, "error", cases[i].want, err);
-			run_clear(&r);
+			split_run_clear(&r);
 		}
 	}
 }
@@ -2482,7 +1995,6 @@ test_string_scan_every_offset(void **state)
 	};
 	static const char raw_ctl[] = {0x00, 0x01, 0x09, 0x0a, 0x1f};
 	static const size_t tails[] = {0, 1, 2, 7, 8, 9, 15, 16, 17, 24, 33};
-	const struct plan whole = {PLAN_WHOLE, 0, 0};
 	char text[128], decoded[128], body[512], err[256], want[256];
 	char ctx[96];
 	size_t i, k, off, t, len, data_off, data_len, val_off;
@@ -2491,7 +2003,7 @@ test_string_scan_every_offset(void **state)
 	for (i = 0; i < ARRAY_LEN(ok); i++) {
 		for (off = 0; off <= 40; off++) {
 			for (t = 0; t < ARRAY_LEN(tails); t++) {
-				struct run r = {0};
+				struct split_run r = {0};
 
 				len = scan_value(text, decoded, off, tails[t],
 				                 &ok[i]);
@@ -2500,9 +2012,9 @@ test_string_scan_every_offset(void **state)
 				snprintf(ctx, sizeof(ctx),
 				         "special %zu at %zu, tail %zu", i, off,
 				         tails[t]);
-				if (stream_decode(body, len, BIG_MAX, &whole,
-				                  &r, err, sizeof(err),
-				                  NULL) != 0)
+				if (stream_decode(body, len, BIG_MAX,
+				                  &plan_whole, &r, err,
+				                  sizeof(err), NULL) != 0)
 					fail_msg("%s: refused: %s", ctx, err);
 				expect_long(ctx, "count", 1, (long)r.n);
 				expect_str(ctx, "event_type", decoded,
@@ -2516,7 +2028,7 @@ test_string_scan_every_offset(void **state)
 					         "text",
 					         ctx);
 				expect_same_as_reference(ctx, body, len,
-				                         &whole);
+				                         &plan_whole);
 				/* Cut one byte before, at and after the
 				 * special byte, and byte by byte. */
 				for (k = 0; k < 4; k++) {
@@ -2526,17 +2038,11 @@ test_string_scan_every_offset(void **state)
 					    {PLAN_SPLIT, val_off + off + 2, 0},
 					    {PLAN_FIXED, 1, 0},
 					};
-					struct run c = {0};
 
-					assert_int_equal(
-					    stream_decode(body, len, BIG_MAX,
-					                  &cut[k], &c, err,
-					                  sizeof(err), NULL),
-					    0);
-					expect_identical(ctx, &r, &c);
-					run_clear(&c);
+					expect_cut_alike(ctx, body, len,
+					                 BIG_MAX, &cut[k], &r);
 				}
-				run_clear(&r);
+				split_run_clear(&r);
 			}
 		}
 	}
@@ -2546,8 +2052,6 @@ test_string_scan_every_offset(void **state)
 
 		for (off = 0; off <= 40; off++) {
 			for (t = 0; t < ARRAY_LEN(tails); t++) {
-				const struct plan plans[] = {
-				    {PLAN_WHOLE, 0, 0}, {PLAN_FIXED, 1, 0}};
 
 				len = scan_value(text, decoded, off, tails[t],
 				                 &sp);
@@ -2561,17 +2065,19 @@ test_string_scan_every_offset(void **state)
 				snprintf(ctx, sizeof(ctx),
 				         "raw 0x%02x at %zu, tail %zu",
 				         (unsigned)raw_ctl[i], off, tails[t]);
-				for (k = 0; k < ARRAY_LEN(plans); k++) {
-					struct run r = {0};
+				for (k = 0; k < ARRAY_LEN(plan_whole_bytes);
+				     k++) {
+					struct split_run r = {0};
 
 					if (stream_decode(body, len, BIG_MAX,
-					                  &plans[k], &r, err,
-					                  sizeof(err), NULL) == 0)
+					                  &plan_whole_bytes[k],
+					                  &r, err, sizeof(err),
+					                  NULL) == 0)
 						fail_msg("%s: accepted", ctx);
 					expect_str(ctx, "error", want, err);
 					expect_long(ctx, "count", 0,
 					            (long)r.n);
-					run_clear(&r);
+					split_run_clear(&r);
 				}
 			}
 		}
