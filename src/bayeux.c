@@ -77,6 +77,12 @@ struct bayeux {
 	char *client_id;
 	char *token_used; /* the token of the in-flight request (for 401s) */
 	struct http_request *inflight;
+	/* The next connect, sent while the last reply is still being
+	 * decoded (on_poll_complete), or NULL. */
+	struct http_request *ahead;
+	unsigned long connects_ahead; /* of those, how many were kept */
+	size_t poll_fed; /* bytes of the current long-poll reply decoded */
+	unsigned session_polls; /* long-poll replies handled in this session */
 	struct event *timer;
 	long advice_timeout_ms;
 	long advice_interval_ms;
@@ -105,6 +111,8 @@ static void connect_now(struct bayeux *b);
 static void begin_auth(struct bayeux *b);
 static void on_resub_timer(evutil_socket_t fd, short what, void *arg);
 static int on_poll_msg(void *arg, const struct bayeux_msg *m);
+static void on_poll_complete(void *arg, const char *rest, size_t len);
+static long deadline_for(long timeout_ms);
 
 static void
 on_timer(evutil_socket_t fd, short what, void *arg)
@@ -183,6 +191,8 @@ bayeux_free(struct bayeux *b)
 		return;
 	if (b->inflight != NULL)
 		http_cancel(b->http, b->inflight);
+	if (b->ahead != NULL)
+		http_cancel(b->http, b->ahead);
 	if (b->side != NULL)
 		http_cancel(b->http, b->side);
 	if (b->auth != NULL)
@@ -233,6 +243,7 @@ set_client_id(struct bayeux *b, const char *id)
 {
 	free(b->client_id);
 	b->client_id = id != NULL ? strdup(id) : NULL;
+	b->session_polls = 0;
 }
 
 /* A refused token: forget it (once for all its users) and start over. */
@@ -295,6 +306,7 @@ send_on(struct bayeux *b, struct http_request **slot, struct evbuffer *body,
 	http_request_timeout(req, timeout_ms);
 	if (data != NULL) {
 		http_request_on_data(req, data, b);
+		http_request_on_complete(req, on_poll_complete);
 		http_request_no_resend(req);
 	} else {
 		http_request_max_body(req, BAYEUX_META_MAX_BODY);
@@ -765,6 +777,7 @@ reset_poll(struct bayeux *b)
 	free(b->reply.refused);
 	memset(&b->reply, 0, sizeof(b->reply));
 	bayeux_stream_reset(b->stream);
+	b->poll_fed = 0;
 	evbuffer_drain(b->error_body, evbuffer_get_length(b->error_body));
 }
 
@@ -844,11 +857,25 @@ on_poll_data(void *arg, long status, const char *data, size_t len)
 					     : BAYEUX_ERROR_BODY_MAX - have);
 		return 0;
 	}
+	b->poll_fed += len;
 	return bayeux_stream_feed(b->stream, data, len);
 }
 
+/* The connect sent ahead becomes the long poll in flight: its reply is
+ * the next one decoded. */
 static void
-poll_succeeded(struct bayeux *b)
+take_ahead(struct bayeux *b, struct http_request *ahead)
+{
+	b->state = BAYEUX_CONNECTED;
+	reset_poll(b);
+	b->inflight = ahead;
+	b->connects_ahead++;
+}
+
+/* *ahead: the connect sent ahead of this reply, or NULL; taken (and set
+ * to NULL) when the next connect would go out at once anyway. */
+static void
+poll_succeeded(struct bayeux *b, struct http_request **ahead)
 {
 	if (b->reply.has_advice &&
 	    b->reply.advice.reconnect == BAYEUX_RECONNECT_NONE) {
@@ -858,6 +885,7 @@ poll_succeeded(struct bayeux *b)
 		return;
 	}
 	b->attempt = 0;
+	b->session_polls++;
 	if (b->reply.has_advice) {
 		if (b->reply.advice.timeout_ms > 0)
 			b->advice_timeout_ms = b->reply.advice.timeout_ms;
@@ -865,12 +893,16 @@ poll_succeeded(struct bayeux *b)
 			b->advice_interval_ms = b->reply.advice.interval_ms;
 	}
 	if (b->reply.has_advice &&
-	    b->reply.advice.reconnect == BAYEUX_RECONNECT_HANDSHAKE)
+	    b->reply.advice.reconnect == BAYEUX_RECONNECT_HANDSHAKE) {
 		rehandshake(b, "server advised handshake");
-	else if (b->advice_interval_ms > 0)
+	} else if (b->advice_interval_ms > 0) {
 		wait_then(b, b->advice_interval_ms, NEXT_CONNECT);
-	else
+	} else if (*ahead != NULL) {
+		take_ahead(b, *ahead);
+		*ahead = NULL;
+	} else {
 		connect_now(b);
+	}
 }
 
 static void
@@ -878,6 +910,10 @@ on_connect(void *arg, const struct http_response *resp)
 {
 	struct bayeux *b = arg;
 	char why[768];
+	/* The connect sent ahead of this reply's decoding: kept when the
+	 * reply says to connect again at once, cancelled otherwise (below). */
+	struct http_request *ahead = b->ahead;
+	b->ahead = NULL;
 	b->inflight = NULL;
 	if (b->reply.refused != NULL) {
 		new_session_after(b, NEXT_HANDSHAKE, b->reply.refused);
@@ -922,20 +958,154 @@ on_connect(void *arg, const struct http_response *resp)
 		set_client_id(b, NULL);
 		recover_from(b, &m, NEXT_HANDSHAKE);
 	} else {
-		poll_succeeded(b);
+		poll_succeeded(b, &ahead);
 	}
+	if (ahead != NULL) {
+		/* The server may have put events in its reply already and
+		 * counts them as delivered: only a new session, subscribed
+		 * from the acknowledged checkpoints, gets them back. */
+		log_debug("connect sent ahead cancelled: the reply before it "
+			  "turned out bad",
+			  NULL);
+		http_cancel(b->http, ahead);
+		set_client_id(b, NULL);
+	}
+}
+
+/* Whether a body starts as a JSON array of objects does: '[', '{', '"'
+ * (with any whitespace between). */
+static int
+plausible_start(const char *p, size_t len)
+{
+	const char want[] = "[{\"";
+	size_t i = 0;
+	for (size_t k = 0; k < 3; k++) {
+		while (i < len && (p[i] == ' ' || p[i] == '\n' ||
+				   p[i] == '\r' || p[i] == '\t'))
+			i++;
+		if (i >= len || p[i] != want[k])
+			return 0;
+		i++;
+	}
+	return 1;
+}
+
+/* Whether a successful /meta/connect reply with this advice means
+ * "connect again at once". */
+static int
+reconnect_at_once(const struct bayeux *b, int has_advice,
+		  const struct bayeux_advice *advice)
+{
+	if (!has_advice)
+		return b->advice_interval_ms <= 0;
+	long interval = advice->interval_ms >= 0 ? advice->interval_ms
+						 : b->advice_interval_ms;
+	return (advice->reconnect == BAYEUX_RECONNECT_UNSET ||
+		advice->reconnect == BAYEUX_RECONNECT_RETRY) &&
+	       interval <= 0;
+}
+
+/* The /meta/connect message of a one-message batch, or NULL. */
+static const struct bayeux_msg *
+connect_msg(const struct bayeux_batch *batch)
+{
+	const struct bayeux_msg *m = bayeux_batch_msg(batch, 0);
+	return m != NULL && strcmp(m->channel, "/meta/connect") == 0 ? m
+								      : NULL;
+}
+
+/*
+ * Whether the reply whose undecoded end is rest says "successful,
+ * reconnect at once". Servers put the /meta/connect message first or
+ * last (Salesforce does both): first, it was decoded already, or it
+ * starts rest; last, it ends rest. Only those two places are looked at,
+ * never the events between. A reply that passes can still turn out bad
+ * further in; that only means a new session (see on_connect).
+ */
+static int
+reply_says_reconnect(const struct bayeux *b, const char *rest, size_t len,
+		     long *timeout_ms)
+{
+	*timeout_ms = b->advice_timeout_ms;
+	if (b->reply.seen) {
+		if (b->reply.has_advice && b->reply.advice.timeout_ms > 0)
+			*timeout_ms = b->reply.advice.timeout_ms;
+		return b->reply.successful &&
+		       reconnect_at_once(b, b->reply.has_advice,
+					 &b->reply.advice);
+	}
+	struct bayeux_batch *batch =
+		b->poll_fed == 0 ? bayeux_decode_first(rest, len) : NULL;
+	const struct bayeux_msg *m = connect_msg(batch);
+	if (m == NULL) {
+		/* Nothing decoded yet and the start is not even a message:
+		 * the reply is bad, whatever its end says. */
+		if (b->poll_fed == 0 && batch == NULL &&
+		    !plausible_start(rest, len)) {
+			return 0;
+		}
+		bayeux_batch_free(batch);
+		batch = bayeux_decode_last(rest, len);
+		m = connect_msg(batch);
+	}
+	int ok = m != NULL && m->successful &&
+		 reconnect_at_once(b, m->has_advice, &m->advice);
+	if (ok && m->has_advice && m->advice.timeout_ms > 0)
+		*timeout_ms = m->advice.timeout_ms;
+	bayeux_batch_free(batch);
+	return ok;
+}
+
+/*
+ * A long-poll reply has arrived in full (HTTP 200) and is about to be
+ * decoded and formatted, which for a reply of a thousand events takes
+ * about as long as the server takes to gather the next thousand. When
+ * its /meta/connect message says to reconnect at once, the next connect
+ * goes out now rather than after, so that both happen together. Its
+ * bytes are decoded only after this reply's, so the order of events and
+ * the checkpoint rule are untouched; on_connect() keeps it, or cancels
+ * it when the reply turns out bad after all (and then starts a new
+ * session, which replays whatever the server put in it).
+ */
+static void
+on_poll_complete(void *arg, const char *rest, size_t len)
+{
+	struct bayeux *b = arg;
+	long timeout_ms;
+	/* Not after a session's first reply: it sets the session's advice
+	 * (and, after a failure, is the one most likely to be bad). */
+	if (b->ahead != NULL || b->state != BAYEUX_CONNECTED ||
+	    b->client_id == NULL || b->session_polls == 0 ||
+	    b->reply.refused != NULL || b->cbs.event == NULL ||
+	    !reply_says_reconnect(b, rest, len, &timeout_ms))
+		return;
+	if (b->cbs.ready != NULL && !b->cbs.ready(b->cbs.arg))
+		return;
+	struct evbuffer *body = evbuffer_new();
+	if (body == NULL)
+		return;
+	if (bayeux_build_connect(body, b->client_id) == 0)
+		(void)send_on(b, &b->ahead, body, deadline_for(timeout_ms),
+			      on_connect, on_poll_data);
+	evbuffer_free(body);
 }
 
 /* The long poll's whole-request time limit (see the margin above). */
 static long
-poll_deadline_ms(const struct bayeux *b)
+deadline_for(long timeout_ms)
 {
-	long margin = b->advice_timeout_ms / 2;
+	long margin = timeout_ms / 2;
 	if (margin < BAYEUX_POLL_MARGIN_MIN_MS)
 		margin = BAYEUX_POLL_MARGIN_MIN_MS;
 	if (margin > BAYEUX_POLL_MARGIN_MAX_MS)
 		margin = BAYEUX_POLL_MARGIN_MAX_MS;
-	return b->advice_timeout_ms + margin;
+	return timeout_ms + margin;
+}
+
+static long
+poll_deadline_ms(const struct bayeux *b)
+{
+	return deadline_for(b->advice_timeout_ms);
 }
 
 static void
@@ -1001,6 +1171,10 @@ bayeux_stop(struct bayeux *b, bayeux_stopped_fn *done, void *arg)
 		http_cancel(b->http, b->inflight);
 		b->inflight = NULL;
 	}
+	if (b->ahead != NULL) {
+		http_cancel(b->http, b->ahead);
+		b->ahead = NULL;
+	}
 	b->state = BAYEUX_STOPPING;
 	struct evbuffer *body = NULL;
 	if (b->client_id != NULL && (body = evbuffer_new()) != NULL &&
@@ -1025,4 +1199,10 @@ unsigned long
 bayeux_handshakes(const struct bayeux *b)
 {
 	return b->handshakes;
+}
+
+unsigned long
+bayeux_connects_ahead(const struct bayeux *b)
+{
+	return b->connects_ahead;
 }

@@ -840,3 +840,141 @@ bayeux_build_disconnect(struct evbuffer *out, const char *client_id)
 {
 	return build_simple(out, "/meta/disconnect", client_id, "");
 }
+
+/* How far back bayeux_decode_last() looks for the last message's start. */
+#define LAST_MSG_MAX 4096
+
+static int
+is_json_ws(char c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+/*
+ * From the closing quote at p, the opening quote of the same string: the
+ * nearest '"' before it that is not escaped, that is, not preceded by an
+ * odd number of backslashes. NULL when there is none after lo.
+ */
+static const char *
+string_start(const char *lo, const char *p)
+{
+	for (const char *q = p - 1; q >= lo; q--) {
+		if (*q != '"')
+			continue;
+		size_t bs = 0;
+		while (q - 1 - bs >= lo && q[-1 - (ptrdiff_t)bs] == '\\')
+			bs++;
+		if (bs % 2 == 0)
+			return q;
+	}
+	return NULL;
+}
+
+/* [p, end) decoded alone as a one-message body, or NULL. */
+static struct bayeux_batch *
+decode_alone(const char *p, const char *end)
+{
+	size_t n = (size_t)(end - p);
+	char *one = malloc(n + 2);
+	struct bayeux_batch *b;
+
+	if (one == NULL)
+		return NULL;
+	one[0] = '[';
+	memcpy(one + 1, p, n);
+	one[n + 1] = ']';
+	b = bayeux_decode(one, n + 2, NULL, 0);
+	free(one);
+	if (b != NULL && bayeux_batch_count(b) != 1) {
+		bayeux_batch_free(b);
+		b = NULL;
+	}
+	return b;
+}
+
+struct bayeux_batch *
+bayeux_decode_first(const char *body, size_t len)
+{
+	const char *p, *end, *lim;
+	size_t depth = 0;
+	int in_str = 0;
+
+	if (body == NULL)
+		return NULL;
+	p = body;
+	end = body + len;
+	while (p < end && is_json_ws(*p))
+		p++;
+	if (p == end || *p++ != '[')
+		return NULL;
+	while (p < end && is_json_ws(*p))
+		p++;
+	if (p == end || *p != '{')
+		return NULL;
+	lim = (size_t)(end - p) > LAST_MSG_MAX ? p + LAST_MSG_MAX : end;
+	for (const char *q = p; q < lim; q++) {
+		if (in_str) {
+			if (*q == '\\')
+				q++;
+			else if (*q == '"')
+				in_str = 0;
+			continue;
+		}
+		if (*q == '"') {
+			in_str = 1;
+		} else if (*q == '{' || *q == '[') {
+			depth++;
+		} else if (*q == '}' || *q == ']') {
+			if (depth == 0)
+				return NULL;
+			if (--depth == 0)
+				return decode_alone(p, q + 1);
+		}
+	}
+	return NULL;
+}
+
+struct bayeux_batch *
+bayeux_decode_last(const char *tail, size_t len)
+{
+	const char *end, *p, *lo, *q;
+	size_t depth = 0;
+
+	if (tail == NULL || len == 0)
+		return NULL;
+	end = tail + len;
+	while (end > tail && is_json_ws(end[-1]))
+		end--;
+	if (end == tail || end[-1] != ']')
+		return NULL;
+	end--;
+	while (end > tail && is_json_ws(end[-1]))
+		end--;
+	if (end == tail || end[-1] != '}')
+		return NULL;
+	lo = (size_t)(end - tail) > LAST_MSG_MAX ? end - LAST_MSG_MAX : tail;
+	for (p = end - 1; p >= lo; p--) {
+		switch (*p) {
+		case '"':
+			q = string_start(lo, p);
+			if (q == NULL)
+				return NULL;
+			p = q;
+			break;
+		case '}':
+		case ']':
+			depth++;
+			break;
+		case '{':
+		case '[':
+			if (depth == 0)
+				return NULL;
+			if (--depth == 0)
+				return decode_alone(p, end);
+			break;
+		default:
+			break;
+		}
+	}
+	return NULL;
+}

@@ -56,6 +56,7 @@ struct http_request {
 	int aborted;
 	http_data_fn *on_data;
 	void *data_arg;
+	http_complete_fn *on_complete; /* with data_arg */
 	struct event *data_ev; /* hands streamed bytes over outside curl */
 	int no_resend;
 	int sends; /* request headers sent, when no_resend */
@@ -215,9 +216,12 @@ fail:
 	return NULL;
 }
 
+/* Takes req off the running list; a no-op when it is not on it. */
 static void
 unlink_request(struct http *http, struct http_request *req)
 {
+	if (req->prev == NULL && http->running != req)
+		return;
 	if (req->prev != NULL)
 		req->prev->next = req->next;
 	else
@@ -362,6 +366,12 @@ deliver_data(struct http_request *req)
 					  req->buf_len) != 0)
 		req->aborted = 1;
 	req->buf_len = 0;
+}
+
+void
+http_request_on_complete(struct http_request *req, http_complete_fn *fn)
+{
+	req->on_complete = fn;
 }
 
 static void
@@ -579,9 +589,29 @@ finish(struct http *http, struct http_request *req, CURLcode code)
 {
 	struct http_response resp = {0};
 	char msg[CURL_ERROR_SIZE + 128];
+	int streamed = req->on_data != NULL && !(req->aborted && req->sends > 1);
+	long status = 0;
 
+	/* libcurl has put the connection back in its pool already: a
+	 * request on_complete submits goes out on it. */
+	if (streamed && code == CURLE_OK && !req->aborted &&
+	    req->on_complete != NULL) {
+		curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &status);
+		if (status == 200) {
+			int running;
+			req->on_complete(req->data_arg,
+					 req->buf != NULL ? req->buf : "",
+					 req->buf_len);
+			/* A request submitted there would wait for the next
+			 * loop turn, after this reply's bytes are handled:
+			 * start it now, so it is on the wire meanwhile. What
+			 * it completes is read by check_multi_info's loop. */
+			curl_multi_socket_action(http->multi, CURL_SOCKET_TIMEOUT,
+						 0, &running);
+		}
+	}
 	/* Every streamed byte reaches the receiver before the completion. */
-	if (req->on_data != NULL && !(req->aborted && req->sends > 1))
+	if (streamed)
 		deliver_data(req);
 	if (req->aborted && code == CURLE_OK)
 		code = CURLE_WRITE_ERROR;

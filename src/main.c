@@ -178,8 +178,16 @@ begin_shutdown(struct app *app, int code, const char *why)
 	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
 	evtimer_add(app->deadline, &tv);
 	app->sources = 1 + (app->bayeux != NULL);
-	if (app->bayeux != NULL)
+	if (app->bayeux != NULL) {
+		char hs[24], ahead[24];
+		snprintf(hs, sizeof(hs), "%lu",
+			 bayeux_handshakes(app->bayeux));
+		snprintf(ahead, sizeof(ahead), "%lu",
+			 bayeux_connects_ahead(app->bayeux));
+		log_info("stopping the stream", "handshakes", hs,
+			 "connects_ahead", ahead, NULL);
 		bayeux_stop(app->bayeux, on_source_stopped, app);
+	}
 	poller_stop(app->poller, on_source_stopped, app);
 }
 

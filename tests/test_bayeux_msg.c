@@ -1370,6 +1370,124 @@ test_build_subscribe_odd_clients(void **state)
 	}
 }
 
+/* ---- the first and last message of a body, read from its ends ------------ */
+
+#define EDGE_CONNECT                                                             \
+	"{\"clientId\":\"c1\",\"channel\":\"/meta/connect\",\"successful\":true}"
+#define EVENT_TRICKY                                                           \
+	"{\"data\":{\"s\":\"} ] { [ \\\" \\\\\",\"t\":\"\\\\\\\\\"}," \
+	"\"channel\":\"/topic/T\"}"
+
+struct edge_case {
+	const char *body;
+	const char *first; /* channel of the first message, or NULL */
+	const char *last;  /* channel of the last message, or NULL */
+};
+
+static const struct edge_case edge_cases[] = {
+    {"[" EDGE_CONNECT "," EVENT_TRICKY "]", "/meta/connect", "/topic/T"},
+    {"[" EVENT_TRICKY "," EDGE_CONNECT "]", "/topic/T", "/meta/connect"},
+    {" \n[ " EDGE_CONNECT " ]\r\n", "/meta/connect", "/meta/connect"},
+    {"[" EVENT_TRICKY "]", "/topic/T", "/topic/T"},
+    /* Not the end of an array of objects. */
+    {"[]", NULL, NULL},
+    {"[" EDGE_CONNECT, "/meta/connect", NULL},
+    {"[" EDGE_CONNECT ",", "/meta/connect", NULL},
+    {"{\"channel\":\"/meta/connect\"}", NULL, NULL},
+    {"[1,2]", NULL, NULL},
+    /* Malformed messages at the ends are not taken. */
+    {"[{'channel':\"/meta/connect\"}," EDGE_CONNECT "]", NULL,
+     "/meta/connect"},
+    {"[" EDGE_CONNECT ",{\"channel\":\"/meta/connect\",}]", "/meta/connect",
+     NULL},
+    {"[{\"channel\":\"/meta/connect\"\"x\":1}]", NULL, NULL},
+    /* An unbalanced bracket inside the last message. */
+    {"[" EDGE_CONNECT ",{\"channel\":\"/u/X\",\"data\":[}]", "/meta/connect",
+     NULL},
+    /* A message without a channel is no message. */
+    {"[{\"a\":1}]", NULL, NULL},
+};
+
+static const char *
+edge_channel(struct bayeux_batch *b)
+{
+	const struct bayeux_msg *m = bayeux_batch_msg(b, 0);
+	return m != NULL ? m->channel : NULL;
+}
+
+static void
+expect_edge(const char *ctx, const char *body, const char *want,
+            struct bayeux_batch *b)
+{
+	const char *got = edge_channel(b);
+	if ((want == NULL) != (got == NULL) ||
+	    (want != NULL && strcmp(want, got) != 0))
+		fail_msg("%s of %s: got %s, want %s", ctx, body,
+		         got ? got : "none", want ? want : "none");
+	if (b != NULL)
+		assert_int_equal(bayeux_batch_count(b), 1);
+	bayeux_batch_free(b);
+}
+
+static void
+test_decode_first_and_last(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(edge_cases) / sizeof(edge_cases[0]);
+	     i++) {
+		const struct edge_case *c = &edge_cases[i];
+		size_t n = strlen(c->body);
+		expect_edge("first", c->body, c->first,
+		            bayeux_decode_first(c->body, n));
+		expect_edge("last", c->body, c->last,
+		            bayeux_decode_last(c->body, n));
+	}
+	/* The decoded message is whole: the connect reply's fields. */
+	const char *body = "[" EVENT_TRICKY "," EDGE_CONNECT "]";
+	struct bayeux_batch *b = bayeux_decode_last(body, strlen(body));
+	const struct bayeux_msg *m = bayeux_batch_msg(b, 0);
+	assert_non_null(m);
+	assert_int_equal(m->kind, BAYEUX_MSG_META);
+	assert_true(m->successful);
+	assert_string_equal(m->client_id, "c1");
+	bayeux_batch_free(b);
+	assert_null(bayeux_decode_first(NULL, 0));
+	assert_null(bayeux_decode_last(NULL, 0));
+	assert_null(bayeux_decode_last("", 0));
+}
+
+/* A suffix of the body is enough for the last message, as long as it
+ * holds all of it; a message over 4 KiB is not looked for. */
+static void
+test_decode_edges_bounded(void **state)
+{
+	(void)state;
+	const char *body = "[" EVENT_TRICKY "," EDGE_CONNECT "]";
+	size_t n = strlen(body), tail = strlen(EDGE_CONNECT "]");
+	expect_edge("last of suffix", body, "/meta/connect",
+	            bayeux_decode_last(body + n - tail, tail));
+	expect_edge("last of short suffix", body, NULL,
+	            bayeux_decode_last(body + n - tail + 1, tail - 1));
+
+	size_t big = 5000;
+	char *p = malloc(big + 128);
+	assert_non_null(p);
+	int k = sprintf(p, "[{\"channel\":\"/u/X\",\"data\":\"");
+	memset(p + k, 'a', big);
+	strcpy(p + k + big, "\"}]");
+	expect_edge("first over 4 KiB", p, NULL,
+	            bayeux_decode_first(p, strlen(p)));
+	expect_edge("last over 4 KiB", p, NULL,
+	            bayeux_decode_last(p, strlen(p)));
+	/* Under the bound both are found. */
+	strcpy(p + k + 3000, "\"}]");
+	expect_edge("first under 4 KiB", p, "/u/X",
+	            bayeux_decode_first(p, strlen(p)));
+	expect_edge("last under 4 KiB", p, "/u/X",
+	            bayeux_decode_last(p, strlen(p)));
+	free(p);
+}
+
 int
 main(void)
 {
@@ -1395,6 +1513,8 @@ main(void)
 	    cmocka_unit_test(test_build_subscribe),
 	    cmocka_unit_test(test_build_subscribe_errors),
 	    cmocka_unit_test(test_build_subscribe_odd_clients),
+	    cmocka_unit_test(test_decode_first_and_last),
+	    cmocka_unit_test(test_decode_edges_bounded),
 	};
 
 	return cmocka_run_group_tests_name("bayeux_msg", tests, NULL, NULL);

@@ -42,6 +42,13 @@ struct env {
 	int pattern_ok;   /* bodies checked against pattern_at() */
 	int pattern_bad;
 	int want_done;    /* loop exits after this many completions */
+	/* http_request_on_complete: calls, and what had happened by then. */
+	int completes;
+	int done_at_complete;
+	struct evhttp_connection *conns[4]; /* of the requests served */
+	int served;
+	int next_done; /* the request submitted from on_complete */
+	char next_body[64];
 };
 
 /* Byte k of a /pattern/<n> body: not periodic in any power of two, so a
@@ -83,6 +90,9 @@ serve(struct evhttp_request *req, void *arg)
 				   "Cookie");
 	if (cookie != NULL)
 		snprintf(e->cookie_seen, sizeof(e->cookie_seen), "%s", cookie);
+	if (e->served < 4)
+		e->conns[e->served] = evhttp_request_get_connection(req);
+	e->served++;
 	if (strcmp(uri, "/ok") == 0) {
 		evhttp_add_header(out, "Sforce-Limit-Info", "api-usage=25/15000");
 		evbuffer_add_printf(buf, "hello");
@@ -266,6 +276,18 @@ count_chunks(void *arg, long status, const char *data, size_t len)
 	return 0;
 }
 
+/* count_chunks for a reply of any status. */
+static int
+count_chunks_any(void *arg, long status, const char *data, size_t len)
+{
+	(void)data;
+	(void)status;
+	struct env *e = arg;
+	e->streamed += len;
+	e->chunks++;
+	return 0;
+}
+
 static void
 test_streaming_has_no_body_limit(void **state)
 {
@@ -304,6 +326,99 @@ test_streaming_receiver_can_abort(void **state)
 	event_base_dispatch(e->base);
 	assert_false(e->transport_ok);
 	assert_string_equal(e->error, "aborted by the receiver");
+}
+
+static void
+on_next_done(void *arg, const struct http_response *r)
+{
+	struct env *e = arg;
+	e->next_done++;
+	assert_int_equal(r->status, 200);
+	snprintf(e->next_body, sizeof(e->next_body), "%s", r->body);
+	if (e->done > 0)
+		event_base_loopexit(e->base, NULL);
+}
+
+static void
+on_first_done(void *arg, const struct http_response *r)
+{
+	struct env *e = arg;
+	e->done++;
+	e->transport_ok = r->transport_ok;
+	e->status = r->status;
+	if (e->next_done > 0 || e->completes == 0)
+		event_base_loopexit(e->base, NULL);
+}
+
+/* The hook of http_request_on_complete(): submits the next request. */
+static void
+complete_then_next(void *arg, const char *rest, size_t len)
+{
+	struct env *e = arg;
+	/* rest is the part of the body not yet handed over: its bytes
+	 * follow the ones streamed so far. */
+	assert_true(e->streamed + len == 1024 * 1024);
+	assert_true(len == 0 || rest[len - 1] == 'x');
+	e->completes++;
+	e->done_at_complete = e->done;
+	get(e, "/ok", on_next_done);
+}
+
+/*
+ * The completion hook runs once, after the whole body arrived and before
+ * the completion; a request it submits goes out on the same connection
+ * (the first one is back in the pool by then) and completes normally;
+ * every streamed byte is still delivered.
+ */
+static void
+test_complete_hook_starts_next_request(void **state)
+{
+	struct env *e = *state;
+	char url[128];
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/big", e->port);
+	struct http_request *req = http_request_new("GET", url);
+	http_request_on_data(req, count_chunks, e);
+	http_request_on_complete(req, complete_then_next);
+	assert_int_equal(http_submit(e->http, req, on_first_done, e), 0);
+	event_base_dispatch(e->base);
+	assert_int_equal(e->completes, 1);
+	assert_int_equal(e->done_at_complete, 0);
+	assert_int_equal(e->done, 1);
+	assert_true(e->transport_ok);
+	assert_int_equal(e->streamed, 1024 * 1024);
+	assert_int_equal(e->next_done, 1);
+	assert_string_equal(e->next_body, "hello");
+	assert_int_equal(e->served, 2);
+	assert_ptr_equal(e->conns[0], e->conns[1]);
+}
+
+/* No hook for a reply that is not a 200, nor for one the receiver
+ * aborted: there is nothing to go on from. */
+static void
+test_complete_hook_only_for_whole_200(void **state)
+{
+	struct env *e = *state;
+	char url[128];
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/fail", e->port);
+	struct http_request *req = http_request_new("GET", url);
+	http_request_on_data(req, count_chunks_any, e);
+	http_request_on_complete(req, complete_then_next);
+	assert_int_equal(http_submit(e->http, req, on_first_done, e), 0);
+	event_base_dispatch(e->base);
+	assert_int_equal(e->done, 1);
+	assert_int_equal(e->status, 503);
+	assert_int_equal(e->completes, 0);
+
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/big", e->port);
+	req = http_request_new("GET", url);
+	http_request_on_data(req, refuse_data, e);
+	http_request_on_complete(req, complete_then_next);
+	assert_int_equal(http_submit(e->http, req, on_first_done, e), 0);
+	event_base_dispatch(e->base);
+	assert_int_equal(e->done, 2);
+	assert_false(e->transport_ok);
+	assert_int_equal(e->completes, 0);
+	assert_int_equal(e->next_done, 0);
 }
 
 static void
@@ -522,6 +637,11 @@ main(void)
 			test_streaming_has_no_body_limit, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 			test_streaming_receiver_can_abort, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_complete_hook_starts_next_request, setup,
+			teardown),
+		cmocka_unit_test_setup_teardown(
+			test_complete_hook_only_for_whole_200, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_timeout, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 			test_cookie_jar_and_request_from_callback, setup,

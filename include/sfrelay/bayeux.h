@@ -109,5 +109,8 @@ void bayeux_stop(struct bayeux *b, bayeux_stopped_fn *done, void *arg);
 enum bayeux_state bayeux_state(const struct bayeux *b);
 /* Number of successful handshakes so far (tests, stats). */
 unsigned long bayeux_handshakes(const struct bayeux *b);
+/* Long polls that went out while the reply before them was still being
+ * decoded, and were kept (tests, stats). */
+unsigned long bayeux_connects_ahead(const struct bayeux *b);
 
 #endif /* SFRELAY_BAYEUX_H */

@@ -83,6 +83,22 @@ const struct bayeux_msg *bayeux_batch_msg(const struct bayeux_batch *b,
 					  size_t i);
 void bayeux_batch_free(struct bayeux_batch *b);
 
+/*
+ * The last message of a complete response body, read from its end
+ * without looking at the rest: tail is the body's last len bytes (the
+ * whole body or a suffix of it). The message's extent is found by
+ * walking back over strings and brackets (at most 4 KiB of it), then it
+ * is decoded alone, strictly, as bayeux_decode() would. Returns an owned
+ * one-message batch, or NULL when the tail does not end in a whole
+ * object closing the array. For a glance at a long-poll reply's
+ * /meta/connect message (servers put it last) before the events ahead
+ * of it are decoded; it says nothing about the validity of the rest.
+ */
+struct bayeux_batch *bayeux_decode_last(const char *tail, size_t len);
+/* The same for the first message of a body (body: its first len bytes),
+ * found by walking forward over strings and brackets. */
+struct bayeux_batch *bayeux_decode_first(const char *body, size_t len);
+
 /* "403::Unknown client" -> 403; 0 when the text has no "NNN::" prefix. */
 int bayeux_error_code(const char *error);
 

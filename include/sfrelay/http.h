@@ -78,6 +78,19 @@ typedef int http_data_fn(void *arg, long status, const char *data,
 void http_request_on_data(struct http_request *req, http_data_fn *fn,
 			  void *arg);
 /*
+ * For a streamed response (http_request_on_data): fn(arg, rest, len) runs
+ * once when the whole response has arrived with HTTP status 200, before
+ * the bytes still buffered (rest, len: the end of the body, borrowed for
+ * the call; len may be 0) reach the data callback and before the
+ * completion. The
+ * connection is back in libcurl's pool by then, so fn may submit the
+ * next request: it is started at once and goes out on that connection
+ * while the receiver is still busy with this one. fn must not cancel or
+ * free this request.
+ */
+typedef void http_complete_fn(void *arg, const char *rest, size_t len);
+void http_request_on_complete(struct http_request *req, http_complete_fn *fn);
+/*
  * libcurl silently sends a request again when a reused connection turns
  * out closed before any reply byte. For a long poll that hides a loss:
  * the server may have handed events to the first send. With this set, a
