@@ -9,18 +9,25 @@
  * them to writev(2). Consecutive lines usually sit next to each other in
  * the queue's memory and become one iovec.
  */
+#define _GNU_SOURCE /* F_SETPIPE_SZ (Linux) */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
 #include <event2/event.h>
 
 #include "sfrelay/sink.h"
+
+/* The pipe buffer asked for when stdout is a pipe (Linux lets any
+ * process have up to /proc/sys/fs/pipe-max-size, 1 MiB by default). */
+#define PIPE_WANT (1024 * 1024)
 
 /* Below every system's IOV_MAX (1024 on Linux; POSIX guarantees 16 only,
  * hence the clamp in drain()). */
@@ -152,6 +159,28 @@ static const struct sink_ops stdout_ops = {
 	.free = stdout_free,
 };
 
+/*
+ * A pipe holds 64 KiB by default: a connect reply's lines (some 600 KB
+ * for a thousand events) then go out in ten blocking writes, each waiting
+ * for the reader. With room for the whole batch the write returns at
+ * once and the relay goes on with the next reply while the log router
+ * reads. Best effort: a refusal changes nothing else. The lines in the
+ * pipe are safe once written: the reader gets them even if the relay
+ * dies.
+ */
+static void
+widen_pipe(int fd)
+{
+#ifdef F_SETPIPE_SZ
+	struct stat st;
+	if (fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode) &&
+	    fcntl(fd, F_GETPIPE_SZ) < PIPE_WANT)
+		(void)fcntl(fd, F_SETPIPE_SZ, PIPE_WANT);
+#else
+	(void)fd;
+#endif
+}
+
 struct sink *
 sink_stdout_new(struct event_base *base, int fd)
 {
@@ -159,6 +188,7 @@ sink_stdout_new(struct event_base *base, int fd)
 	if (s == NULL)
 		return NULL;
 	s->fd = fd;
+	widen_pipe(fd);
 	s->flush_ev = event_new(base, -1, 0, on_flush, s);
 	if (s->flush_ev == NULL) {
 		stdout_free(s);

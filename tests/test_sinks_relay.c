@@ -1,3 +1,4 @@
+#define _GNU_SOURCE /* F_GETPIPE_SZ */
 /* The relay and the sink interface with a scripted sink: flow control
  * (ready / writable), cumulative acknowledgements, positions of split
  * events and stats lines, drops, and the drain at shutdown. */
@@ -11,6 +12,7 @@
 
 #include <cmocka.h>
 
+#include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -355,6 +357,45 @@ test_stdout_sink_closed_pipe(void **state)
 	close(fds[1]);
 }
 
+/* A pipe on stdout is widened so that a reply's lines (~600 KB for a
+ * thousand events) go in one write; anything else is left alone. */
+static void
+test_stdout_sink_widens_a_pipe(void **state)
+{
+	(void)state;
+	int fds[2];
+	assert_int_equal(pipe(fds), 0);
+	int before = fcntl(fds[1], F_GETPIPE_SZ);
+	struct event_base *base = event_base_new();
+	struct sink *sink = sink_stdout_new(base, fds[1]);
+	assert_non_null(sink);
+	int after = fcntl(fds[1], F_GETPIPE_SZ);
+	/* The system may cap it (fs.pipe-max-size); it never shrinks. */
+	FILE *f = fopen("/proc/sys/fs/pipe-max-size", "r");
+	long max = 0;
+	if (f != NULL) {
+		if (fscanf(f, "%ld", &max) != 1)
+			max = 0;
+		fclose(f);
+	}
+	if (max >= 1024 * 1024)
+		assert_true(after >= 1024 * 1024);
+	assert_true(after >= before);
+	sink_free(sink);
+	/* A regular file is not a pipe: nothing to widen, no error. */
+	char path[] = "/tmp/sfrelay-stdout-XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	sink = sink_stdout_new(base, fd);
+	assert_non_null(sink);
+	sink_free(sink);
+	close(fd);
+	unlink(path);
+	event_base_free(base);
+	close(fds[0]);
+	close(fds[1]);
+}
+
 int
 main(void)
 {
@@ -365,6 +406,7 @@ main(void)
 		cmocka_unit_test(test_split_event_moves_position_at_last_part),
 		cmocka_unit_test(test_stdout_sink_writes_queue_lines),
 		cmocka_unit_test(test_stdout_sink_closed_pipe),
+		cmocka_unit_test(test_stdout_sink_widens_a_pipe),
 	};
 	return cmocka_run_group_tests_name("sinks_relay", tests, NULL, NULL);
 }
