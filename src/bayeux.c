@@ -1065,7 +1065,9 @@ reply_says_reconnect(const struct bayeux *b, const char *rest, size_t len,
  * bytes are decoded only after this reply's, so the order of events and
  * the checkpoint rule are untouched; on_connect() keeps it, or cancels
  * it when the reply turns out bad after all (and then starts a new
- * session, which replays whatever the server put in it).
+ * session, which replays whatever the server put in it). Only while the
+ * core keeps up with its sink (cbs.keeping_up): when the sink is the
+ * slowest part, fetching ahead would only lengthen the queue.
  */
 static void
 on_poll_complete(void *arg, const char *rest, size_t len)
@@ -1079,7 +1081,9 @@ on_poll_complete(void *arg, const char *rest, size_t len)
 	    b->reply.refused != NULL || b->cbs.event == NULL ||
 	    !reply_says_reconnect(b, rest, len, &timeout_ms))
 		return;
-	if (b->cbs.ready != NULL && !b->cbs.ready(b->cbs.arg))
+	bayeux_ready_fn *room =
+		b->cbs.keeping_up != NULL ? b->cbs.keeping_up : b->cbs.ready;
+	if (room != NULL && !room(b->cbs.arg))
 		return;
 	struct evbuffer *body = evbuffer_new();
 	if (body == NULL)

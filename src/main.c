@@ -348,6 +348,13 @@ on_ready(void *arg)
 	return !relay_full(app->relay);
 }
 
+static int
+on_keeping_up(void *arg)
+{
+	struct app *app = arg;
+	return relay_keeping_up(app->relay);
+}
+
 static void
 on_fatal(void *arg, int code, const char *msg)
 {
@@ -517,6 +524,7 @@ build(struct app *app)
 	struct bayeux_callbacks cbs = {.event = on_event,
 				       .replay = on_replay,
 				       .ready = on_ready,
+				       .keeping_up = on_keeping_up,
 				       .gap = on_gap,
 				       .subscribed = on_subscribed,
 				       .fatal = on_fatal,

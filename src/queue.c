@@ -365,3 +365,9 @@ queue_full(const struct queue *q)
 {
 	return q->lines >= q->max_lines || q->bytes >= q->max_bytes;
 }
+
+int
+queue_low(const struct queue *q)
+{
+	return q->lines < q->max_lines / 4 && q->bytes < q->max_bytes / 4;
+}

@@ -306,6 +306,12 @@ relay_full(const struct relay *r)
 	return queue_full(r->queue) || !sink_ready(r->sink);
 }
 
+int
+relay_keeping_up(const struct relay *r)
+{
+	return queue_low(r->queue) && sink_ready(r->sink);
+}
+
 size_t
 relay_pending(const struct relay *r)
 {

@@ -127,6 +127,30 @@ test_full_by_lines_and_bytes(void **state)
 	queue_free(q);
 }
 
+/* "Low" (a connect may go ahead): under a quarter of both limits. */
+static void
+test_low_by_lines_and_bytes(void **state)
+{
+	(void)state;
+	struct queue *q = queue_new(8, 400);
+	assert_true(queue_low(q));
+	queue_push(q, "c", "1", NULL, "1\n", 2);
+	assert_true(queue_low(q)); /* 1 of 8 lines */
+	queue_push(q, "c", "2", NULL, "2\n", 2);
+	assert_false(queue_low(q)); /* 2 of 8 lines */
+	queue_ack(q, 2, NULL, NULL);
+	assert_true(queue_low(q));
+	char big[100];
+	memset(big, 'x', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\n';
+	queue_push(q, "c", "3", NULL, big, sizeof(big));
+	assert_false(queue_low(q)); /* 100 of 400 bytes */
+	assert_false(queue_full(q));
+	queue_ack(q, 3, NULL, NULL);
+	assert_true(queue_low(q));
+	queue_free(q);
+}
+
 struct created_seen {
 	char created[64];
 };
@@ -417,6 +441,7 @@ main(void)
 		cmocka_unit_test(test_ack_reports_newest_position_per_channel),
 		cmocka_unit_test(test_ack_of_unsent_entries_moves_cursor),
 		cmocka_unit_test(test_full_by_lines_and_bytes),
+		cmocka_unit_test(test_low_by_lines_and_bytes),
 		cmocka_unit_test(test_many_channels_in_one_ack),
 		cmocka_unit_test(test_ack_reports_created_time),
 		cmocka_unit_test(test_lines_stay_in_place_until_acked),

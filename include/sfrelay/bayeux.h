@@ -62,6 +62,11 @@ struct bayeux_callbacks {
 	bayeux_event_fn *event;
 	bayeux_replay_fn *replay; /* NULL: always "-1" */
 	bayeux_ready_fn *ready;   /* NULL: always ready */
+	/* 1 when the core is well ahead of its sink, so that the next
+	 * connect may go out while a reply is still being decoded; NULL:
+	 * as ready. (When the sink is the slowest part, fetching ahead only
+	 * makes the queue longer.) */
+	bayeux_ready_fn *keeping_up;
 	bayeux_gap_fn *gap;       /* NULL: only logged */
 	bayeux_subscribed_fn *subscribed; /* may be NULL */
 	bayeux_fatal_fn *fatal;

@@ -64,5 +64,7 @@ size_t queue_lines(const struct queue *q);
 size_t queue_bytes(const struct queue *q);
 /* 1 when at or above either limit: sources should hold back. */
 int queue_full(const struct queue *q);
+/* 1 while lines and bytes are both under a quarter of their limits. */
+int queue_low(const struct queue *q);
 
 #endif /* SFRELAY_QUEUE_H */

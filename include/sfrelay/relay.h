@@ -69,6 +69,9 @@ int relay_submit_line(struct relay *relay, const char *line, size_t len);
 /* 1 when sources must hold back: the queue is over its high-water mark,
  * or the sink takes no more lines now (window full, receiver down). */
 int relay_full(const struct relay *relay);
+/* 1 when the sink keeps up: it takes lines now and the queue is under a
+ * quarter of its high-water mark. Sources may then fetch ahead. */
+int relay_keeping_up(const struct relay *relay);
 /* Lines queued or in flight, not yet acknowledged. */
 size_t relay_pending(const struct relay *relay);
 /* Pushes everything queued through the sink now (shutdown). Returns 0 or
