@@ -14,6 +14,9 @@
  *     formatter's input, and an event must not turn into a payload_error
  *     line on its way through.
  * When the decoder refuses the body, err must hold a reason.
+ * bayeux_decode_first() and bayeux_decode_last() read any body safely,
+ * and on a body the decoder accepts, a message either finds is the
+ * body's first (last) message: same channel, same kind.
  * Any broken promise aborts, which libFuzzer reports as a crash.
  */
 #include <stddef.h>
@@ -133,6 +136,24 @@ check_event_view(const struct bayeux_msg *m, struct evbuffer *line)
 	touched += sum;
 }
 
+/* A message found from one end of the body must be the one there. */
+static void
+check_edge(const struct bayeux_msg *want, struct bayeux_batch *got,
+           const char *which)
+{
+	const struct bayeux_msg *m = bayeux_batch_msg(got, 0);
+
+	if (m == NULL)
+		return;
+	if (bayeux_batch_count(got) != 1)
+		broken("an end of the body decoded to more than one message");
+	if (strcmp(m->channel, want->channel) != 0 || m->kind != want->kind) {
+		fprintf(stderr, "%s: %s, body: %s\n", which, m->channel,
+		        want->channel);
+		broken("the message read from an end of the body is another");
+	}
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -141,8 +162,18 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct evbuffer *line;
 	size_t count, sum = 0;
 
+	struct bayeux_batch *first = bayeux_decode_first((const char *)data, size);
+	struct bayeux_batch *last = bayeux_decode_last((const char *)data, size);
+
 	memset(err, 'x', sizeof(err));
 	b = bayeux_decode((const char *)data, size, err, sizeof(err));
+	if (b != NULL && bayeux_batch_count(b) > 0) {
+		check_edge(bayeux_batch_msg(b, 0), first, "first");
+		check_edge(bayeux_batch_msg(b, bayeux_batch_count(b) - 1), last,
+		           "last");
+	}
+	bayeux_batch_free(first);
+	bayeux_batch_free(last);
 	if (memchr(err, '\0', sizeof(err)) == NULL)
 		broken("err is not terminated");
 	if (b == NULL) {
