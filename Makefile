@@ -42,7 +42,7 @@ MAIN_OBJ  := $(B)/src/main.o
 MOCK_SRCS := $(wildcard mock_server/*.c)
 MOCK_OBJS := $(MOCK_SRCS:%.c=$(B)/%.o)
 # sfmock may reuse pure modules only, never the relay's state machines.
-MOCK_LIBS := $(B)/src/log.o $(B)/src/format.o
+MOCK_LIBS := $(B)/src/log.o $(B)/src/format.o $(B)/src/text.o
 TEST_SRCS := $(wildcard tests/test_*.c) $(wildcard tests/e2e_*.c)
 TEST_BINS := $(TEST_SRCS:tests/%.c=$(B)/tests/%)
 # Linked into every test: the e2e helpers and the PostgreSQL test bed.

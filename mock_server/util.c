@@ -10,6 +10,7 @@
 #include <event2/keyvalq_struct.h>
 
 #include "sfrelay/log.h"
+#include "sfrelay/text.h"
 
 #include "util.h"
 
@@ -103,17 +104,6 @@ util_iso_ms(char *buf, size_t len, int64_t epoch_ms)
 	return buf;
 }
 
-static int
-hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
 
 /* Decodes s[0..n) into a new NUL-terminated string, or NULL when the
  * text is malformed or decodes to a byte a header value cannot hold. */
@@ -137,8 +127,8 @@ form_decode(const char *s, size_t n)
 				free(out);
 				return NULL;
 			}
-			hi = hexval(s[i + 1]);
-			lo = hexval(s[i + 2]);
+			hi = text_hex_digit(s[i + 1]);
+			lo = text_hex_digit(s[i + 2]);
 			if (hi < 0 || lo < 0) {
 				free(out);
 				return NULL;

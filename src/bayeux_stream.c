@@ -1,5 +1,6 @@
 #include "sfrelay/bayeux_stream.h"
 #include "sfrelay/json_tape.h"
+#include "sfrelay/text.h"
 
 #include <stdarg.h>
 #include <stdint.h>
@@ -442,55 +443,15 @@ scan_literal(struct cursor *c, const char *p, const char *word, size_t n)
 	return p + n;
 }
 
-/* \uXXXX at p (p at the 'u'), already checked to hold four hex digits. */
-static unsigned
-hex4(const char *p)
-{
-	unsigned v = 0;
-	int i;
-
-	for (i = 1; i <= 4; i++) {
-		char h = p[i];
-
-		v <<= 4;
-		if (h <= '9')
-			v |= (unsigned)(h - '0');
-		else if (h <= 'F')
-			v |= (unsigned)(h - 'A' + 10);
-		else
-			v |= (unsigned)(h - 'a' + 10);
-	}
-	return v;
-}
-
 /* Appends the UTF-8 form of cp to out[*o..cap), dropping what does not
  * fit. */
 static void
 put_utf8(char *out, size_t *o, size_t cap, unsigned cp)
 {
 	unsigned char b[4];
-	size_t n, i;
+	size_t n = text_utf8_encode(cp, b);
 
-	if (cp < 0x80) {
-		b[0] = (unsigned char)cp;
-		n = 1;
-	} else if (cp < 0x800) {
-		b[0] = (unsigned char)(0xc0 | (cp >> 6));
-		b[1] = (unsigned char)(0x80 | (cp & 0x3f));
-		n = 2;
-	} else if (cp < 0x10000) {
-		b[0] = (unsigned char)(0xe0 | (cp >> 12));
-		b[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3f));
-		b[2] = (unsigned char)(0x80 | (cp & 0x3f));
-		n = 3;
-	} else {
-		b[0] = (unsigned char)(0xf0 | (cp >> 18));
-		b[1] = (unsigned char)(0x80 | ((cp >> 12) & 0x3f));
-		b[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3f));
-		b[3] = (unsigned char)(0x80 | (cp & 0x3f));
-		n = 4;
-	}
-	for (i = 0; i < n && *o < cap; i++)
+	for (size_t i = 0; i < n && *o < cap; i++)
 		out[(*o)++] = (char)b[i];
 }
 
@@ -505,7 +466,7 @@ static size_t
 unescape(const char *p, size_t n, char *out, size_t cap)
 {
 	size_t i = 0, o = 0;
-	unsigned cp, lo;
+	long cp, lo;
 
 	while (i < n && o < cap) {
 		if (p[i] != '\\') {
@@ -529,18 +490,18 @@ unescape(const char *p, size_t n, char *out, size_t cap)
 			out[o++] = '\t';
 			break;
 		case 'u':
-			cp = hex4(p + i + 1);
+			cp = text_hex4(p + i + 2);
 			i += 6;
 			if (cp >= 0xd800 && cp <= 0xdbff && i + 6 <= n &&
 			    p[i] == '\\' && p[i + 1] == 'u' &&
-			    (lo = hex4(p + i + 1)) >= 0xdc00 && lo <= 0xdfff) {
+			    (lo = text_hex4(p + i + 2)) >= 0xdc00 && lo <= 0xdfff) {
 				cp = 0x10000 + ((cp - 0xd800) << 10) +
 				     (lo - 0xdc00);
 				i += 6;
-			} else if (cp >= 0xd800 && cp <= 0xdfff) {
+			} else if (cp < 0 || (cp >= 0xd800 && cp <= 0xdfff)) {
 				cp = 0xfffd;
 			}
-			put_utf8(out, &o, cap, cp);
+			put_utf8(out, &o, cap, (unsigned)cp);
 			continue;
 		default: /* '"', '\\', '/' */
 			out[o++] = p[i + 1];

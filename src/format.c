@@ -43,6 +43,7 @@
  */
 #include "sfrelay/format.h"
 #include "sfrelay/json_tape.h"
+#include "sfrelay/text.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -794,60 +795,20 @@ key_push_index(struct parser *ps, size_t idx)
 	key_push(ps, digits + i, sizeof(digits) - i, B_PLAIN);
 }
 
-static int
-hex_digit(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Value of 4 hex digits at s, or -1. */
 static long
 hex4(const unsigned char *s)
 {
-	long v = 0;
-	int i, d;
-
-	for (i = 0; i < 4; i++) {
-		d = hex_digit(s[i]);
-		if (d < 0)
-			return -1;
-		v = v * 16 + d;
-	}
-	return v;
+	return text_hex4((const char *)s);
 }
 
 static void
 put_utf8(struct sbuf *sb, unsigned long cp)
 {
 	unsigned char u[4];
-	size_t n;
+	size_t n = text_utf8_encode(cp, u);
 
-	if (cp < 0x80) {
-		u[0] = (unsigned char)cp;
-		n = 1;
-	} else if (cp < 0x800) {
-		u[0] = (unsigned char)(0xc0 | (cp >> 6));
-		u[1] = (unsigned char)(0x80 | (cp & 0x3f));
-		n = 2;
-	} else if (cp < 0x10000) {
-		u[0] = (unsigned char)(0xe0 | (cp >> 12));
-		u[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3f));
-		u[2] = (unsigned char)(0x80 | (cp & 0x3f));
-		n = 3;
-	} else {
-		u[0] = (unsigned char)(0xf0 | (cp >> 18));
-		u[1] = (unsigned char)(0x80 | ((cp >> 12) & 0x3f));
-		u[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3f));
-		u[3] = (unsigned char)(0x80 | (cp & 0x3f));
-		n = 4;
-	}
-	sbuf_put(sb, u, n);
+	sbuf_put(sb, u, n < sizeof(u) ? n : sizeof(u));
 }
 
 /*
@@ -1671,8 +1632,10 @@ format_event_mem(enum format_kind kind, const struct event *event, char *buf,
 	return rc;
 }
 
-int
-format_logfmt_value(struct evbuffer *out, const char *s, size_t n)
+/* Appends s to out through put (put_logfmt_value or put_quoted). */
+static int
+append_value(struct evbuffer *out, const char *s, size_t n,
+             void (*put)(struct sbuf *, const unsigned char *, size_t))
 {
 	char stack[VALUE_STACK];
 	struct sbuf sb;
@@ -1685,30 +1648,22 @@ format_logfmt_value(struct evbuffer *out, const char *s, size_t n)
 		n = 0;
 	}
 	sbuf_init(&sb, stack, sizeof(stack), SB_SPILL);
-	put_logfmt_value(&sb, (const unsigned char *)s, n);
+	put(&sb, (const unsigned char *)s, n);
 	rc = sbuf_finish(&sb, out);
 	sbuf_release(&sb);
 	return rc;
 }
 
 int
+format_logfmt_value(struct evbuffer *out, const char *s, size_t n)
+{
+	return append_value(out, s, n, put_logfmt_value);
+}
+
+int
 format_json_string(struct evbuffer *out, const char *s, size_t n)
 {
-	char stack[VALUE_STACK];
-	struct sbuf sb;
-	int rc;
-
-	if (out == NULL)
-		return -1;
-	if (s == NULL) {
-		s = "";
-		n = 0;
-	}
-	sbuf_init(&sb, stack, sizeof(stack), SB_SPILL);
-	put_quoted(&sb, (const unsigned char *)s, n);
-	rc = sbuf_finish(&sb, out);
-	sbuf_release(&sb);
-	return rc;
+	return append_value(out, s, n, put_quoted);
 }
 
 int

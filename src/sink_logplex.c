@@ -28,6 +28,7 @@
 #include "sfrelay/sink.h"
 #include "sfrelay/sink_net.h"
 #include "sfrelay/syslog_frame.h"
+#include "sfrelay/text.h"
 
 #define LOGPLEX_MAX_LINES 500
 #define LOGPLEX_MAX_BYTES (1024u * 1024u)
@@ -90,17 +91,6 @@ base64(const unsigned char *p, size_t n)
 	return out;
 }
 
-static int
-hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
 
 /* Decodes %XX in place (user info may be percent-encoded). */
 static int
@@ -109,7 +99,8 @@ pct_decode(char *s)
 	char *o = s;
 	for (char *p = s; *p != '\0'; p++) {
 		if (*p == '%') {
-			int h = hexval(p[1]), l = h < 0 ? -1 : hexval(p[2]);
+			int h = text_hex_digit(p[1]);
+			int l = h < 0 ? -1 : text_hex_digit(p[2]);
 			if (l < 0 || (h == 0 && l == 0))
 				return -1;
 			*o++ = (char)(h * 16 + l);

@@ -1,5 +1,6 @@
 /* l2met stats line (see stats.h). */
 #include "sfrelay/stats.h"
+#include "sfrelay/replay.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -83,69 +84,14 @@ stats_parse_limit_info(const char *value, double *pct)
 	return -1;
 }
 
-static int
-num(const char *s, int n, int *out)
-{
-	int v = 0;
-	for (int i = 0; i < n; i++) {
-		if (s[i] < '0' || s[i] > '9')
-			return -1;
-		v = v * 10 + (s[i] - '0');
-	}
-	*out = v;
-	return 0;
-}
-
-/* Days from 1970-01-01 to y-m-d (proleptic Gregorian). */
-static int64_t
-days_from_civil(int64_t y, int m, int d)
-{
-	y -= m <= 2;
-	int64_t era = (y >= 0 ? y : y - 399) / 400;
-	int64_t yoe = y - era * 400;
-	int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-	int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-	return era * 146097 + doe - 719468;
-}
-
 int
 stats_parse_time(const char *s, int64_t *ms)
 {
-	int y, mo, d, h, mi, se, frac = 0, off = 0;
-	if (s == NULL || strlen(s) < 20 || num(s, 4, &y) || s[4] != '-' ||
-	    num(s + 5, 2, &mo) || s[7] != '-' || num(s + 8, 2, &d) ||
-	    s[10] != 'T' || num(s + 11, 2, &h) || s[13] != ':' ||
-	    num(s + 14, 2, &mi) || s[16] != ':' || num(s + 17, 2, &se))
+	long long t;
+
+	if (replay_iso_to_ms(s, &t) != 0)
 		return -1;
-	if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 ||
-	    se > 60)
-		return -1;
-	const char *p = s + 19;
-	if (*p == '.') {
-		int scale = 100, digits = 0;
-		for (p++; *p >= '0' && *p <= '9'; p++, digits++) {
-			frac += (*p - '0') * scale;
-			scale /= 10;
-		}
-		if (digits == 0)
-			return -1;
-	}
-	if (*p == 'Z') {
-		p++;
-	} else if (*p == '+' || *p == '-') {
-		int oh, om;
-		if (num(p + 1, 2, &oh) || p[3] != ':' || num(p + 4, 2, &om))
-			return -1;
-		off = (oh * 60 + om) * (*p == '+' ? 1 : -1);
-		p += 6;
-	} else {
-		return -1;
-	}
-	if (*p != '\0')
-		return -1;
-	int64_t days = days_from_civil(y, mo, d);
-	*ms = ((days * 86400 + h * 3600 + mi * 60 + se) - off * 60) * 1000 +
-	      frac;
+	*ms = (int64_t)t;
 	return 0;
 }
 

@@ -52,7 +52,8 @@ int stats_format(struct evbuffer *out, const struct stats_sample *s);
 int stats_parse_limit_info(const char *value, double *pct);
 
 /* "2026-11-26T19:27:53.123Z" (fraction optional, 'Z' or +hh:mm offset)
- * -> ms since the epoch. Pure. Returns 0 or -1. */
+ * -> ms since the epoch, as replay_iso_to_ms() reads it. Pure. Returns 0
+ * or -1. */
 int stats_parse_time(const char *iso, int64_t *ms);
 
 struct stats;

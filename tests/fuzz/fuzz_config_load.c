@@ -38,6 +38,7 @@
 
 #include "sfrelay/config.h"
 #include "sfrelay/log.h"
+#include "sfrelay/text.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -186,17 +187,6 @@ line_ok(const char *line, size_t len, int cut)
 	return 0;
 }
 
-static int
-hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
 
 /* memmem, which POSIX does not have. */
 static int
@@ -229,10 +219,10 @@ check_secrets(const char *err, char **env)
 		o = 0;
 		while (i < n && err[i] != '"') {
 			if (err[i] == '\\' && i + 1 < n && err[i + 1] == 'x' &&
-			    i + 3 < n && hexval(err[i + 2]) >= 0 &&
-			    hexval(err[i + 3]) >= 0) {
-				buf[o++] = (char)(hexval(err[i + 2]) * 16 +
-				                  hexval(err[i + 3]));
+			    i + 3 < n && text_hex_digit(err[i + 2]) >= 0 &&
+			    text_hex_digit(err[i + 3]) >= 0) {
+				buf[o++] = (char)(text_hex_digit(err[i + 2]) * 16 +
+				                  text_hex_digit(err[i + 3]));
 				i += 4;
 			} else if (err[i] == '\\' && i + 1 < n) {
 				buf[o++] = err[i + 1];

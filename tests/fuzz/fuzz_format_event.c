@@ -56,6 +56,7 @@
 #include <json-c/json.h>
 
 #include "sfrelay/format.h"
+#include "sfrelay/text.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -399,17 +400,6 @@ fuzz_event(unsigned flags, const uint8_t *data, size_t size)
 		free(own[i]);
 }
 
-static int
-hexval(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
 
 static void
 put_code_point(struct bytes *b, unsigned long cp)
@@ -480,8 +470,8 @@ logfmt_unquote(struct bytes *out, const unsigned char *s, size_t n)
 			if (n - i < 6 || s[i + 2] != '0' || s[i + 3] != '0')
 				broken("quoted logfmt value has a \\u escape "
 				       "other than \\u00XX");
-			h = hexval(s[i + 4]);
-			l = hexval(s[i + 5]);
+			h = text_hex_digit(s[i + 4]);
+			l = text_hex_digit(s[i + 5]);
 			if (h < 0 || l < 0)
 				broken("quoted logfmt value has a bad \\u00XX "
 				       "escape");
