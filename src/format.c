@@ -245,7 +245,8 @@ sbuf_putc(struct sbuf *sb, char c)
 		sbuf_put_slow(sb, &c, 1);
 }
 
-static void
+/* Inlined so that the length of a literal is known at compile time. */
+HOT void
 sbuf_puts(struct sbuf *sb, const char *s)
 {
 	sbuf_put(sb, s, strlen(s));
@@ -602,10 +603,9 @@ put_logfmt_value(struct sbuf *sb, const unsigned char *s, size_t n)
 /* Plain text (no escape, no UTF-8 to check) is copied as it is; the
  * rest takes the general path. */
 static void
-put_value(struct sbuf *sb, enum format_kind kind, const char *s, size_t n)
+put_value_classified(struct sbuf *sb, enum format_kind kind, const char *s,
+                     size_t n, unsigned flags)
 {
-	unsigned flags = classify((const unsigned char *)s, n);
-
 	if (flags & B_SPECIAL) {
 		if (kind == FORMAT_JSON)
 			put_quoted(sb, (const unsigned char *)s, n);
@@ -618,6 +618,13 @@ put_value(struct sbuf *sb, enum format_kind kind, const char *s, size_t n)
 		sbuf_put(sb, s, n);
 		sbuf_putc(sb, '"');
 	}
+}
+
+static void
+put_value(struct sbuf *sb, enum format_kind kind, const char *s, size_t n)
+{
+	put_value_classified(sb, kind, s, n,
+	                     classify((const unsigned char *)s, n));
 }
 
 /* One key segment: '_' when empty; in logfmt unsafe bytes become '_'. */
@@ -1220,9 +1227,8 @@ parse_payload(struct parser *ps)
  * a wrong or lost line.
  */
 struct walk {
-	const struct json_tok *t;
-	size_t i;
-	size_t n;
+	const struct json_tok *t;   /* the next token */
+	const struct json_tok *end; /* past the last */
 };
 
 static int walk_value(struct parser *ps, struct walk *w, int flags);
@@ -1251,9 +1257,9 @@ walk_next(struct parser *ps, struct walk *w)
 {
 	const struct json_tok *k;
 
-	if (w->i >= w->n)
+	if (w->t == w->end)
 		return NULL;
-	k = &w->t[w->i++];
+	k = w->t++;
 	if ((uint64_t)k->off + k->len > ps->len)
 		return NULL;
 	return k;
@@ -1351,7 +1357,7 @@ walk_object(struct parser *ps, struct walk *w, int flags)
 			return -1;
 		tok_jstr(k, &js);
 		if (!ps->quiet && !(flags & IN_TOP_EVENT) && js.flags == 0 &&
-		    js.n > 0 && w->i < w->n && w->t[w->i].type >= JSON_TOK_STR) {
+		    js.n > 0 && w->t < w->end && w->t->type >= JSON_TOK_STR) {
 			/* A plain key with a scalar value. */
 			emit_leaf_key(ps, (const char *)ps->s + js.start, js.n);
 			k = walk_next(ps, w);
@@ -1386,7 +1392,7 @@ walk_array(struct parser *ps, struct walk *w)
 	size_t idx = 0, saved = ps->key->len;
 
 	ps->depth++;
-	while (w->i < w->n && w->t[w->i].type != JSON_TOK_END) {
+	while (w->t < w->end && w->t->type != JSON_TOK_END) {
 		if (!ps->quiet)
 			key_push_index(ps, idx++);
 		if (walk_value(ps, w, 0) != 0)
@@ -1417,8 +1423,8 @@ walk_value(struct parser *ps, struct walk *w, int flags)
 		emit_key(ps);
 		return put_scalar(ps, k);
 	case JSON_TOK_OBJ:
-		if (w->i < w->n && w->t[w->i].type == JSON_TOK_END) {
-			w->i++;
+		if (w->t < w->end && w->t->type == JSON_TOK_END) {
+			w->t++;
 			/* The top-level object has no key of its own. */
 			if (ps->key->len > 0)
 				emit_text(ps, "{}", 2);
@@ -1426,8 +1432,8 @@ walk_value(struct parser *ps, struct walk *w, int flags)
 		}
 		return walk_object(ps, w, flags);
 	case JSON_TOK_ARR:
-		if (w->i < w->n && w->t[w->i].type == JSON_TOK_END) {
-			w->i++;
+		if (w->t < w->end && w->t->type == JSON_TOK_END) {
+			w->t++;
 			emit_text(ps, "[]", 2);
 			return 0;
 		}
@@ -1442,11 +1448,15 @@ walk_value(struct parser *ps, struct walk *w, int flags)
 static int
 walk_payload(struct parser *ps, const struct json_tape *tape)
 {
-	struct walk w = {.t = tape->tok, .i = 0, .n = tape->n};
+	struct walk w;
 
-	if (w.n == 0 || w.t[0].type != JSON_TOK_OBJ || w.t[0].off != 0)
+	if (tape->tok == NULL || tape->n == 0)
 		return -1;
-	if (walk_value(ps, &w, 0) != 0 || w.i != w.n)
+	w.t = tape->tok;
+	w.end = tape->tok + tape->n;
+	if (w.t->type != JSON_TOK_OBJ || w.t->off != 0)
+		return -1;
+	if (walk_value(ps, &w, 0) != 0 || w.t != w.end)
 		return -1;
 	return 0;
 }
@@ -1454,7 +1464,7 @@ walk_payload(struct parser *ps, const struct json_tape *tape)
 /* ---- the line --------------------------------------------------------- */
 
 /* Writes " name=" (logfmt) or ",\"name\":" (JSON); name needs no escaping. */
-static void
+HOT void
 put_field_name(struct sbuf *l, enum format_kind kind, const char *name)
 {
 	if (kind == FORMAT_JSON) {
@@ -1476,6 +1486,12 @@ put_field(struct sbuf *l, enum format_kind kind, const char *name,
 	put_value(l, kind, value, strlen(value));
 }
 
+/*
+ * The header. Every event of a stream has the same channel and a
+ * position of digits, so each string is classified once and id= (the
+ * two joined by ':', which is plain) reuses both classes instead of
+ * being assembled and classified again.
+ */
 static void
 put_header(struct sbuf *l, struct sbuf *tmp, enum format_kind kind,
            const struct event *ev)
@@ -1484,6 +1500,8 @@ put_header(struct sbuf *l, struct sbuf *tmp, enum format_kind kind,
 	const char *src = stream                          ? "stream"
 	                  : ev->src == EVENT_SRC_BACKFILL ? "backfill"
 	                                                  : "poll";
+	size_t chn = strlen(ev->channel), posn = strlen(ev->position);
+	unsigned chf = classify((const unsigned char *)ev->channel, chn);
 
 	if (kind == FORMAT_JSON) {
 		sbuf_puts(l, "{\"at\":\"event\",\"src\":\"");
@@ -1493,16 +1511,32 @@ put_header(struct sbuf *l, struct sbuf *tmp, enum format_kind kind,
 		sbuf_puts(l, "at=event src=");
 		sbuf_puts(l, src);
 	}
-	put_field(l, kind, stream ? "channel" : "object", ev->channel);
-	if (ev->position[0] != '\0') {
-		tmp->len = 0;
-		sbuf_puts(tmp, ev->channel);
-		sbuf_putc(tmp, ':');
-		sbuf_puts(tmp, ev->position);
+	put_field_name(l, kind, stream ? "channel" : "object");
+	put_value_classified(l, kind, ev->channel, chn, chf);
+	if (posn > 0) {
+		unsigned pf =
+		    classify((const unsigned char *)ev->position, posn);
 		put_field_name(l, kind, "id");
-		put_value(l, kind, tmp->p, tmp->len);
-		if (stream)
-			put_field(l, kind, "replay_id", ev->position);
+		if (!((chf | pf) & (B_SPECIAL | B_QUOTE))) {
+			/* Both plain (never empty together: posn > 0). */
+			if (kind == FORMAT_JSON)
+				sbuf_putc(l, '"');
+			sbuf_put(l, ev->channel, chn);
+			sbuf_putc(l, ':');
+			sbuf_put(l, ev->position, posn);
+			if (kind == FORMAT_JSON)
+				sbuf_putc(l, '"');
+		} else {
+			tmp->len = 0;
+			sbuf_put(tmp, ev->channel, chn);
+			sbuf_putc(tmp, ':');
+			sbuf_put(tmp, ev->position, posn);
+			put_value(l, kind, tmp->p, tmp->len);
+		}
+		if (stream) {
+			put_field_name(l, kind, "replay_id");
+			put_value_classified(l, kind, ev->position, posn, pf);
+		}
 	}
 	if (ev->event_type != NULL)
 		put_field(l, kind, "event_type", ev->event_type);
