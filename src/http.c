@@ -216,12 +216,9 @@ fail:
 	return NULL;
 }
 
-/* Takes req off the running list; a no-op when it is not on it. */
 static void
 unlink_request(struct http *http, struct http_request *req)
 {
-	if (req->prev == NULL && http->running != req)
-		return;
 	if (req->prev != NULL)
 		req->prev->next = req->next;
 	else

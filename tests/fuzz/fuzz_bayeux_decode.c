@@ -28,6 +28,7 @@
 #include <event2/buffer.h>
 #include <json-c/json.h>
 
+#include "../split_check.h"
 #include "sfrelay/bayeux_msg.h"
 #include "sfrelay/format.h"
 
@@ -61,19 +62,6 @@ touch(const char *s)
 	for (size_t i = 0; i < n; i++)
 		sum += (unsigned char)s[i];
 	return sum + n;
-}
-
-static int
-is_decimal_text(const char *s)
-{
-	size_t i = s[0] == '-' ? 1 : 0;
-
-	if (s[i] == '\0')
-		return 0;
-	for (; s[i] != '\0'; i++)
-		if (s[i] < '0' || s[i] > '9')
-			return 0;
-	return 1;
 }
 
 /*
@@ -117,7 +105,7 @@ check_event_view(const struct bayeux_msg *m, struct evbuffer *line)
 
 	if (ev->channel == NULL || ev->position == NULL)
 		broken("event view: channel or position is NULL");
-	if (ev->position[0] != '\0' && !is_decimal_text(ev->position))
+	if (ev->position[0] != '\0' && !split_is_decimal(ev->position))
 		broken(
 		    "event view: position is neither empty nor decimal text");
 	sum += touch(ev->channel) + touch(ev->position) +
