@@ -19,9 +19,12 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/sfrelay-run.XXXXXX") || exit 1
 trap 'rm -rf "$work"' EXIT
 
 # Runs binary number $1 ($2), leaving its output and exit status in $work.
+# Its wall time goes in $work/$1.time, for the line that names the slow ones.
 run_one() {
+	local t0=$SECONDS
 	"${vg[@]}" "$2" >"$work/$1.out" 2>&1
 	echo $? >"$work/$1.rc"
+	echo $((SECONDS - t0)) >"$work/$1.time"
 }
 
 # Prints binary number $1's output ($2) and adds up its summary.
@@ -31,6 +34,7 @@ report() {
 	out=$work/$1.out
 	rc=$(cat "$work/$1.rc" 2>/dev/null || echo 127)
 	cat "$out"
+	echo "# $name: $(cat "$work/$1.time" 2>/dev/null || echo '?') s"
 	p=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' "$out" | tail -n 1)
 	f=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' "$out" | tail -n 1)
 	if [ -z "$p$f" ]; then
@@ -46,9 +50,36 @@ report() {
 	fi
 }
 
+# Several at a time: the longest suites start first, so that none of
+# them is left running alone at the end. Most suites spend their time
+# waiting (timeouts, restarts), which is why more jobs than cores pay.
+order=("$@")
+if [ "$jobs" -gt 1 ]; then
+	order=()
+	for slow in e2e_pg test_pgtest e2e_syslog e2e_poll test_leader; do
+		for bin in "$@"; do
+			[ "$(basename "$bin")" = "$slow" ] && order+=("$bin")
+		done
+	done
+	for bin in "$@"; do
+		case " ${order[*]} " in *" $bin "*) ;; *) order+=("$bin") ;; esac
+	done
+fi
+
+# The position of $1 among the rest: a binary's number, so that reports
+# still come out in the order given.
+index_of() {
+	local want=$1 k=0 b
+	shift
+	for b in "$@"; do
+		[ "$b" = "$want" ] && { echo "$k"; return; }
+		k=$((k + 1))
+	done
+}
+
 i=0
 running=0
-for bin in "$@"; do
+for bin in "${order[@]}"; do
 	if [ "$jobs" -le 1 ]; then
 		# One at a time: each output as soon as its binary ends.
 		run_one "$i" "$bin"
@@ -60,9 +91,8 @@ for bin in "$@"; do
 		wait -n
 		running=$((running - 1))
 	fi
-	run_one "$i" "$bin" &
+	run_one "$(index_of "$bin" "$@")" "$bin" &
 	running=$((running + 1))
-	i=$((i + 1))
 done
 if [ "$jobs" -gt 1 ]; then
 	wait
