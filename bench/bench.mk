@@ -12,7 +12,7 @@ BENCH_LAT_SECONDS ?= 5
 BENCH_LAT_RATES   ?= 1000 10000
 BENCH_OUT    ?= bench/results/latest.md
 BENCH_TOOLS  := $(BENCH_B)/bench/benchrun $(BENCH_B)/bench/floor \
-	$(BENCH_B)/bench/publish
+	$(BENCH_B)/bench/publish $(BENCH_B)/bench/tlsfloor
 
 .PHONY: bench bench-quick bench-build
 
@@ -22,6 +22,13 @@ $(BENCH_B)/bench/%: bench/%.c bench/stats.h
 	$(CC) -std=c11 -D_POSIX_C_SOURCE=200809L $(WARN) -O2 -g \
 		$(shell $(PKG_CONFIG) --cflags libcurl) -o $@ $< \
 		$(shell $(PKG_CONFIG) --libs libcurl)
+
+# OpenSSL alone, for the least memory a TLS client can take.
+$(BENCH_B)/bench/tlsfloor: bench/tlsfloor.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -D_POSIX_C_SOURCE=200809L $(WARN) -O2 -g \
+		$(shell $(PKG_CONFIG) --cflags openssl) -o $@ $< \
+		$(shell $(PKG_CONFIG) --libs openssl)
 
 # An optimized build of the relay and the mock of its own, so the numbers
 # never come from a sanitizer or debug build.

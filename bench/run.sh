@@ -530,6 +530,11 @@ report() {
 			echo "| added latency p99 under 2 ms at $s/s (sfrelay p99 − floor p99) | $(fmt "$rc" %.2f) − $(fmt "$pc" %.2f) = $targ ms | $(awk -v r="$targ" 'BEGIN { print (r != "-" && r < 2) ? "yes" : "no" }') |"
 		done
 		echo
+		tls=$("$BB/bench/tlsfloor" 2>&1 | sed -n 's/^step=ca_bundle hwm_kb=\([0-9]*\) .*/\1/p')
+		if [ -n "$tls" ]; then
+			echo "For scale, the RSS targets: \`tlsfloor\`, a program that only initialises the OpenSSL these libraries link, makes a TLS client context and loads the CA bundle (what libcurl does before its first HTTPS request), peaks at $(fmt "$(awk -v k="$tls" 'BEGIN { print k / 1024 }')" %.1f) MB."
+			echo
+		fi
 		echo "## First line of each client's output (PushTopic run 1, cut at 240 bytes)"
 		echo
 		echo '```'
