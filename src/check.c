@@ -22,6 +22,7 @@
 #include "sfrelay/config.h"
 #include "sfrelay/http.h"
 #include "sfrelay/log.h"
+#include "sfrelay/loop.h"
 #include "sfrelay/pg.h"
 #include "sfrelay/soql.h"
 
@@ -527,7 +528,7 @@ check_database(struct check *c)
 		return;
 	char err[512];
 	struct db_check d = {0};
-	struct event_base *base = event_base_new();
+	struct event_base *base = loop_base_new();
 	struct pg_opts o = {.url = cfg->database_url,
 			    .connect_timeout_ms = cfg->connect_timeout_ms,
 			    .query_timeout_ms = cfg->connect_timeout_ms};
@@ -577,7 +578,7 @@ run_online(struct check *c)
 	struct http_opts hopts = {.ca_file = cfg->ca_file,
 				  .timeout_ms = cfg->connect_timeout_ms};
 
-	c->base = event_base_new();
+	c->base = loop_base_new();
 	c->http = c->base != NULL ? http_new(c->base, &hopts, err, sizeof(err))
 				  : NULL;
 	if (c->http == NULL) {

@@ -34,6 +34,7 @@
 #include "sfrelay/leader.h"
 #include "sfrelay/lines.h"
 #include "sfrelay/log.h"
+#include "sfrelay/loop.h"
 #include "sfrelay/poller.h"
 #include "sfrelay/relay.h"
 #include "sfrelay/replay.h"
@@ -948,7 +949,7 @@ main(int argc, char **argv)
 	log_set_level(app.cfg.log_level);
 	signal(SIGPIPE, SIG_IGN);
 	event_set_log_callback(on_libevent_log);
-	if ((app.base = event_base_new()) == NULL || add_signals(&app) != 0) {
+	if ((app.base = loop_base_new()) == NULL || add_signals(&app) != 0) {
 		teardown(&app);
 		return EXIT_TEMPFAIL;
 	}
