@@ -199,12 +199,13 @@ sbuf_put_slow(struct sbuf *sb, const char *s, size_t n)
 /*
  * Most pieces of a line are a few bytes long (keys, numbers, short
  * values), and a call to memcpy() costs more than copying them: up to
- * 16 bytes are moved as two overlapping words or half-words.
+ * 32 bytes are moved as two or four overlapping words, the sizes met most
+ * often tested first.
  */
 HOT void
 copy_short(char *d, const char *s, size_t n)
 {
-	uint64_t a, b;
+	uint64_t a, b, c, e;
 	uint32_t x, y;
 
 	if (n >= 8 && n <= 16) {
@@ -217,12 +218,49 @@ copy_short(char *d, const char *s, size_t n)
 		memcpy(&y, s + n - 4, 4);
 		memcpy(d, &x, 4);
 		memcpy(d + n - 4, &y, 4);
+	} else if (n > 16 && n <= 32) {
+		/* All four loads before any store: s and d never overlap
+		 * here, but the compiler cannot know. */
+		memcpy(&a, s, 8);
+		memcpy(&b, s + 8, 8);
+		memcpy(&c, s + n - 16, 8);
+		memcpy(&e, s + n - 8, 8);
+		memcpy(d, &a, 8);
+		memcpy(d + 8, &b, 8);
+		memcpy(d + n - 16, &c, 8);
+		memcpy(d + n - 8, &e, 8);
 	} else if (n < 4) {
 		for (size_t i = 0; i < n; i++)
 			d[i] = s[i];
 	} else {
 		memcpy(d, s, n);
 	}
+}
+
+/* copy_short() for a writer that keeps its own cursor. */
+HOT char *
+put_bytes(char *d, const void *s, size_t n)
+{
+	copy_short(d, s, n);
+	return d + n;
+}
+
+/*
+ * Where a writer that knows its worst case (need bytes) may store
+ * without a check per piece, or NULL when the room is not there (it then
+ * takes the checked path, which overflows, spills or grows as the
+ * buffer does). sbuf_commit() ends the run at d.
+ */
+HOT char *
+sbuf_reserve(struct sbuf *sb, size_t need)
+{
+	return need <= sb->cap - sb->len ? sb->p + sb->len : NULL;
+}
+
+HOT void
+sbuf_commit(struct sbuf *sb, const char *d)
+{
+	sb->len = (size_t)(d - sb->p);
 }
 
 HOT void
@@ -506,6 +544,68 @@ scan_plain(const unsigned char *s, size_t i, size_t n, unsigned *flags)
 	return i;
 }
 
+#if defined(__SSE2__) && defined(__GNUC__)
+/* The bytes of v that are not B_PLAIN, as a movemask: up to ' ' (space,
+ * C0), '"', '=', '\\', DEL and up. */
+static inline unsigned
+mask_not_plain(__m128i v)
+{
+	__m128i m = _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(' ')), v);
+
+	m = _mm_or_si128(m, _mm_cmpeq_epi8(v, _mm_set1_epi8('"')));
+	m = _mm_or_si128(m, _mm_cmpeq_epi8(v, _mm_set1_epi8('=')));
+	m = _mm_or_si128(m, _mm_cmpeq_epi8(v, _mm_set1_epi8('\\')));
+	m = _mm_or_si128(
+	    m, _mm_cmpeq_epi8(_mm_max_epu8(v, _mm_set1_epi8(0x7f)), v));
+	return (unsigned)_mm_movemask_epi8(m);
+}
+
+/*
+ * Whether all of s (n >= 4 bytes) is B_PLAIN: header values (channel,
+ * position, timestamp) almost always are, and then the byte loop of
+ * classify() is not needed. Short ones are gathered into one vector from
+ * two overlapping loads, long ones end with an overlapping step, so no
+ * byte outside s is read.
+ */
+static int
+all_plain(const unsigned char *s, size_t n)
+{
+	uint32_t x, y;
+	unsigned m = 0;
+	size_t i;
+
+	if (n < 8) {
+		memcpy(&x, s, 4);
+		memcpy(&y, s + n - 4, 4);
+		/* Only the low 8 bytes are loaded; the zeros above are not
+		 * part of s. */
+		return (mask_not_plain(
+		            _mm_unpacklo_epi32(_mm_cvtsi32_si128((int)x),
+		                               _mm_cvtsi32_si128((int)y))) &
+		        0xffu) == 0;
+	}
+	if (n < 16)
+		return mask_not_plain(_mm_unpacklo_epi64(
+		           _mm_loadl_epi64((const __m128i *)(const void *)s),
+		           _mm_loadl_epi64(
+		               (const __m128i *)(const void *)(s + n - 8)))) ==
+		       0;
+	for (i = 0; i + 16 <= n; i += 16)
+		m |= mask_not_plain(
+		    _mm_loadu_si128((const __m128i *)(const void *)(s + i)));
+	return (m | mask_not_plain(_mm_loadu_si128(
+	                (const __m128i *)(const void *)(s + n - 16)))) == 0;
+}
+#else
+static int
+all_plain(const unsigned char *s, size_t n)
+{
+	(void)s;
+	(void)n;
+	return 0; /* the byte loop decides */
+}
+#endif
+
 /* The classes of all bytes of s (B_STOP bytes count as B_ESC). */
 static unsigned
 classify(const unsigned char *s, size_t n)
@@ -513,6 +613,8 @@ classify(const unsigned char *s, size_t n)
 	unsigned flags = 0;
 	size_t i;
 
+	if (n >= 4 && all_plain(s, n))
+		return 0;
 	/* Header values (a channel, a position, a timestamp) are short:
 	 * the table costs less than setting up the wide scan. */
 	if (n < 32) {
@@ -1336,18 +1438,134 @@ put_scalar(struct parser *ps, const struct json_tok *k)
 	}
 }
 
+/*
+ * What every leaf of an object starts with: the separator and the
+ * object's key path with its '.', " sobject." or ",\"sobject.". Built
+ * once per object, so a leaf copies one piece instead of three. A path
+ * longer than this takes the general path.
+ */
+#define LEAD_MAX 64
+
+struct lead {
+	size_t n; /* 0: none (the leaves take the general path) */
+	char p[LEAD_MAX];
+};
+
+static void
+lead_build(const struct parser *ps, struct lead *ld)
+{
+	size_t kl = ps->key->len;
+	char *d = ld->p;
+
+	ld->n = 0;
+	if (kl + 3 > LEAD_MAX)
+		return;
+	if (ps->kind == FORMAT_JSON) {
+		*d++ = ',';
+		*d++ = '"';
+	} else {
+		*d++ = ' ';
+	}
+	if (kl > 0) {
+		memcpy(d, ps->key->p, kl);
+		d += kl;
+		*d++ = '.';
+	}
+	ld->n = (size_t)(d - ld->p);
+}
+
+/*
+ * A member whose key, the next token (a KEY with a plain non-empty name),
+ * is followed by a scalar with nothing to escape: the whole "key=value"
+ * written with one room check, both tokens taken. Returns 1 when the
+ * value is not one of those (or the line lacks the room: the general
+ * path then deals with it), having taken nothing; -1 for a token out of
+ * bounds.
+ */
+HOT int
+put_leaf_fast(struct parser *ps, struct walk *w, const struct lead *ld)
+{
+	static const char lit[] = "truefalsenull";
+	const struct json_tok *k = w->t, *v = k + 1;
+	const char *val;
+	size_t vn;
+	int json = ps->kind == FORMAT_JSON, q = 0;
+	char *d;
+
+	switch (v->type) {
+	case JSON_TOK_STR:
+		if (v->flags & (JSON_STR_ODD | JSON_STR_ESCAPED))
+			return 1;
+		val = (const char *)ps->s + v->off;
+		vn = v->len;
+		q = json || vn == 0 || (v->flags & JSON_STR_SPACE);
+		break;
+	case JSON_TOK_NUM:
+		val = (const char *)ps->s + v->off;
+		vn = v->len;
+		break;
+	case JSON_TOK_TRUE:
+		val = lit;
+		vn = 4;
+		break;
+	case JSON_TOK_FALSE:
+		val = lit + 4;
+		vn = 5;
+		break;
+	case JSON_TOK_NULL:
+		val = lit + 9;
+		vn = json ? 4 : 0; /* logfmt: key= */
+		break;
+	default:
+		return 1;
+	}
+	if ((uint64_t)k->off + k->len > ps->len ||
+	    (uint64_t)v->off + v->len > ps->len)
+		return -1;
+	/* lead, key, "\":" or "=", value, two quotes. */
+	d = sbuf_reserve(ps->line, ld->n + k->len + vn + 4);
+	if (d == NULL)
+		return 1;
+	d = put_bytes(d, ld->p, ld->n);
+	d = put_bytes(d, (const char *)ps->s + k->off, k->len);
+	if (json)
+		*d++ = '"';
+	*d++ = json ? ':' : '=';
+	if (q)
+		*d++ = '"';
+	d = put_bytes(d, val, vn);
+	if (q)
+		*d++ = '"';
+	sbuf_commit(ps->line, d);
+	w->t += 2;
+	return 0;
+}
+
 /* The members of an object whose OBJ token was just taken. */
 static int
 walk_object(struct parser *ps, struct walk *w, int flags)
 {
 	const struct json_tok *k;
 	struct jstr js;
+	struct lead ld;
 	size_t n, saved;
-	int skip, child;
+	int skip, child, rc;
 	const char *key;
 
 	ps->depth++;
+	ld.n = 0;
+	if (!ps->quiet && !(flags & IN_TOP_EVENT))
+		lead_build(ps, &ld);
 	for (;;) {
+		k = w->t;
+		if (ld.n > 0 && w->end - k >= 2 && k->type == JSON_TOK_KEY &&
+		    k->flags == 0 && k->len > 0) {
+			rc = put_leaf_fast(ps, w, &ld);
+			if (rc < 0)
+				return -1;
+			if (rc == 0)
+				continue;
+		}
 		k = walk_next(ps, w);
 		if (k == NULL)
 			return -1;
@@ -1374,7 +1592,8 @@ walk_object(struct parser *ps, struct walk *w, int flags)
 			else if (ps->depth == 1 && n == 5 &&
 			         memcmp(key, "event", 5) == 0)
 				child = IN_TOP_EVENT;
-			key_push(ps, key, n, js.flags);
+			if (!skip) /* a quiet value writes no key */
+				key_push(ps, key, n, js.flags);
 		}
 		ps->quiet += skip;
 		if (walk_value(ps, w, child) != 0)
@@ -1478,12 +1697,124 @@ put_field_name(struct sbuf *l, enum format_kind kind, const char *name)
 	}
 }
 
+/* A header value: its text, length and byte classes, found once. */
+struct hval {
+	const char *s; /* NULL: the field is absent */
+	size_t n;
+	unsigned f;
+};
+
 static void
-put_field(struct sbuf *l, enum format_kind kind, const char *name,
-          const char *value)
+hval_set(struct hval *h, const char *s)
 {
-	put_field_name(l, kind, name);
-	put_value(l, kind, value, strlen(value));
+	h->s = s;
+	h->n = s != NULL ? strlen(s) : 0;
+	h->f = h->n > 0 ? classify((const unsigned char *)s, h->n) : 0;
+}
+
+/* " name=" or ",\"name\":" at d, unchecked; name needs no escaping. */
+HOT char *
+put_name_at(char *d, enum format_kind kind, const char *name, size_t n)
+{
+	if (kind == FORMAT_JSON) {
+		*d++ = ',';
+		*d++ = '"';
+		d = put_bytes(d, name, n);
+		*d++ = '"';
+		*d++ = ':';
+	} else {
+		*d++ = ' ';
+		d = put_bytes(d, name, n);
+		*d++ = '=';
+	}
+	return d;
+}
+
+/* A value with nothing to escape (no B_SPECIAL) at d, unchecked, quoted
+ * exactly when put_value_classified() would quote it. */
+HOT char *
+put_plain_at(char *d, enum format_kind kind, const char *s, size_t n,
+             unsigned f)
+{
+	int q = kind == FORMAT_JSON || n == 0 || (f & B_QUOTE);
+
+	if (q)
+		*d++ = '"';
+	d = put_bytes(d, s, n);
+	if (q)
+		*d++ = '"';
+	return d;
+}
+
+/* What put_header_fast() writes besides the four values (twice for the
+ * channel and the position): the longest set of names, quotes and
+ * separators, rounded up. */
+#define HEADER_FIXED 128
+
+/*
+ * The header in one run of unchecked stores, for the usual event whose
+ * header values need no escaping and whose line has room for the worst
+ * case. Returns -1, having written nothing, when that is not so.
+ */
+static int
+put_header_fast(struct sbuf *l, enum format_kind kind, int src,
+                const struct hval *ch, const struct hval *pos,
+                const struct hval *type, const struct hval *created)
+{
+	/* By format, then by src (stream, poll, backfill). */
+	/* clang-format off */
+#define LIT(s) {s, sizeof(s) - 1}
+	static const struct {
+		const char *s;
+		size_t n;
+	} lead[2][3] = {
+	    {LIT("at=event src=stream channel="),
+	     LIT("at=event src=poll object="),
+	     LIT("at=event src=backfill object=")},
+	    {LIT("{\"at\":\"event\",\"src\":\"stream\",\"channel\":"),
+	     LIT("{\"at\":\"event\",\"src\":\"poll\",\"object\":"),
+	     LIT("{\"at\":\"event\",\"src\":\"backfill\",\"object\":")},
+	};
+#undef LIT
+	/* clang-format on */
+	int k = kind == FORMAT_JSON;
+	char *d;
+
+	if ((ch->f | pos->f | type->f | created->f) & B_SPECIAL)
+		return -1;
+	d = sbuf_reserve(l, HEADER_FIXED + 2 * (ch->n + pos->n) + type->n +
+	                        created->n);
+	if (d == NULL)
+		return -1;
+	d = put_bytes(d, lead[k][src].s, lead[k][src].n);
+	d = put_plain_at(d, kind, ch->s, ch->n, ch->f);
+	if (pos->n > 0) {
+		/* "<channel>:<position>": ':' is plain, never empty. */
+		int q = k || ((ch->f | pos->f) & B_QUOTE);
+
+		d = put_name_at(d, kind, "id", 2);
+		if (q)
+			*d++ = '"';
+		d = put_bytes(d, ch->s, ch->n);
+		*d++ = ':';
+		d = put_bytes(d, pos->s, pos->n);
+		if (q)
+			*d++ = '"';
+		if (src == 0) {
+			d = put_name_at(d, kind, "replay_id", 9);
+			d = put_plain_at(d, kind, pos->s, pos->n, pos->f);
+		}
+	}
+	if (type->s != NULL) {
+		d = put_name_at(d, kind, "event_type", 10);
+		d = put_plain_at(d, kind, type->s, type->n, type->f);
+	}
+	if (created->s != NULL) {
+		d = put_name_at(d, kind, "created", 7);
+		d = put_plain_at(d, kind, created->s, created->n, created->f);
+	}
+	sbuf_commit(l, d);
+	return 0;
 }
 
 /*
@@ -1496,52 +1827,58 @@ static void
 put_header(struct sbuf *l, struct sbuf *tmp, enum format_kind kind,
            const struct event *ev)
 {
+	static const char *const src_name[3] = {"stream", "poll", "backfill"};
 	int stream = ev->src == EVENT_SRC_STREAM;
-	const char *src = stream                          ? "stream"
-	                  : ev->src == EVENT_SRC_BACKFILL ? "backfill"
-	                                                  : "poll";
-	size_t chn = strlen(ev->channel), posn = strlen(ev->position);
-	unsigned chf = classify((const unsigned char *)ev->channel, chn);
+	int src = stream ? 0 : ev->src == EVENT_SRC_BACKFILL ? 2 : 1;
+	struct hval ch, pos, type, created;
 
+	hval_set(&ch, ev->channel);
+	hval_set(&pos, ev->position);
+	hval_set(&type, ev->event_type);
+	hval_set(&created, ev->created);
+	if (put_header_fast(l, kind, src, &ch, &pos, &type, &created) == 0)
+		return;
 	if (kind == FORMAT_JSON) {
 		sbuf_puts(l, "{\"at\":\"event\",\"src\":\"");
-		sbuf_puts(l, src);
+		sbuf_puts(l, src_name[src]);
 		sbuf_putc(l, '"');
 	} else {
 		sbuf_puts(l, "at=event src=");
-		sbuf_puts(l, src);
+		sbuf_puts(l, src_name[src]);
 	}
 	put_field_name(l, kind, stream ? "channel" : "object");
-	put_value_classified(l, kind, ev->channel, chn, chf);
-	if (posn > 0) {
-		unsigned pf =
-		    classify((const unsigned char *)ev->position, posn);
+	put_value_classified(l, kind, ch.s, ch.n, ch.f);
+	if (pos.n > 0) {
 		put_field_name(l, kind, "id");
-		if (!((chf | pf) & (B_SPECIAL | B_QUOTE))) {
-			/* Both plain (never empty together: posn > 0). */
+		if (!((ch.f | pos.f) & (B_SPECIAL | B_QUOTE))) {
+			/* Both plain (never empty together: pos.n > 0). */
 			if (kind == FORMAT_JSON)
 				sbuf_putc(l, '"');
-			sbuf_put(l, ev->channel, chn);
+			sbuf_put(l, ch.s, ch.n);
 			sbuf_putc(l, ':');
-			sbuf_put(l, ev->position, posn);
+			sbuf_put(l, pos.s, pos.n);
 			if (kind == FORMAT_JSON)
 				sbuf_putc(l, '"');
 		} else {
 			tmp->len = 0;
-			sbuf_put(tmp, ev->channel, chn);
+			sbuf_put(tmp, ch.s, ch.n);
 			sbuf_putc(tmp, ':');
-			sbuf_put(tmp, ev->position, posn);
+			sbuf_put(tmp, pos.s, pos.n);
 			put_value(l, kind, tmp->p, tmp->len);
 		}
 		if (stream) {
 			put_field_name(l, kind, "replay_id");
-			put_value_classified(l, kind, ev->position, posn, pf);
+			put_value_classified(l, kind, pos.s, pos.n, pos.f);
 		}
 	}
-	if (ev->event_type != NULL)
-		put_field(l, kind, "event_type", ev->event_type);
-	if (ev->created != NULL)
-		put_field(l, kind, "created", ev->created);
+	if (type.s != NULL) {
+		put_field_name(l, kind, "event_type");
+		put_value_classified(l, kind, type.s, type.n, type.f);
+	}
+	if (created.s != NULL) {
+		put_field_name(l, kind, "created");
+		put_value_classified(l, kind, created.s, created.n, created.f);
+	}
 }
 
 static void

@@ -2006,6 +2006,130 @@ test_header_every_offset(void **state)
 	}
 }
 
+/* ---- header values of every class ----------------------------------- */
+
+/*
+ * The header is written in one run when its values need no escaping and
+ * by the general path otherwise; which one is chosen depends on a 16-byte
+ * test of each value. Every header value gets one byte of each class at
+ * every offset, at lengths around 4, 8 and 16, and the line is compared
+ * with one assembled here from format_logfmt_value() and
+ * format_json_string(), which share none of the header's code.
+ */
+static const char *const header_bytes[] = {
+    " ",    "=",    "\"",       "\\",       "\x01", "\t", "\x7f",
+    "\x80", "\xff", "\xc3\xa9", "\xc2\x85", "!",    "~",  "a",
+};
+
+/* Appends name and the value v (absent when NULL) as the header does. */
+static void
+want_field(struct evbuffer *b, enum format_kind kind, const char *name,
+           const char *v)
+{
+	if (v == NULL)
+		return;
+	if (kind == FORMAT_JSON) {
+		evbuffer_add_printf(b, ",\"%s\":", name);
+		assert_int_equal(format_json_string(b, v, strlen(v)), 0);
+	} else {
+		evbuffer_add_printf(b, " %s=", name);
+		assert_int_equal(format_logfmt_value(b, v, strlen(v)), 0);
+	}
+}
+
+static char *
+want_header_line(enum format_kind kind, const struct event *ev, size_t *n)
+{
+	static const char *const src[] = {"stream", "poll", "backfill"};
+	struct evbuffer *b = evbuffer_new();
+	char id[256];
+	char *s;
+
+	assert_non_null(b);
+	if (kind == FORMAT_JSON)
+		evbuffer_add_printf(b, "{\"at\":\"event\",\"src\":\"%s\"",
+		                    src[ev->src]);
+	else
+		evbuffer_add_printf(b, "at=event src=%s", src[ev->src]);
+	want_field(b, kind, ev->src == EVENT_SRC_STREAM ? "channel" : "object",
+	           ev->channel);
+	if (ev->position[0] != '\0') {
+		snprintf(id, sizeof(id), "%s:%s", ev->channel, ev->position);
+		want_field(b, kind, "id", id);
+		if (ev->src == EVENT_SRC_STREAM)
+			want_field(b, kind, "replay_id", ev->position);
+	}
+	want_field(b, kind, "event_type", ev->event_type);
+	want_field(b, kind, "created", ev->created);
+	evbuffer_add_printf(b, kind == FORMAT_JSON ? "}\n" : "\n");
+	s = buf_string(b, n);
+	evbuffer_free(b);
+	return s;
+}
+
+static void
+expect_header(const struct event *ev)
+{
+	static const enum format_kind kinds[] = {FORMAT_LOGFMT, FORMAT_JSON};
+	char mem[1024];
+	size_t wn, gn, len;
+	int rc;
+
+	for (size_t k = 0; k < 2; k++) {
+		char *want = want_header_line(kinds[k], ev, &wn);
+		char *got = format_line(kinds[k], ev, &rc, &gn);
+		assert_int_equal(rc, 0);
+		assert_bytes(want, wn, got, gn);
+		assert_int_equal(
+		    format_event_mem(kinds[k], ev, mem, sizeof(mem), &len), 0);
+		assert_bytes(want, wn, mem, len);
+		free(want);
+		free(got);
+	}
+}
+
+static void
+test_header_value_classes(void **state)
+{
+	static const size_t lens[] = {0, 1,  3,  4,  5,  7, 8,
+	                              9, 15, 16, 17, 31, 33};
+	char v[64];
+	struct event ev = {.payload = "{}", .payload_len = 2};
+	const char **field[] = {&ev.channel, &ev.position, &ev.event_type,
+	                        &ev.created};
+	size_t f, b, l, p, bl;
+
+	(void)state;
+	for (f = 0; f < 4; f++) {
+		for (b = 0; b < sizeof(header_bytes) / sizeof(header_bytes[0]);
+		     b++) {
+			bl = strlen(header_bytes[b]);
+			for (l = 0; l < sizeof(lens) / sizeof(lens[0]); l++) {
+				for (p = 0; p + bl <= lens[l]; p++) {
+					fill(v, 'x', lens[l]);
+					memcpy(v + p, header_bytes[b], bl);
+					ev.channel = "/topic/Header";
+					ev.position = "12345";
+					ev.event_type = "updated";
+					ev.created = "2026-11-27T04:57:42.000Z";
+					*field[f] = v;
+					ev.src = (enum event_source)(p % 3);
+					expect_header(&ev);
+				}
+			}
+		}
+	}
+	/* Absent optional fields, and an empty position (no id=). */
+	ev.channel = "c";
+	ev.position = "";
+	ev.event_type = NULL;
+	ev.created = NULL;
+	for (int src = 0; src < 3; src++) {
+		ev.src = (enum event_source)src;
+		expect_header(&ev);
+	}
+}
+
 #define E8 "\"\",\"\",\"\",\"\",\"\",\"\",\"\",\"\","
 
 /* format_event_mem() writes what format_event() appends, and reports a
@@ -2087,6 +2211,7 @@ main(void)
 	    cmocka_unit_test(test_golden),
 	    cmocka_unit_test(test_scan_every_offset),
 	    cmocka_unit_test(test_header_every_offset),
+	    cmocka_unit_test(test_header_value_classes),
 	    cmocka_unit_test(test_event_mem),
 	};
 

@@ -25,8 +25,9 @@
 /* What the decoder's callback saw of the last event. */
 struct seen {
 	int events;
-	int taped;    /* events that came with a tape */
-	int mismatch; /* lines that differed */
+	int taped;      /* events that came with a tape */
+	int mismatch;   /* lines that differed */
+	int every_room; /* also format into every smaller buffer */
 	char first_diff[512];
 };
 
@@ -47,6 +48,40 @@ line_of(enum format_kind kind, const struct event *ev)
 	s[n] = '\0';
 	evbuffer_free(out);
 	return s;
+}
+
+/*
+ * The line from the tape into buffers of every size up to the line's
+ * own: one byte short is no room, never a cut line, and the exact size
+ * holds the line the text gives (want). The writers that reserve room for
+ * a whole leaf or header at once fall back to the checked path here; the
+ * guard bytes after cap show that none of them stores past it.
+ */
+#define GUARD 32
+
+static void
+compare_every_room(struct seen *sn, enum format_kind kind,
+                   const struct event *ev, const char *want)
+{
+	size_t n = strlen(want), cap, len, i;
+	char *mem = malloc(n + GUARD);
+	int rc, ok;
+
+	assert_non_null(mem);
+	for (cap = 0; cap <= n; cap++) {
+		memset(mem, 0x5a, n + GUARD);
+		rc = format_event_mem(kind, ev, mem, cap, &len);
+		ok = cap < n ? rc == FORMAT_NO_ROOM
+		             : rc >= 0 && len == n && memcmp(mem, want, n) == 0;
+		for (i = cap; i < cap + GUARD; i++)
+			ok = ok && mem[i] == 0x5a;
+		if (!ok && sn->mismatch++ == 0)
+			snprintf(sn->first_diff, sizeof(sn->first_diff),
+			         "cap %zu of %zu: rc %d, len %zu, or a store "
+			         "past cap",
+			         cap, n, rc, len);
+	}
+	free(mem);
 }
 
 /* Formats ev with its tape and without, in both formats, into the
@@ -74,6 +109,8 @@ compare_lines(struct seen *sn, const struct event *ev)
 			snprintf(sn->first_diff, sizeof(sn->first_diff),
 			         "mem: %.*s\ntext: %.240s", (int)(len % 240),
 			         mem, b);
+		if (sn->every_room)
+			compare_every_room(sn, kinds[i], ev, b);
 		free(a);
 		free(b);
 	}
@@ -126,6 +163,9 @@ check_same(const char *payload, int want_tape)
 
 	for (size_t i = 0; i < sizeof(chunks) / sizeof(chunks[0]); i++) {
 		memset(&sn, 0, sizeof(sn));
+		/* Once is enough for the room (the tape is the same), and
+		 * only for lines short enough to try every size of. */
+		sn.every_room = i == 0 && strlen(payload) < 2048;
 		run_body(payload, chunks[i], &sn);
 		assert_int_equal(sn.events, 1);
 		assert_int_equal(sn.taped, want_tape);
@@ -144,6 +184,16 @@ static const char *const object_payloads[] = {
     "\"replayId\":42,\"type\":\"created\"},\"sobject\":{\"Id\":\"001\","
     "\"Name\":\"Acme Corp\",\"Amount\":-1.5e3,\"Active\":true,"
     "\"Closed\":false,\"Parent\":null}}",
+    /* The shape of a PushTopic event, as the benchmark sends it. */
+    "{\"event\":{\"createdDate\":\"2026-11-27T04:57:42.000Z\","
+    "\"replayId\":12345,\"type\":\"created\"},\"sobject\":{"
+    "\"Id\":\"001xx000003DGb2AAG\",\"Name\":\"Acme Widgets 00012345\","
+    "\"Industry\":\"Technology\",\"Type\":\"Customer - Direct\","
+    "\"BillingCity\":\"San Francisco\",\"Phone\":\"(415) 555-0100\","
+    "\"Website\":\"https://www.example.com\",\"AnnualRevenue\":125000000,"
+    "\"OwnerId\":\"005xx000001X8UzAAK\",\"Description\":\"Key account, "
+    "renewal due in Q3; contact Pat Lee (VP Ops) before pricing changes. "
+    "\"}}",
     /* Header members as containers, skipped whole. */
     "{\"event\":{\"replayId\":{\"a\":[1,{\"b\":2}]},\"type\":[1,2],"
     "\"createdDate\":{}},\"x\":1}",
@@ -176,6 +226,71 @@ test_fixed_object_payloads(void **state)
 	for (size_t i = 0;
 	     i < sizeof(object_payloads) / sizeof(object_payloads[0]); i++)
 		check_same(object_payloads[i], 1);
+}
+
+/*
+ * Leaves of every size: keys of 1 to 40 bytes with string values of 0 to
+ * 40 bytes, bare and quoted, and numbers of 1 to 40 digits, so that every
+ * short copy (below 4, 4-7, 8-16, 17-32, longer) meets every other.
+ */
+static void
+test_leaf_lengths(void **state)
+{
+	char *p = malloc(16384), k[48], v[48];
+	size_t len = 0, i;
+
+	(void)state;
+	assert_non_null(p);
+	len += (size_t)sprintf(p, "{\"event\":{\"replayId\":7,\"type\":"
+	                          "\"created\"},\"sobject\":{");
+	for (i = 0; i <= 40; i++) {
+		memset(k, 'K', i + 1);
+		k[i + 1] = '\0';
+		memset(v, 'v', i);
+		v[i] = '\0';
+		len += (size_t)sprintf(p + len, "%s\"%s\":\"%s\"", i ? "," : "",
+		                       k, v);
+		if (i > 0)
+			v[i / 2] = ' ';
+		memset(k, 'q', i + 1);
+		len += (size_t)sprintf(p + len, ",\"%s\":\"%s\"", k, v);
+		memset(v, '9', i + 1);
+		v[i + 1] = '\0';
+		memset(k, 'n', i + 1);
+		len += (size_t)sprintf(p + len, ",\"%s\":%s", k, v);
+	}
+	strcpy(p + len, "}}");
+	check_same(p, 1);
+	free(p);
+}
+
+/*
+ * Object paths around the length up to which a leaf's prefix is built
+ * once per object (longer ones take the general path): the same leaves
+ * below paths of 50 to 80 bytes, one of them escaped.
+ */
+static void
+test_long_key_paths(void **state)
+{
+	char p[512], seg[96];
+	size_t n;
+
+	(void)state;
+	for (n = 50; n <= 80; n++) {
+		memset(seg, 's', n);
+		seg[n] = '\0';
+		snprintf(p, sizeof(p),
+		         "{\"%s\":{\"a\":1,\"b\":\"x y\",\"c\":true,\"d\":null,"
+		         "\"e\":false,\"f\":\"l\\nf\",\"g\":{\"h\":\"\"}}}",
+		         seg);
+		check_same(p, 1);
+		/* The same depth reached in two segments. */
+		seg[n / 2] = '\0';
+		snprintf(p, sizeof(p),
+		         "{\"%s\":{\"%s\":{\"a\":-0.5,\"b\":\"=\"}}}", seg,
+		         seg + n / 2 + 1);
+		check_same(p, 1);
+	}
 }
 
 /* Non-object payloads carry no tape; their lines are the text's. */
@@ -444,6 +559,8 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_fixed_object_payloads),
+	    cmocka_unit_test(test_leaf_lengths),
+	    cmocka_unit_test(test_long_key_paths),
 	    cmocka_unit_test(test_non_object_payloads_have_no_tape),
 	    cmocka_unit_test(test_repeated_data_takes_the_last),
 	    cmocka_unit_test(test_oversized_payload_has_no_tape),
