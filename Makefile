@@ -22,9 +22,11 @@ WARN += -Werror
 endif
 
 OPT := -O2 -g
+# The sanitizer build also checks the Bayeux decoder's fast path against
+# its reference scanner on every element (bayeux_stream.c).
 ifeq ($(SAN),1)
 OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
-	-fno-sanitize-recover=undefined
+	-fno-sanitize-recover=undefined -DBAYEUX_CHECK_FAST
 endif
 
 PKG_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)

@@ -884,6 +884,428 @@ key:
 	goto value;
 }
 
+/* ---- fast path ---------------------------------------------------------- */
+
+/*
+ * scan_element() above is the reference: it alone decides what is an
+ * error, what needs more bytes and what every message says. scan_fast()
+ * walks the same grammar over the same bytes, faster, for the common
+ * case only (no backslash in any string, no error, the whole element in
+ * [p, c->end)). Whenever it meets anything else it gives up, and the
+ * element is scanned again from its first byte by scan_element(), so
+ * the fast path changes speed, never results. Build with
+ * -DBAYEUX_CHECK_FAST to have every element it accepts scanned by both
+ * and compared (the fuzz harnesses do): any difference aborts.
+ *
+ * Why it is faster. The reference pays, for every value and every key,
+ * for what a bad or cut element needs: an end check before each byte,
+ * error texts, escape decoding set-up, a depth check per value, the
+ * container kind read back from its stack frame. The fast walk assumes
+ * the common element (compact, plain ASCII text, in one chunk) and makes
+ * each of those checks only where that assumption fails:
+ *
+ *  - A string is searched 16 bytes a step with two masks per step,
+ *      stop   '"', '\\', or a byte outside 0x20-0x7e,
+ *      space  ' ' or '=' (JSON_STR_SPACE),
+ *    one range compare standing for both "control byte" and "0x7f and
+ *    up". The lowest stop bit is the string's end in the common case; a
+ *    byte of 0x7f or above there is text (JSON_STR_ODD) and the search
+ *    goes on after it; a '\\' or a control byte sends the element to the
+ *    reference. The last 15 bytes of the chunk are searched byte by byte.
+ *  - A string must leave room after it for what a good element needs
+ *    (its '}' after a value; ':', a value and '}' after a key), so the
+ *    byte after it is read without an end check.
+ *  - Whitespace is looked for only where the expected byte is not found.
+ *  - The depth is checked once per container, for the deepest value it
+ *    could hold; the innermost container's kind and context are locals.
+ *
+ * Classifying the element ahead of the walk in 64-byte blocks (stage 1
+ * of simdjson) was tried first and measured no better on the benchmark
+ * events: the walk still visits every token, and the blocks cost what
+ * the per-string set-up costs. The per-string search is the simpler.
+ */
+#if defined(__SSE2__) && defined(__GNUC__)
+#define HAVE_SCAN_FAST 1
+
+/* The two masks of the 16 bytes at q, as bits 0-15. */
+HOT void
+classify16(const char *q, unsigned *stop, unsigned *space)
+{
+	const __m128i v = _mm_loadu_si128((const __m128i *)(const void *)q);
+	__m128i qb, sp, text;
+
+	qb = _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')),
+	                  _mm_cmpeq_epi8(v, _mm_set1_epi8('\\')));
+	/* v + 0x60 maps 0x20-0x7e onto -128..-34 as signed bytes and
+	 * every other byte above that: one compare for the range. */
+	text = _mm_cmpgt_epi8(_mm_set1_epi8(-33),
+	                      _mm_add_epi8(v, _mm_set1_epi8(0x60)));
+	sp = _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8(' ')),
+	                  _mm_cmpeq_epi8(v, _mm_set1_epi8('=')));
+	*stop = ((unsigned)_mm_movemask_epi8(qb) |
+	         ~(unsigned)_mm_movemask_epi8(text)) &
+	        0xffffu;
+	*space = (unsigned)_mm_movemask_epi8(sp);
+}
+
+/*
+ * The rest of a string, at q, in the last 15 bytes of the chunk: byte
+ * by byte, the same classes. Returns the closing quote or NULL.
+ */
+static const char *
+fast_string_tail(const char *q, const char *end, unsigned *f)
+{
+	unsigned char b;
+
+	for (; q < end; q++) {
+		b = (unsigned char)*q;
+		if (b == '"')
+			return q;
+		if (b < 0x20 || b == '\\')
+			return NULL;
+		if (b == ' ' || b == '=')
+			*f |= JSON_STR_SPACE;
+		else if (b >= 0x7f)
+			*f |= JSON_STR_ODD;
+	}
+	return NULL;
+}
+
+/*
+ * The string literal whose opening quote is at p, without escapes:
+ * returns the byte after its closing quote and sets *cls, or returns
+ * NULL when the reference must judge it: an escape, a control byte, the
+ * end of the bytes, or fewer than `after` bytes after the closing quote
+ * (a good element has at least its '}' after a value, and ':', a value
+ * and '}' after a key, so the caller need not look for the end there).
+ */
+HOT const char *
+fast_string(const char *p, const char *end, ptrdiff_t after, unsigned *cls)
+{
+	const char *q = p + 1;
+	unsigned stop, space, f = 0;
+
+	for (;;) {
+		if (end - q < 16) {
+			q = fast_string_tail(q, end, &f);
+			if (q == NULL)
+				return NULL;
+			break;
+		}
+		classify16(q, &stop, &space);
+		if (stop == 0) {
+			if (space != 0)
+				f |= JSON_STR_SPACE;
+			q += 16;
+			continue;
+		}
+		if (space & ((stop & (~stop + 1)) - 1))
+			f |= JSON_STR_SPACE;
+		q += __builtin_ctz(stop);
+		if (*q == '"')
+			break;
+		if ((unsigned char)*q < 0x7f)
+			return NULL;
+		f |= JSON_STR_ODD;
+		q++;
+	}
+	if (end - q <= after)
+		return NULL;
+	*cls = f;
+	return q + 1;
+}
+
+/*
+ * scan_element()'s walk with fast_string() for scan_string(): returns 1
+ * when the element is good (c->p, c->f and the tape exactly as the
+ * reference leaves them), 0 when the reference must scan it. The labels
+ * are the reference's; every error and every "more bytes" of the
+ * reference is a plain "not mine" here. The liberties taken only ever
+ * give up more often: the depth is checked when a container opens, for
+ * the deepest value it could hold; whitespace is looked for only where
+ * the expected byte is not found (compact JSON is the common case); the
+ * innermost container's kind and context are kept in locals; the data
+ * object's tape is set up where its key is matched.
+ */
+static int
+scan_fast(struct cursor *c, const char *p)
+{
+	struct frame st[MAX_LEVELS];
+	const char *end = c->end, *start, *kend, *tbase = NULL;
+	struct json_tok *tk = NULL, *tk_lim = NULL;
+	struct span key, *cap = NULL;
+	enum ctx ctx = CTX_TOP, in_ctx = CTX_SKIP;
+	enum vtype t;
+	int n = 0, flag, rec = -1, in_obj = 0;
+	unsigned cls = 0, tt;
+
+	if (c->tape != NULL) {
+		c->tape->n = 0;
+		c->tape->ok = 0;
+	}
+	/* An element is an object (element_start() made sure). */
+	if (p == end || *p != '{' || (size_t)(end - p) >= UINT32_MAX)
+		return 0;
+
+value:
+	/* p < end, at a value; cap and ctx say what to note about it. */
+	start = p;
+	if (*p == '"') {
+		p = fast_string(p, end, 1, &cls);
+		if (p == NULL)
+			return 0;
+		RECORD(start + 1, (size_t)(p - start) - 2, JSON_TOK_STR, cls);
+		if (cap != NULL) {
+			cap->p = start;
+			cap->n = (size_t)(p - start);
+			cap->t = V_STRING;
+			cap->esc = 0;
+		}
+		goto next_byte;
+	}
+	switch (*p) {
+	case '{':
+	case '[':
+		/* Its values are at level n + 3 at most. */
+		if (n + 3 > MAX_LEVELS)
+			return 0;
+		st[n].start = p;
+		st[n].cap = cap;
+		st[n].ctx = in_ctx = ctx;
+		st[n].is_obj = in_obj = *p == '{';
+		RECORD(p, 1, in_obj ? JSON_TOK_OBJ : JSON_TOK_ARR, 0);
+		n++;
+		p = skip_ws(p + 1, end);
+		if (p == end)
+			return 0;
+		if (*p == (in_obj ? '}' : ']')) {
+			p++;
+			goto close;
+		}
+		if (in_obj)
+			goto key;
+		cap = NULL;
+		ctx = CTX_SKIP;
+		goto value;
+	case 't':
+		p = scan_literal(c, p, "true", 4);
+		t = V_OTHER;
+		tt = JSON_TOK_TRUE;
+		break;
+	case 'f':
+		p = scan_literal(c, p, "false", 5);
+		t = V_OTHER;
+		tt = JSON_TOK_FALSE;
+		break;
+	case 'n':
+		p = scan_literal(c, p, "null", 4);
+		t = V_NULL;
+		tt = JSON_TOK_NULL;
+		break;
+	default:
+		if (*p != '-' && !is_digit(*p))
+			return 0;
+		p = scan_number(c, p, &flag);
+		t = flag ? V_INT : V_OTHER;
+		tt = JSON_TOK_NUM;
+		break;
+	}
+	if (p == NULL)
+		return 0;
+	RECORD(start, (size_t)(p - start), tt, 0);
+	if (cap != NULL) {
+		cap->p = start;
+		cap->n = (size_t)(p - start);
+		cap->t = t;
+		cap->esc = 0;
+	}
+	goto next;
+
+close:
+	/* p just past the closing bracket of st[n - 1]; n > 0. */
+	if (n <= 0)
+		return 0;
+	n--;
+	if (rec >= 0) {
+		RECORD(p - 1, 1, JSON_TOK_END, 0);
+		if (n == rec) {
+			rec = -1;
+			c->tape->n = (size_t)(tk - c->tape->tok);
+		}
+	}
+	if (st[n].cap != NULL) {
+		st[n].cap->p = st[n].start;
+		st[n].cap->n = (size_t)(p - st[n].start);
+		st[n].cap->t = V_OTHER;
+		st[n].cap->esc = 0;
+	}
+	if (n == 0) {
+		c->p = p;
+		return 1;
+	}
+	in_obj = st[n - 1].is_obj;
+	in_ctx = st[n - 1].ctx;
+
+next:
+	/* After a value inside st[n - 1]. */
+	if (p == end)
+		return 0;
+next_byte:
+	/* The same, p < end. */
+	if ((unsigned char)*p <= ' ') {
+		p = skip_ws(p, end);
+		if (p == end)
+			return 0;
+	}
+	if (*p == ',') {
+		if (++p == end)
+			return 0;
+		if ((unsigned char)*p <= ' ') {
+			p = skip_ws(p, end);
+			if (p == end)
+				return 0;
+		}
+		if (in_obj)
+			goto key;
+		if (*p == ']')
+			return 0;
+		cap = NULL;
+		ctx = CTX_SKIP;
+		goto value;
+	}
+	if (*p != (in_obj ? '}' : ']'))
+		return 0;
+	p++;
+	goto close;
+
+key:
+	/* p < end, at the name of a member of st[n - 1]. */
+	if (*p != '"')
+		return 0;
+	start = p;
+	p = fast_string(p, end, 3, &cls);
+	if (p == NULL)
+		return 0;
+	RECORD(start + 1, (size_t)(p - start) - 2, JSON_TOK_KEY, cls);
+	kend = p;
+	if (*p != ':') {
+		p = skip_ws(p, end);
+		if (p == end || *p != ':' || p + 1 == end)
+			return 0;
+	}
+	/* p + 1 < end: fast_string() made sure, or the line above. */
+	if ((unsigned char)*++p <= ' ') {
+		p = skip_ws(p, end);
+		if (p == end)
+			return 0;
+	}
+	cap = NULL;
+	ctx = CTX_SKIP;
+	if (in_ctx != CTX_SKIP) {
+		key.p = start;
+		key.n = (size_t)(kend - start);
+		key.t = V_STRING;
+		key.esc = 0;
+		ctx = member(&c->f, in_ctx, &key, &cap);
+		if (cap == &c->f.data && c->tape != NULL) {
+			/* The last "data" is the payload: record it afresh. */
+			c->tape->n = 0;
+			c->tape->ok = *p == '{';
+			if (c->tape->ok) {
+				tbase = c->tape->base = p;
+				rec = n;
+				tk = tk_lim = c->tape->tok;
+			}
+		}
+	}
+	goto value;
+}
+#endif /* __SSE2__ && __GNUC__ */
+
+#if defined(BAYEUX_CHECK_FAST) && defined(HAVE_SCAN_FAST)
+static void check_failed(const char *what) __attribute__((noreturn));
+
+static void
+check_failed(const char *what)
+{
+	fprintf(stderr, "bayeux_stream: fast path differs: %s\n", what);
+	abort();
+}
+
+static int
+span_same(const struct span *a, const struct span *b)
+{
+	return a->p == b->p && a->n == b->n && a->t == b->t && a->esc == b->esc;
+}
+
+/*
+ * The element at p was accepted by scan_fast() into c, which held f0
+ * before: scans it again with the reference, into a tape of its own,
+ * and aborts on the first difference.
+ */
+static void
+check_fast(const struct cursor *c, const char *p, const struct fields *f0)
+{
+	const struct span *fa = &c->f.channel, *fb;
+	struct tape_buf t = {0};
+	struct cursor r;
+	size_t i;
+
+	memset(&r, 0, sizeof(r));
+	r.tape = c->tape != NULL ? &t : NULL;
+	r.end = c->end;
+	r.f = *f0;
+	if (scan_element(&r, p) != SCAN_OK)
+		check_failed("the reference does not accept the element");
+	if (r.p != c->p)
+		check_failed("end of the element");
+	for (fb = &r.f.channel, i = 0; i < sizeof(r.f) / sizeof(*fa); i++)
+		if (!span_same(&fa[i], &fb[i]))
+			check_failed("a member span");
+	if (c->tape != NULL) {
+		if (t.ok != c->tape->ok || t.n != c->tape->n)
+			check_failed("tape state");
+		if (t.ok && t.base != c->tape->base)
+			check_failed("tape base");
+		for (i = 0; t.ok && i < t.n; i++)
+			if (t.tok[i].off != c->tape->tok[i].off ||
+			    t.tok[i].len != c->tape->tok[i].len ||
+			    t.tok[i].type != c->tape->tok[i].type ||
+			    t.tok[i].flags != c->tape->tok[i].flags)
+				check_failed("a tape token");
+	}
+	free(t.tok);
+}
+#endif
+
+/*
+ * The element scan callers use: the fast path when it takes the
+ * element, else the reference from the element's first byte, on the
+ * cursor as it was handed in.
+ */
+static enum scan_rc
+scan_any(struct cursor *c, const char *p)
+{
+#ifdef HAVE_SCAN_FAST
+	const struct fields f0 = c->f;
+	const char *base0 = c->tape != NULL ? c->tape->base : NULL;
+
+	if (scan_fast(c, p)) {
+#ifdef BAYEUX_CHECK_FAST
+		check_fast(c, p, &f0);
+#endif
+		return SCAN_OK;
+	}
+	c->f = f0;
+	c->rc = SCAN_OK;
+	c->err_at = NULL;
+	c->why = NULL;
+	if (c->tape != NULL)
+		c->tape->base = base0;
+#endif
+	return scan_element(c, p);
+}
+
 /* ---- boundary scanner --------------------------------------------------- */
 
 /* The first '"' or '\\' in [p, end), or end. */
@@ -1305,7 +1727,7 @@ parse_and_deliver(struct bayeux_stream *s, const char *elem, const char *end,
 	memset(&c, 0, sizeof(c));
 	c.tape = &s->tape;
 	c.end = end;
-	rc = scan_element(&c, elem);
+	rc = scan_any(&c, elem);
 	if (rc == SCAN_MORE)
 		return 1;
 	if (rc == SCAN_ERR)

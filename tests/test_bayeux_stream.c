@@ -34,6 +34,7 @@
 #include "harness.h"
 #include "sfrelay/bayeux_msg.h"
 #include "sfrelay/bayeux_stream.h"
+#include "sfrelay/format.h"
 #include "split_check.h"
 
 #define DATA_DIR "tests/data/bayeux/"
@@ -2084,6 +2085,393 @@ test_string_scan_every_offset(void **state)
 	}
 }
 
+/* ---- the fast element scan --------------------------------------------- */
+
+/*
+ * Each element is first offered to a fast scan that searches strings 16
+ * bytes a step from each string's first byte (byte by byte in the last
+ * 15 bytes of the chunk) and reads the byte after a string without an
+ * end check; whatever it does not take (an escape, a control byte, an
+ * error, the end of the bytes, deep nesting) is scanned again by the
+ * reference scanner from the element's first byte. The cases below put
+ * strings, quotes, whitespace, chunk ends and escapes at every offset
+ * against those 16-byte steps and against the end of the chunk. Each
+ * must give the reference's outcome: the messages bayeux_decode gives,
+ * the exact error text, the same result however the body is cut (a cut
+ * element is scanned in the buffer, whose end is the element's), and a
+ * payload tape that formats to the line the payload text formats to.
+ */
+
+#define FAST_LINE_MAX 16384
+
+struct tape_seen {
+	size_t taped; /* events that came with a tape */
+	char a[FAST_LINE_MAX];
+	char b[FAST_LINE_MAX];
+};
+
+/* A split_run hook: an event's line from its tape is, byte for byte,
+ * the line from its text, in both formats. */
+static const char *
+tape_line_check(void *arg, const struct bayeux_msg *m)
+{
+	static const enum format_kind kinds[] = {FORMAT_LOGFMT, FORMAT_JSON};
+	struct tape_seen *ts = arg;
+	struct event text_only;
+	size_t i, la, lb;
+	int ra, rb;
+
+	if (m->kind != BAYEUX_MSG_EVENT || m->ev.tape == NULL)
+		return NULL;
+	ts->taped++;
+	text_only = m->ev;
+	text_only.tape = NULL;
+	for (i = 0; i < ARRAY_LEN(kinds); i++) {
+		ra = format_event_mem(kinds[i], &m->ev, ts->a, sizeof(ts->a),
+		                      &la);
+		rb = format_event_mem(kinds[i], &text_only, ts->b,
+		                      sizeof(ts->b), &lb);
+		if (ra != 0 || rb != 0)
+			return "an event line does not format";
+		if (la != lb || memcmp(ts->a, ts->b, la) != 0)
+			return "the line from the tape is not the line from "
+			       "the text";
+	}
+	return NULL;
+}
+
+/*
+ * The checks of every case: the body whole gives want_n messages (each
+ * event with a tape that formats right) and agrees with bayeux_decode,
+ * or fails with exactly want_err; cut in 1-byte chunks and at each of
+ * cuts[0..ncuts) it gives the very same.
+ */
+static void
+fast_case(const char *ctx, const char *body, size_t len, const char *want_err,
+          size_t want_n, const size_t *cuts, size_t ncuts)
+{
+	struct split_run r = {0};
+	struct tape_seen *ts = split_xmalloc(sizeof(*ts));
+	char err[256];
+	size_t i;
+	int rc;
+
+	ts->taped = 0;
+	r.hook = tape_line_check;
+	r.hook_arg = ts;
+	rc = stream_decode(body, len, BIG_MAX, &plan_whole, &r, err,
+	                   sizeof(err), NULL);
+	if (want_err == NULL) {
+		if (rc != 0)
+			fail_msg("%s: refused: %s", ctx, err);
+		expect_long(ctx, "count", (long)want_n, (long)r.n);
+		expect_long(ctx, "taped", (long)want_n, (long)ts->taped);
+		expect_same_as_reference(ctx, body, len, &plan_whole);
+	} else {
+		if (rc == 0)
+			fail_msg("%s: accepted", ctx);
+		expect_str(ctx, "error", want_err, err);
+		expect_long(ctx, "count", (long)want_n, (long)r.n);
+	}
+	expect_cut_alike(ctx, body, len, BIG_MAX, &plan_bytes, &r);
+	for (i = 0; i < ncuts; i++) {
+		const struct plan cut = {PLAN_SPLIT, cuts[i], 0};
+
+		if (cuts[i] > 0 && cuts[i] < len)
+			expect_cut_alike(ctx, body, len, BIG_MAX, &cut, &r);
+	}
+	split_run_clear(&r);
+	free(ts);
+}
+
+/* Cut points every 64 bytes of the element at body offset elem (one
+ * before, at, one after) and in the last 4 bytes before len; returns
+ * how many (at most max). With the strings shifted one byte a case, they
+ * put the chunk's end at every offset of the strings. */
+static size_t
+fast_cuts(size_t elem, size_t len, size_t *cuts, size_t max)
+{
+	size_t n = 0, e;
+
+	for (e = elem; e < len && n + 3 <= max; e += 64) {
+		cuts[n++] = e - 1;
+		cuts[n++] = e;
+		cuts[n++] = e + 1;
+	}
+	for (e = 4; e > 0 && n < max; e--)
+		cuts[n++] = len - e;
+	return n;
+}
+
+/* Appends s to body at *n (room checked against cap). */
+static void
+fast_put(char *body, size_t *n, size_t cap, const char *s, size_t sl)
+{
+	assert_true(*n + sl < cap);
+	memcpy(body + *n, s, sl);
+	*n += sl;
+	body[*n] = '\0';
+}
+
+static void
+fast_puts(char *body, size_t *n, size_t cap, const char *s)
+{
+	fast_put(body, n, cap, s, strlen(s));
+}
+
+#define FAST_EV_HEAD                                                           \
+	"{\"channel\":\"/topic/T\",\"data\":{\"event\":{\"createdDate\":"      \
+	"\"2025-11-26T19:00:00.000Z\",\"replayId\":7,\"type\":\"updated\"},"   \
+	"\"sobject\":{\"A\":\""
+#define FAST_EV_TAIL                                                           \
+	"\",\"Name\":\"Acme Corp\",\"B\":\"x y=z\",\"N\":12345,"               \
+	"\"F\":-1.5e3,\"T\":true,\"U\":null,\"L\":[1,\"two\",{},[]],"          \
+	"\"E\":\"\",\"Z\":false}}}"
+
+/* One PushTopic event whose first sobject string is pad bytes long. */
+static void
+fast_event(char *body, size_t *n, size_t cap, size_t pad)
+{
+	size_t i;
+
+	fast_puts(body, n, cap, FAST_EV_HEAD);
+	for (i = 0; i < pad; i++)
+		fast_put(body, n, cap, &"abcdefghij-KLMNOP_0123"[i % 22], 1);
+	fast_puts(body, n, cap, FAST_EV_TAIL);
+}
+
+/*
+ * Two events whose strings are shifted one byte at a time, 141 times:
+ * every quote, key and value end falls at every offset of a 16-byte
+ * step, and (with the cuts) on, before and after the end of a chunk;
+ * the elements end at every offset of a step, exactly at its end too.
+ */
+static void
+test_fast_string_steps(void **state)
+{
+	char body[1024], ctx[64];
+	size_t cuts[40], pad, n, nc, second;
+
+	(void)state;
+	for (pad = 0; pad <= 140; pad++) {
+		n = 0;
+		fast_puts(body, &n, sizeof(body), "[");
+		fast_event(body, &n, sizeof(body), pad);
+		fast_puts(body, &n, sizeof(body), ",");
+		second = n;
+		fast_event(body, &n, sizeof(body), 140 - pad);
+		fast_puts(body, &n, sizeof(body), "]");
+		nc = fast_cuts(1, second, cuts, ARRAY_LEN(cuts));
+		nc += fast_cuts(second, n, cuts + nc, ARRAY_LEN(cuts) - nc);
+		snprintf(ctx, sizeof(ctx), "pad %zu", pad);
+		fast_case(ctx, body, n, NULL, 2, cuts, nc);
+	}
+}
+
+/*
+ * Scalars last in their object, cut at every byte: a number or literal
+ * at the very end of a chunk must wait for the next one.
+ */
+static void
+test_fast_chunk_end(void **state)
+{
+	static const char *const last[] = {
+	    "12345", "-0",    "0.5",  "-1.5e-7", "1E+2",
+	    "true",  "false", "null", "\"s\"",   "[]",
+	};
+	char body[256], ctx[64];
+	size_t cuts[256], i, k, n;
+
+	(void)state;
+	for (i = 0; i < ARRAY_LEN(last); i++) {
+		n = 0;
+		fast_puts(body, &n, sizeof(body),
+		          "[{\"channel\":\"/topic/T\",\"data\":{\"N\":");
+		fast_puts(body, &n, sizeof(body), last[i]);
+		fast_puts(body, &n, sizeof(body), "}},{\"data\":{\"M\":");
+		fast_puts(body, &n, sizeof(body), last[i]);
+		fast_puts(body, &n, sizeof(body),
+		          "},\"channel\":\"/topic/T\"}]");
+		for (k = 0; k < n && k < ARRAY_LEN(cuts); k++)
+			cuts[k] = k;
+		snprintf(ctx, sizeof(ctx), "last %s", last[i]);
+		fast_case(ctx, body, n, NULL, 2, cuts, k);
+	}
+}
+
+/* The tokens of an event; whitespace goes between them. */
+static const char *const fast_tokens[] = {
+    "{",     "\"channel\"", ":",    "\"/topic/T\"",
+    ",",     "\"data\"",    ":",    "{",
+    "\"k\"", ":",           "[",    "1",
+    ",",     "true",        ",",    "\"v\"",
+    ",",     "{",           "}",    ",",
+    "[",     "]",           "]",    ",",
+    "\"o\"", ":",           "{",    "\"x\"",
+    ":",     "-2.5",        "}",    ",",
+    "\"n\"", ":",           "null", "}",
+    "}",
+};
+
+/*
+ * Whitespace of every kind between every two tokens, one place at a
+ * time and everywhere at once: the fast scan looks for it only where the
+ * expected byte is not.
+ */
+static void
+test_fast_whitespace(void **state)
+{
+	static const char *const ws[] = {" ", "\t", "\r\n", " \n\t\r  "};
+	char body[512], ctx[64];
+	size_t cuts[40], g, w, t, n, nc;
+
+	(void)state;
+	for (w = 0; w < ARRAY_LEN(ws); w++) {
+		/* g == ARRAY_LEN(fast_tokens): everywhere. */
+		for (g = 0; g <= ARRAY_LEN(fast_tokens); g++) {
+			n = 0;
+			fast_puts(body, &n, sizeof(body), "[");
+			for (t = 0; t < ARRAY_LEN(fast_tokens); t++) {
+				fast_puts(body, &n, sizeof(body),
+				          fast_tokens[t]);
+				if (t + 1 < ARRAY_LEN(fast_tokens) &&
+				    (g == t || g == ARRAY_LEN(fast_tokens)))
+					fast_puts(body, &n, sizeof(body),
+					          ws[w]);
+			}
+			fast_puts(body, &n, sizeof(body), "]");
+			nc = fast_cuts(1, n, cuts, ARRAY_LEN(cuts));
+			snprintf(ctx, sizeof(ctx), "ws %zu after token %zu", w,
+			         g);
+			fast_case(ctx, body, n, NULL, 1, cuts, nc);
+		}
+	}
+}
+
+/*
+ * What the fast scan hands over, at every offset of a string up to 160
+ * bytes long: escapes (in a value, in a key, in the channel)
+ * are taken by the reference; raw control bytes are refused where they
+ * stand; DEL, bytes of 0x80 and up, ' ' and '=' are text, and the
+ * payload's tape must carry their classes.
+ */
+static void
+test_fast_handover(void **state)
+{
+	static const struct {
+		const char *text;
+		int ok;
+	} special[] = {
+	    {"\\n", 1},
+	    {"\\\"", 1},
+	    {"\\\\", 1},
+	    {"\\u00e9", 1},
+	    {"\\ud83d\\ude00", 1},
+	    {"\x7f", 1},
+	    {"\xc3\xa9", 1},
+	    {"\xff", 1},
+	    {" ", 1},
+	    {"=", 1},
+	    {"~", 1},
+	    {"\x01", 0},
+	    {"\x1f", 0},
+	    {"\t", 0},
+	    {"\n", 0},
+	};
+	static const char *const where[] = {
+	    /* before, after: the special goes at offset off of a string */
+	    "[{\"channel\":\"/topic/T\",\"data\":{\"D\":\"", "\",\"N\":1}}]",
+	    "[{\"channel\":\"/topic/T\",\"data\":{\"",       "\":1,\"N\":2}}]",
+	    "[{\"data\":{\"N\":1},\"channel\":\"/topic/T",   "\"}]",
+	};
+	char body[512], ctx[96], want[128];
+	size_t cuts[40], i, j, off, n, nc, at, k;
+
+	(void)state;
+	for (i = 0; i < ARRAY_LEN(special); i++) {
+		for (j = 0; j < ARRAY_LEN(where); j += 2) {
+			for (off = 0; off <= 140; off++) {
+				n = 0;
+				fast_puts(body, &n, sizeof(body), where[j]);
+				for (k = 0; k < off; k++)
+					fast_put(body, &n, sizeof(body),
+					         &"pqrs-tuv_wxyz"[k % 13], 1);
+				at = n;
+				fast_puts(body, &n, sizeof(body),
+				          special[i].text);
+				for (k = 0; k < 20; k++)
+					fast_put(body, &n, sizeof(body),
+					         &"ABCDEFG"[k % 7], 1);
+				fast_puts(body, &n, sizeof(body), where[j + 1]);
+				nc = fast_cuts(1, n, cuts, ARRAY_LEN(cuts));
+				snprintf(ctx, sizeof(ctx),
+				         "special %zu in place %zu at %zu", i,
+				         j / 2, off);
+				if (special[i].ok) {
+					fast_case(ctx, body, n, NULL, 1, cuts,
+					          nc);
+					continue;
+				}
+				snprintf(want, sizeof(want),
+				         "invalid JSON at byte %zu: unescaped "
+				         "control character in string",
+				         at);
+				fast_case(ctx, body, n, want, 0, cuts, nc);
+			}
+		}
+	}
+}
+
+/*
+ * Objects nested in data up to and past the limit: the fast scan gives
+ * up a level early, so the last levels are the reference's to judge.
+ * The element is level 2 and data level 3; the k objects nested in it
+ * reach level 3 + k, a member value inside the last one 4 + k.
+ */
+static void
+test_fast_deep_objects(void **state)
+{
+	char body[1024], ctx[64], want[128];
+	size_t k, i, n, at, lvl;
+	int scalar;
+
+	(void)state;
+	for (scalar = 0; scalar <= 1; scalar++) {
+		for (k = 58; k <= 63; k++) {
+			n = 0;
+			at = 0;
+			fast_puts(body, &n, sizeof(body),
+			          "[{\"channel\":\"/topic/T\",\"data\":{");
+			for (i = 0; i < k; i++) {
+				fast_puts(body, &n, sizeof(body), "\"a\":");
+				lvl = 4 + i;
+				if (lvl == 65)
+					at = n;
+				fast_puts(body, &n, sizeof(body), "{");
+			}
+			if (scalar) {
+				fast_puts(body, &n, sizeof(body), "\"s\":");
+				if (4 + k == 65)
+					at = n;
+				fast_puts(body, &n, sizeof(body), "1");
+			}
+			for (i = 0; i < k + 2; i++)
+				fast_puts(body, &n, sizeof(body), "}");
+			fast_puts(body, &n, sizeof(body), "]");
+			snprintf(ctx, sizeof(ctx), "%zu objects%s", k,
+			         scalar ? " and a scalar" : "");
+			if (3 + k + (size_t)scalar <= 64) {
+				fast_case(ctx, body, n, NULL, 1, NULL, 0);
+				continue;
+			}
+			snprintf(want, sizeof(want),
+			         "invalid JSON at byte %zu: nesting too deep",
+			         at);
+			fast_case(ctx, body, n, want, 0, NULL, 0);
+		}
+	}
+}
+
 int
 main(void)
 {
@@ -2112,6 +2500,11 @@ main(void)
 	    cmocka_unit_test(test_empty_bodies),
 	    cmocka_unit_test(test_error_offsets),
 	    cmocka_unit_test(test_string_scan_every_offset),
+	    cmocka_unit_test(test_fast_string_steps),
+	    cmocka_unit_test(test_fast_chunk_end),
+	    cmocka_unit_test(test_fast_whitespace),
+	    cmocka_unit_test(test_fast_handover),
+	    cmocka_unit_test(test_fast_deep_objects),
 	};
 
 	return cmocka_run_group_tests_name("bayeux_stream", tests, NULL, NULL);
