@@ -527,7 +527,13 @@ report() {
 			rc=$(med "$(stat "lat$s" sfrelay 'f["lat_p99_us"] / 1000')")
 			pc=$(med "$(stat "lat$s" floor 'f["lat_p99_us"] / 1000')")
 			targ=$(awk -v a="$rc" -v b="$pc" 'BEGIN { if (a == "-" || b == "-") print "-"; else printf "%.2f", a - b }')
-			echo "| added latency p99 under 2 ms at $s/s (sfrelay p99 − floor p99) | $(fmt "$rc" %.2f) − $(fmt "$pc" %.2f) = $targ ms | $(awk -v r="$targ" 'BEGIN { print (r != "-" && r < 2) ? "yes" : "no" }') |"
+			# The target is set at 1,000/s; other rates are shown
+			# for scale, not judged.
+			met="-"
+			[ "$s" = 1000 ] && met=$(awk -v r="$targ" 'BEGIN { print (r != "-" && r < 2) ? "yes" : "no" }')
+			label="added latency p99 under 2 ms at $s/s"
+			[ "$s" = 1000 ] || label="added latency p99 at $s/s (for scale: the target is at 1000/s)"
+			echo "| $label (sfrelay p99 − floor p99) | $(fmt "$rc" %.2f) − $(fmt "$pc" %.2f) = $targ ms | $met |"
 		done
 		echo
 		tls=$("$BB/bench/tlsfloor" 2>&1 | sed -n 's/^step=ca_bundle hwm_kb=\([0-9]*\) .*/\1/p')
