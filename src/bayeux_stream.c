@@ -911,13 +911,46 @@ key:
  *    up". The lowest stop bit is the string's end in the common case; a
  *    byte of 0x7f or above there is text (JSON_STR_ODD) and the search
  *    goes on after it; a '\\' or a control byte sends the element to the
- *    reference. The last 15 bytes of the chunk are searched byte by byte.
+ *    reference. The last 19 bytes of the chunk are searched byte by byte.
  *  - A string must leave room after it for what a good element needs
  *    (its '}' after a value; ':', a value and '}' after a key), so the
  *    byte after it is read without an end check.
  *  - Whitespace is looked for only where the expected byte is not found.
  *  - The depth is checked once per container, for the deepest value it
  *    could hold; the innermost container's kind and context are locals.
+ *
+ * The second round (callgrind, on events of the benchmark's shape:
+ * about 4,850 instructions an event for the fast path before, 3,900
+ * after) went after the cost of the walk itself rather than the search:
+ *
+ *  - Registers. Most of the difference was locals spilled to the stack
+ *    and loaded back on every token. The string classes no longer have
+ *    their address passed to an out-of-line call (a copy does), nor
+ *    does the tape's write end; the innermost container's kind and
+ *    context are one int (IN_ARRAY, or the object's ctx); and all the
+ *    hot end checks compare with `safe` (FAST_SLACK before the end), so
+ *    end itself is used only near the end of the bytes (AT_END()).
+ *    That one compare per 16-byte step also covers the room a string
+ *    must leave after it, which had a check of its own.
+ *  - Recording. A token is written the same way inside the payload and
+ *    outside it (into a small sink on the stack), so the "recording?"
+ *    test is made only when the write end is reached, not per token.
+ *  - Keys. The wanted keys are matched inline (fast_member()), by length
+ *    and then two or three word compares (plain_is()), not by a call per
+ *    key of a searched object that then called memcmp().
+ *  - Numbers. A positive integer followed by ',', '}' or ']' is scanned
+ *    inline; any other number goes to scan_number() from its first byte.
+ *  - After a ',' in an object, a '"' goes straight to the key.
+ *
+ * Tried and left out: passing the search's byte patterns in as
+ * variables so that they stay in registers for the whole walk (the
+ * compiler reloads them per string anyway, or spills them: no better or
+ * worse), and a number scan out of line (no change). Reserving the tape
+ * once for the whole payload, to drop the capacity test per token, needs
+ * a bound known in advance: a token can take a single byte ("[[]]" is
+ * four), so the bound is the bytes left in the chunk, up to 16384 tokens
+ * (192 KiB) for a 16 KiB chunk, kept for the stream's life; two compares
+ * per token did not seem worth that memory.
  *
  * Classifying the element ahead of the walk in 64-byte blocks (stage 1
  * of simdjson) was tried first and measured no better on the benchmark
@@ -929,28 +962,27 @@ key:
 
 /* The two masks of the 16 bytes at q, as bits 0-15. */
 HOT void
-classify16(const char *q, unsigned *stop, unsigned *space)
+classify16(const char *q, unsigned *stops, unsigned *space)
 {
 	const __m128i v = _mm_loadu_si128((const __m128i *)(const void *)q);
-	__m128i qb, sp, text;
+	__m128i stop, sp;
 
-	qb = _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')),
-	                  _mm_cmpeq_epi8(v, _mm_set1_epi8('\\')));
 	/* v + 0x60 maps 0x20-0x7e onto -128..-34 as signed bytes and
 	 * every other byte above that: one compare for the range. */
-	text = _mm_cmpgt_epi8(_mm_set1_epi8(-33),
-	                      _mm_add_epi8(v, _mm_set1_epi8(0x60)));
+	stop = _mm_or_si128(
+	    _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')),
+	                 _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'))),
+	    _mm_cmpgt_epi8(_mm_add_epi8(v, _mm_set1_epi8(0x60)),
+	                   _mm_set1_epi8(-34)));
 	sp = _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8(' ')),
 	                  _mm_cmpeq_epi8(v, _mm_set1_epi8('=')));
-	*stop = ((unsigned)_mm_movemask_epi8(qb) |
-	         ~(unsigned)_mm_movemask_epi8(text)) &
-	        0xffffu;
+	*stops = (unsigned)_mm_movemask_epi8(stop);
 	*space = (unsigned)_mm_movemask_epi8(sp);
 }
 
 /*
- * The rest of a string, at q, in the last 15 bytes of the chunk: byte
- * by byte, the same classes. Returns the closing quote or NULL.
+ * The rest of a string, at q, in the last FAST_SLACK bytes of the chunk:
+ * byte by byte, the same classes. Returns the closing quote or NULL.
  */
 static const char *
 fast_string_tail(const char *q, const char *end, unsigned *f)
@@ -971,6 +1003,10 @@ fast_string_tail(const char *q, const char *end, unsigned *f)
 	return NULL;
 }
 
+/* How far before the end of the bytes a 16-byte step may start: 16 bytes
+ * read, and the 3 a key needs after its closing quote. */
+#define FAST_SLACK 19
+
 /*
  * The string literal whose opening quote is at p, without escapes:
  * returns the byte after its closing quote and sets *cls, or returns
@@ -978,20 +1014,24 @@ fast_string_tail(const char *q, const char *end, unsigned *f)
  * end of the bytes, or fewer than `after` bytes after the closing quote
  * (a good element has at least its '}' after a value, and ':', a value
  * and '}' after a key, so the caller need not look for the end there).
+ *
+ * safe is the last byte a 16-byte step may start at, FAST_SLACK before
+ * end (or the element's first byte when there are fewer): one pointer
+ * compare per step then stands for both "16 bytes readable" and "room
+ * after the closing quote", since a quote found in a step starting at or
+ * before safe lies at least 4 bytes before end. Past safe the string is
+ * finished byte by byte, with both checks made in full.
  */
 HOT const char *
-fast_string(const char *p, const char *end, ptrdiff_t after, unsigned *cls)
+fast_string(const char *p, const char *safe, const char *end,
+            ptrdiff_t after, unsigned *cls)
 {
 	const char *q = p + 1;
-	unsigned stop, space, f = 0;
+	unsigned stop, space, f = 0, tf;
 
 	for (;;) {
-		if (end - q < 16) {
-			q = fast_string_tail(q, end, &f);
-			if (q == NULL)
-				return NULL;
-			break;
-		}
+		if (q > safe)
+			goto tail;
 		classify16(q, &stop, &space);
 		if (stop == 0) {
 			if (space != 0)
@@ -999,7 +1039,9 @@ fast_string(const char *p, const char *end, ptrdiff_t after, unsigned *cls)
 			q += 16;
 			continue;
 		}
-		if (space & ((stop & (~stop + 1)) - 1))
+		/* stop ^ (stop - 1): the bits up to the lowest stop; that
+		 * one itself is never a space. */
+		if (space & (stop ^ (stop - 1)))
 			f |= JSON_STR_SPACE;
 		q += __builtin_ctz(stop);
 		if (*q == '"')
@@ -1009,10 +1051,118 @@ fast_string(const char *p, const char *end, ptrdiff_t after, unsigned *cls)
 		f |= JSON_STR_ODD;
 		q++;
 	}
-	if (end - q <= after)
-		return NULL;
 	*cls = f;
 	return q + 1;
+
+tail:
+	/* A copy, so that f itself never has its address taken and can
+	 * stay in a register. */
+	tf = f;
+	q = fast_string_tail(q, end, &tf);
+	if (q == NULL || end - q <= after)
+		return NULL;
+	*cls = tf;
+	return q + 1;
+}
+
+/*
+ * Whether the n bytes at k are the ln bytes at lit (a literal, at least 4
+ * bytes long: every wanted key is). Inlined with a constant ln, this is a
+ * length compare and two or three word compares, the last one
+ * overlapping the one before; memcmp() would be a call per key.
+ */
+HOT int
+plain_is(const char *k, size_t n, const char *lit, size_t ln)
+{
+	uint64_t a, b;
+	uint32_t x, y;
+	size_t i;
+
+	if (n != ln)
+		return 0;
+	if (ln < 8) {
+		memcpy(&x, k, 4);
+		memcpy(&y, lit, 4);
+		if (x != y)
+			return 0;
+		memcpy(&x, k + ln - 4, 4);
+		memcpy(&y, lit + ln - 4, 4);
+		return x == y;
+	}
+	for (i = 0; i + 8 < ln; i += 8) {
+		memcpy(&a, k + i, 8);
+		memcpy(&b, lit + i, 8);
+		if (a != b)
+			return 0;
+	}
+	memcpy(&a, k + ln - 8, 8);
+	memcpy(&b, lit + ln - 8, 8);
+	return a == b;
+}
+
+#define PLAIN_IS(k, n, lit) plain_is((k), (n), (lit), sizeof(lit) - 1)
+
+/*
+ * member() for a plain key (the n bytes at k, no escape), inline: the
+ * fast walk calls it for every key of the objects an event is searched
+ * in, and a call there also costs the string search its constants, which
+ * live in registers a call may clobber. Same choices, same clearing.
+ */
+HOT enum ctx
+fast_member(struct fields *f, enum ctx ctx, const char *k, size_t n,
+            struct span **cap)
+{
+	switch (ctx) {
+	case CTX_TOP:
+		if (PLAIN_IS(k, n, "channel")) {
+			*cap = &f->channel;
+		} else if (PLAIN_IS(k, n, "data")) {
+			clear_data_fields(f);
+			*cap = &f->data;
+			return CTX_DATA;
+		}
+		break;
+	case CTX_DATA:
+		if (PLAIN_IS(k, n, "event")) {
+			memset(&f->ev_replay, 0, sizeof(f->ev_replay));
+			memset(&f->ev_created, 0, sizeof(f->ev_created));
+			memset(&f->ev_type, 0, sizeof(f->ev_type));
+			return CTX_EVENT;
+		}
+		if (PLAIN_IS(k, n, "payload")) {
+			memset(&f->pl_created, 0, sizeof(f->pl_created));
+			memset(&f->hd_ts, 0, sizeof(f->hd_ts));
+			memset(&f->hd_type, 0, sizeof(f->hd_type));
+			return CTX_PAYLOAD;
+		}
+		break;
+	case CTX_EVENT:
+		if (PLAIN_IS(k, n, "replayId"))
+			*cap = &f->ev_replay;
+		else if (PLAIN_IS(k, n, "createdDate"))
+			*cap = &f->ev_created;
+		else if (PLAIN_IS(k, n, "type"))
+			*cap = &f->ev_type;
+		break;
+	case CTX_PAYLOAD:
+		if (PLAIN_IS(k, n, "CreatedDate")) {
+			*cap = &f->pl_created;
+		} else if (PLAIN_IS(k, n, "ChangeEventHeader")) {
+			memset(&f->hd_ts, 0, sizeof(f->hd_ts));
+			memset(&f->hd_type, 0, sizeof(f->hd_type));
+			return CTX_HEADER;
+		}
+		break;
+	case CTX_HEADER:
+		if (PLAIN_IS(k, n, "commitTimestamp"))
+			*cap = &f->hd_ts;
+		else if (PLAIN_IS(k, n, "changeType"))
+			*cap = &f->hd_type;
+		break;
+	case CTX_SKIP:
+		break;
+	}
+	return CTX_SKIP;
 }
 
 /*
@@ -1024,19 +1174,69 @@ fast_string(const char *p, const char *end, ptrdiff_t after, unsigned *cls)
  * give up more often: the depth is checked when a container opens, for
  * the deepest value it could hold; whitespace is looked for only where
  * the expected byte is not found (compact JSON is the common case); the
- * innermost container's kind and context are kept in locals; the data
- * object's tape is set up where its key is matched.
+ * innermost container's kind and context are kept in a local; the data
+ * object's tape is set up where its key is matched; a number that is not
+ * a plain positive integer, or one that runs into the last FAST_SLACK
+ * bytes, is scanned again by scan_number().
  */
+/* Tokens outside the payload go here, rewound when full (see FAST_RECORD). */
+#define SINK_TOKENS 8
+
+/*
+ * RECORD without its "recording?" test: outside the payload tk points
+ * into a small sink on the stack, whose contents nobody reads, so every
+ * token is stored the same way and the test moves to the rare moment the
+ * write end is reached: then the tape grows while the payload is
+ * recorded (a full tape stops the recording), and the sink is rewound
+ * otherwise.
+ */
+#define FAST_RECORD(at_, len_, type_, flags_)                                  \
+	do {                                                                   \
+		if (tk == tk_lim) {                                            \
+			struct json_tok *lim_ = NULL;                          \
+			if (rec >= 0 &&                                        \
+			    (tk = tape_more(c->tape, tk, &lim_)) != NULL) {    \
+				tk_lim = lim_;                                 \
+			} else {                                               \
+				rec = -1;                                      \
+				tk = sink;                                     \
+				tk_lim = sink + SINK_TOKENS;                   \
+			}                                                      \
+		}                                                              \
+		tk->off = (uint32_t)((at_) - tbase);                           \
+		tk->len = (uint32_t)(len_);                                    \
+		tk->type = (uint8_t)(type_);                                   \
+		tk->flags = (uint8_t)(flags_);                                 \
+		tk++;                                                          \
+	} while (0)
+
+/* scan_fast()'s frame: in is the object's ctx, or IN_ARRAY, so that the
+ * innermost container's kind and context take one register. */
+#define IN_ARRAY (-1)
+
+struct fast_frame {
+	const char *start;
+	struct span *cap;
+	int in;
+};
+
+/* Whether p (at most end) is end: exact, given safe < end, and the one
+ * compare made in the common case is with safe, so that end itself is
+ * needed only near the end of the bytes. p_ is evaluated twice: no side
+ * effects in it. */
+#define AT_END(p_) ((p_) > safe && (p_) == end)
+
 static int
 scan_fast(struct cursor *c, const char *p)
 {
-	struct frame st[MAX_LEVELS];
-	const char *end = c->end, *start, *kend, *tbase = NULL;
-	struct json_tok *tk = NULL, *tk_lim = NULL;
-	struct span key, *cap = NULL;
-	enum ctx ctx = CTX_TOP, in_ctx = CTX_SKIP;
+	struct fast_frame st[MAX_LEVELS];
+	struct json_tok sink[SINK_TOKENS];
+	const char *end = c->end, *start, *kend, *tbase = p, *safe = p;
+	struct json_tok *tk = sink, *tk_lim = sink + SINK_TOKENS;
+	struct span *cap = NULL;
+	enum ctx ctx = CTX_TOP;
 	enum vtype t;
-	int n = 0, flag, rec = -1, in_obj = 0;
+	int n = 0, flag, rec = -1, in = IN_ARRAY;
 	unsigned cls = 0, tt;
 
 	if (c->tape != NULL) {
@@ -1046,15 +1246,18 @@ scan_fast(struct cursor *c, const char *p)
 	/* An element is an object (element_start() made sure). */
 	if (p == end || *p != '{' || (size_t)(end - p) >= UINT32_MAX)
 		return 0;
+	if (end - p > FAST_SLACK)
+		safe = end - FAST_SLACK;
 
 value:
 	/* p < end, at a value; cap and ctx say what to note about it. */
 	start = p;
 	if (*p == '"') {
-		p = fast_string(p, end, 1, &cls);
+		p = fast_string(p, safe, end, 1, &cls);
 		if (p == NULL)
 			return 0;
-		RECORD(start + 1, (size_t)(p - start) - 2, JSON_TOK_STR, cls);
+		FAST_RECORD(start + 1, (size_t)(p - start) - 2, JSON_TOK_STR,
+		            cls);
 		if (cap != NULL) {
 			cap->p = start;
 			cap->n = (size_t)(p - start);
@@ -1071,18 +1274,23 @@ value:
 			return 0;
 		st[n].start = p;
 		st[n].cap = cap;
-		st[n].ctx = in_ctx = ctx;
-		st[n].is_obj = in_obj = *p == '{';
-		RECORD(p, 1, in_obj ? JSON_TOK_OBJ : JSON_TOK_ARR, 0);
+		st[n].in = in = *p == '{' ? (int)ctx : IN_ARRAY;
+		FAST_RECORD(p, 1, in != IN_ARRAY ? JSON_TOK_OBJ : JSON_TOK_ARR,
+		            0);
 		n++;
-		p = skip_ws(p + 1, end);
-		if (p == end)
+		if (AT_END(p + 1))
 			return 0;
-		if (*p == (in_obj ? '}' : ']')) {
+		p++;
+		if ((unsigned char)*p <= ' ') {
+			p = skip_ws(p, end);
+			if (p == end)
+				return 0;
+		}
+		if (*p == (in != IN_ARRAY ? '}' : ']')) {
 			p++;
 			goto close;
 		}
-		if (in_obj)
+		if (in != IN_ARRAY)
 			goto key;
 		cap = NULL;
 		ctx = CTX_SKIP;
@@ -1103,16 +1311,29 @@ value:
 		tt = JSON_TOK_NULL;
 		break;
 	default:
+		tt = JSON_TOK_NUM;
+		/* The common number, a positive integer followed by the end
+		 * of its container or a comma, inline; anything else from
+		 * its first byte again by scan_number(). */
+		if (*p >= '1' && *p <= '9') {
+			while (++p <= safe && is_digit(*p))
+				;
+			if (p <= safe &&
+			    (*p == ',' || *p == '}' || *p == ']')) {
+				t = V_INT;
+				break;
+			}
+			p = start;
+		}
 		if (*p != '-' && !is_digit(*p))
 			return 0;
 		p = scan_number(c, p, &flag);
 		t = flag ? V_INT : V_OTHER;
-		tt = JSON_TOK_NUM;
 		break;
 	}
 	if (p == NULL)
 		return 0;
-	RECORD(start, (size_t)(p - start), tt, 0);
+	FAST_RECORD(start, (size_t)(p - start), tt, 0);
 	if (cap != NULL) {
 		cap->p = start;
 		cap->n = (size_t)(p - start);
@@ -1126,12 +1347,12 @@ close:
 	if (n <= 0)
 		return 0;
 	n--;
-	if (rec >= 0) {
-		RECORD(p - 1, 1, JSON_TOK_END, 0);
-		if (n == rec) {
-			rec = -1;
-			c->tape->n = (size_t)(tk - c->tape->tok);
-		}
+	FAST_RECORD(p - 1, 1, JSON_TOK_END, 0);
+	if (n == rec) { /* the payload is complete */
+		rec = -1;
+		c->tape->n = (size_t)(tk - c->tape->tok);
+		tk = sink;
+		tk_lim = sink + SINK_TOKENS;
 	}
 	if (st[n].cap != NULL) {
 		st[n].cap->p = st[n].start;
@@ -1143,12 +1364,11 @@ close:
 		c->p = p;
 		return 1;
 	}
-	in_obj = st[n - 1].is_obj;
-	in_ctx = st[n - 1].ctx;
+	in = st[n - 1].in;
 
 next:
 	/* After a value inside st[n - 1]. */
-	if (p == end)
+	if (AT_END(p))
 		return 0;
 next_byte:
 	/* The same, p < end. */
@@ -1158,14 +1378,18 @@ next_byte:
 			return 0;
 	}
 	if (*p == ',') {
-		if (++p == end)
+		if (AT_END(p + 1))
 			return 0;
+		p++;
+		/* The next member's name, straight after the comma. */
+		if (*p == '"' && in != IN_ARRAY)
+			goto key_quote;
 		if ((unsigned char)*p <= ' ') {
 			p = skip_ws(p, end);
 			if (p == end)
 				return 0;
 		}
-		if (in_obj)
+		if (in != IN_ARRAY)
 			goto key;
 		if (*p == ']')
 			return 0;
@@ -1173,7 +1397,7 @@ next_byte:
 		ctx = CTX_SKIP;
 		goto value;
 	}
-	if (*p != (in_obj ? '}' : ']'))
+	if (*p != (in != IN_ARRAY ? '}' : ']'))
 		return 0;
 	p++;
 	goto close;
@@ -1182,11 +1406,12 @@ key:
 	/* p < end, at the name of a member of st[n - 1]. */
 	if (*p != '"')
 		return 0;
+key_quote:
 	start = p;
-	p = fast_string(p, end, 3, &cls);
+	p = fast_string(p, safe, end, 3, &cls);
 	if (p == NULL)
 		return 0;
-	RECORD(start + 1, (size_t)(p - start) - 2, JSON_TOK_KEY, cls);
+	FAST_RECORD(start + 1, (size_t)(p - start) - 2, JSON_TOK_KEY, cls);
 	kend = p;
 	if (*p != ':') {
 		p = skip_ws(p, end);
@@ -1201,20 +1426,20 @@ key:
 	}
 	cap = NULL;
 	ctx = CTX_SKIP;
-	if (in_ctx != CTX_SKIP) {
-		key.p = start;
-		key.n = (size_t)(kend - start);
-		key.t = V_STRING;
-		key.esc = 0;
-		ctx = member(&c->f, in_ctx, &key, &cap);
-		if (cap == &c->f.data && c->tape != NULL) {
+	if (in != CTX_SKIP) {
+		ctx = fast_member(&c->f, (enum ctx)in, start + 1,
+		                  (size_t)(kend - start) - 2, &cap);
+		if (ctx == CTX_DATA && c->tape != NULL) {
 			/* The last "data" is the payload: record it afresh. */
 			c->tape->n = 0;
 			c->tape->ok = *p == '{';
 			if (c->tape->ok) {
 				tbase = c->tape->base = p;
 				rec = n;
+				/* tape_more() when it holds nothing yet. */
 				tk = tk_lim = c->tape->tok;
+				if (tk != NULL)
+					tk_lim = tk + c->tape->cap;
 			}
 		}
 	}

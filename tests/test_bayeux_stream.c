@@ -2472,6 +2472,329 @@ test_fast_deep_objects(void **state)
 	}
 }
 
+/*
+ * The fast scan matches the wanted keys by length and word compares, the
+ * reference by memcmp(). Each wanted key is followed in its object by a
+ * key of the same length differing in one byte (every byte in turn), by
+ * its prefix one byte shorter and by itself one byte longer, each with a
+ * value that would change the message if it were taken for the key; the
+ * key itself in that place is the control: being last, it must win. A
+ * case also puts the wanted keys inside an array inside the searched
+ * object, where they are not searched for.
+ */
+struct lookalike {
+	const char *key;
+	const char *fmt;  /* the body, '@' where the second key goes */
+	const char *what; /* the message field the wanted key gives */
+};
+
+#define LK_TOPIC "[{\"channel\":\"/topic/T\",\"data\":"
+#define LK_EVENT                                                               \
+	"\"event\":{\"replayId\":7,\"createdDate\":"                           \
+	"\"2025-11-26T19:00:00.000Z\",\"type\":\"updated\""
+#define LK_CDC                                                                 \
+	"[{\"channel\":\"/data/AccountChangeEvent\",\"data\":{\"event\":{"     \
+	"\"replayId\":7},\"payload\":{\"ChangeEventHeader\":{"                 \
+	"\"commitTimestamp\":1764183600000,\"changeType\":\"UPDATE\""
+
+static const struct lookalike lookalikes[] = {
+    {"channel",
+     "[{\"channel\":\"/topic/T\",\"data\":{" LK_EVENT "}},"
+     "\"@\":\"/topic/Wrong\"}]",
+     "channel"},
+    {"data",
+     LK_TOPIC "{" LK_EVENT "}},\"@\":{\"event\":{\"replayId\":9}}}]",
+     "position"},
+    {"event",
+     LK_TOPIC "{" LK_EVENT "},\"@\":{\"replayId\":9,\"type\":\"deleted\"}}}]",
+     "position"},
+    {"replayId", LK_TOPIC "{" LK_EVENT ",\"@\":9}}}]", "position"},
+    {"createdDate",
+     LK_TOPIC "{" LK_EVENT ",\"@\":\"2020-01-01T00:00:00.000Z\"}}}]",
+     "created"},
+    {"type", LK_TOPIC "{" LK_EVENT ",\"@\":\"deleted\"}}}]", "event_type"},
+    {"payload",
+     "[{\"channel\":\"/event/E__e\",\"data\":{\"event\":{\"replayId\":7},"
+     "\"payload\":{\"CreatedDate\":\"2025-11-26T19:00:00.000Z\"},"
+     "\"@\":{\"CreatedDate\":\"2020-01-01T00:00:00.000Z\"}}}]",
+     "created"},
+    {"CreatedDate",
+     "[{\"channel\":\"/event/E__e\",\"data\":{\"event\":{\"replayId\":7},"
+     "\"payload\":{\"CreatedDate\":\"2025-11-26T19:00:00.000Z\","
+     "\"@\":\"2020-01-01T00:00:00.000Z\"}}}]",
+     "created"},
+    {"ChangeEventHeader",
+     LK_CDC "},\"@\":{\"commitTimestamp\":1577836800000,"
+            "\"changeType\":\"DELETE\"}}}}]",
+     "event_type"},
+    {"commitTimestamp", LK_CDC ",\"@\":1577836800000}}}}]", "created"},
+    {"changeType", LK_CDC ",\"@\":\"DELETE\"}}}}]", "event_type"},
+};
+
+/* fmt with key for its '@' into out (room checked). */
+static void
+lookalike_body(char *out, size_t cap, const char *fmt, const char *key)
+{
+	const char *at = strchr(fmt, '@');
+
+	assert_non_null(at);
+	assert_true(strlen(fmt) + strlen(key) < cap);
+	memcpy(out, fmt, (size_t)(at - fmt));
+	out += at - fmt;
+	memcpy(out, key, strlen(key));
+	out += strlen(key);
+	memcpy(out, at + 1, strlen(at + 1) + 1);
+}
+
+/* The field of m that what names (struct lookalike). */
+static const char *
+lookalike_field(const struct bayeux_msg *m, const char *what)
+{
+	const char *v = NULL;
+
+	if (strcmp(what, "channel") == 0)
+		v = m->ev.channel;
+	else if (strcmp(what, "position") == 0)
+		v = m->ev.position;
+	else if (strcmp(what, "created") == 0)
+		v = m->ev.created;
+	else if (strcmp(what, "event_type") == 0)
+		v = m->ev.event_type;
+	return v != NULL ? v : "(null)";
+}
+
+/* The one event of body, decoded whole: its field what, into out. */
+static void
+lookalike_decode(const char *ctx, const char *body, const char *what,
+                 char *out, size_t cap)
+{
+	struct split_run r = {0};
+	char err[256];
+
+	if (stream_decode(body, strlen(body), BIG_MAX, &plan_whole, &r, err,
+	                  sizeof(err), NULL) != 0)
+		fail_msg("%s: refused: %s", ctx, err);
+	expect_long(ctx, "count", 1, (long)r.n);
+	snprintf(out, cap, "%s", lookalike_field(&r.v[0], what));
+	split_run_clear(&r);
+}
+
+static void
+test_fast_key_lookalikes(void **state)
+{
+	char body[1024], ctx[96], key[32], base[64], got[64];
+	size_t i, k, len, v;
+
+	(void)state;
+	for (i = 0; i < ARRAY_LEN(lookalikes); i++) {
+		const struct lookalike *lk = &lookalikes[i];
+
+		len = strlen(lk->key);
+		/* The value the wanted key gives, with a key no wanted key
+		 * is like in the second place. */
+		lookalike_body(body, sizeof(body), lk->fmt, "q");
+		lookalike_decode(lk->key, body, lk->what, base, sizeof(base));
+		/* v < len: byte v changed; len: one shorter; len + 1: one
+		 * longer; len + 2: the key itself. */
+		for (v = 0; v <= len + 2; v++) {
+			snprintf(key, sizeof(key), "%s", lk->key);
+			if (v < len)
+				key[v] = key[v] == 'X' ? 'Y' : 'X';
+			else if (v == len)
+				key[len - 1] = '\0';
+			else if (v == len + 1)
+				snprintf(key + len, sizeof(key) - len, "s");
+			lookalike_body(body, sizeof(body), lk->fmt, key);
+			snprintf(ctx, sizeof(ctx), "%s as %s", lk->key, key);
+			fast_case(ctx, body, strlen(body), NULL, 1, NULL, 0);
+			lookalike_decode(ctx, body, lk->what, got,
+			                 sizeof(got));
+			if (v < len + 2 && strcmp(got, base) != 0)
+				fail_msg("%s: %s is \"%s\", not \"%s\"", ctx,
+				         lk->what, got, base);
+			if (v == len + 2 && strcmp(got, base) == 0)
+				fail_msg("%s: the later %s was not taken", ctx,
+				         lk->key);
+		}
+	}
+	/* Wanted keys inside an array inside a searched object. */
+	for (k = 0; k < 2; k++) {
+		snprintf(body, sizeof(body),
+		         LK_TOPIC "{\"event\":{\"replayId\":7,\"x\":[%s{"
+		         "\"replayId\":9,\"type\":\"deleted\"}]}}}]",
+		         k ? "1," : "");
+		fast_case("keys in an array", body, strlen(body), NULL, 1,
+		          NULL, 0);
+		lookalike_decode("keys in an array", body, "position", got,
+		                 sizeof(got));
+		expect_str("keys in an array", "position", "7", got);
+	}
+}
+
+/* Appends count members "m<i>":<value>, comma-separated. */
+static void
+fast_members(char *body, size_t *n, size_t cap, size_t count,
+             const char *value)
+{
+	char key[32];
+	size_t i;
+
+	for (i = 0; i < count; i++) {
+		snprintf(key, sizeof(key), "%s\"m%zu\":", i ? "," : "", i);
+		fast_puts(body, n, cap, key);
+		fast_puts(body, n, cap, value);
+	}
+}
+
+/* A split_run hook: counts the events that came with a tape. */
+static const char *
+tape_count(void *arg, const struct bayeux_msg *m)
+{
+	if (m->kind == BAYEUX_MSG_EVENT && m->ev.tape != NULL)
+		(*(size_t *)arg)++;
+	return NULL;
+}
+
+/* Events of body, decoded whole, that came with a tape; the messages
+ * must also be bayeux_decode()'s. */
+static size_t
+taped_events(const char *ctx, const char *body, size_t len, size_t want_n)
+{
+	struct split_run r = {0};
+	char err[256];
+	size_t taped = 0;
+
+	r.hook = tape_count;
+	r.hook_arg = &taped;
+	if (stream_decode(body, len, BIG_MAX, &plan_whole, &r, err,
+	                  sizeof(err), NULL) != 0)
+		fail_msg("%s: refused: %s", ctx, err);
+	expect_long(ctx, "count", (long)want_n, (long)r.n);
+	expect_same_as_reference(ctx, body, len, &plan_whole);
+	split_run_clear(&r);
+	return taped;
+}
+
+/*
+ * The payload tape through its growth steps (256 tokens first, doubled
+ * while needed) and past its limit (16384 tokens: then no tape, the
+ * payload is formatted from its text), with many tokens outside the
+ * payload too (before and after it, where the fast scan writes them to
+ * a small scratch area that wraps around), a repeated "data" (the last
+ * one is the payload) and a stream reused for a smaller event after a
+ * larger one.
+ */
+static void
+test_fast_tape_growth(void **state)
+{
+	static const size_t sizes[] = {238, 239, 240, 241, 242, 243,
+	                               494, 495, 496, 497, 498};
+	const size_t big = 20000 * 8 + 1024;
+	char *body = split_xmalloc(big), ctx[64];
+	size_t i, n, e, taped;
+
+	(void)state;
+	for (i = 0; i < ARRAY_LEN(sizes); i++) {
+		n = 0;
+		fast_puts(body, &n, big, "[{\"x\":{");
+		fast_members(body, &n, big, 20, "[1,{}]");
+		fast_puts(body, &n, big,
+		          "},\"channel\":\"/topic/T\",\"data\":{\"event\":{"
+		          "\"replayId\":7},\"sobject\":{");
+		fast_members(body, &n, big, sizes[i], "1");
+		fast_puts(body, &n, big, "}},\"y\":[");
+		fast_members(body, &n, big, 0, "");
+		for (e = 0; e < 30; e++)
+			fast_puts(body, &n, big, e ? ",[]" : "[]");
+		fast_puts(body, &n, big, "]},");
+		/* The same stream, a small event after the large one. */
+		fast_puts(body, &n, big,
+		          "{\"channel\":\"/topic/T\",\"data\":{\"event\":{"
+		          "\"replayId\":8},\"sobject\":{\"a\":1}}}]");
+		snprintf(ctx, sizeof(ctx), "%zu members", sizes[i]);
+		fast_case(ctx, body, n, NULL, 2, NULL, 0);
+	}
+
+	/* A repeated "data": the tape is the last one's. */
+	n = 0;
+	fast_puts(body, &n, big,
+	          "[{\"channel\":\"/topic/T\",\"data\":{\"event\":{"
+	          "\"replayId\":6},\"sobject\":{");
+	fast_members(body, &n, big, 300, "\"first\"");
+	fast_puts(body, &n, big,
+	          "}},\"data\":{\"event\":{\"replayId\":7},\"sobject\":{");
+	fast_members(body, &n, big, 3, "\"second\"");
+	fast_puts(body, &n, big, "}}}]");
+	fast_case("repeated data", body, n, NULL, 1, NULL, 0);
+
+	/* Past the limit: a payload of 16384 tokens and more has no tape,
+	 * one just below it has one. */
+	for (e = 0; e < 2; e++) {
+		n = 0;
+		fast_puts(body, &n, big,
+		          "[{\"channel\":\"/topic/T\",\"data\":{\"event\":{"
+		          "\"replayId\":7},\"sobject\":{\"L\":[");
+		/* 13 tokens besides the array's numbers. */
+		for (i = 0; i < (e ? 16384 - 13 + 1 : 16384 - 13); i++)
+			fast_puts(body, &n, big, i ? ",1" : "1");
+		fast_puts(body, &n, big, "]}}}]");
+		taped = taped_events(e ? "over the limit" : "at the limit",
+		                     body, n, 1);
+		expect_long(e ? "over the limit" : "at the limit", "taped",
+		            e ? 0 : 1, (long)taped);
+	}
+	free(body);
+}
+
+/*
+ * A stray byte straight after a ',' or an opening bracket, at every
+ * distance from the end of the element: the fast scan tests for the end
+ * there with a compare that differs in the last bytes of a chunk, and
+ * must still stop on the stray byte exactly where the reference does
+ * (the string before it keeps the containers' openings out of those
+ * last bytes, so that the fast scan gets that far).
+ */
+static void
+test_fast_stray_byte(void **state)
+{
+	static const struct {
+		const char *text; /* '@' is the stray byte */
+		const char *why;
+	} strays[] = {
+	    {",@\"b\":1", "object key is not a double-quoted string"},
+	    {",\"o\":{@\"b\":1}", "object key is not a double-quoted string"},
+	    {",\"L\":[1,@2]", "unexpected character"},
+	    {",\"L\":[@2]", "unexpected character"},
+	};
+	char body[512], ctx[96], want[160];
+	size_t i, k, t, n, at;
+
+	(void)state;
+	for (i = 0; i < ARRAY_LEN(strays); i++) {
+		for (k = 0; k <= 12; k++) {
+			n = 0;
+			fast_puts(body, &n, sizeof(body),
+			          "[{\"channel\":\"/topic/T\",\"data\":{"
+			          "\"event\":{\"replayId\":7},\"s\":{\"a\":"
+			          "\"0123456789abcdefghijklmn\"");
+			at = n + (size_t)(strchr(strays[i].text, '@') -
+			                  strays[i].text);
+			fast_puts(body, &n, sizeof(body), strays[i].text);
+			body[at] = 'u';
+			/* k more members move the stray away from the end. */
+			for (t = 0; t < k; t++)
+				fast_puts(body, &n, sizeof(body), ",\"c\":2");
+			fast_puts(body, &n, sizeof(body), "}}}]");
+			snprintf(ctx, sizeof(ctx), "%s and %zu more", body + at,
+			         k);
+			snprintf(want, sizeof(want),
+			         "invalid JSON at byte %zu: %s", at,
+			         strays[i].why);
+			fast_case(ctx, body, n, want, 0, NULL, 0);
+		}
+	}
+}
+
 int
 main(void)
 {
@@ -2505,6 +2828,9 @@ main(void)
 	    cmocka_unit_test(test_fast_whitespace),
 	    cmocka_unit_test(test_fast_handover),
 	    cmocka_unit_test(test_fast_deep_objects),
+	    cmocka_unit_test(test_fast_key_lookalikes),
+	    cmocka_unit_test(test_fast_tape_growth),
+	    cmocka_unit_test(test_fast_stray_byte),
 	};
 
 	return cmocka_run_group_tests_name("bayeux_stream", tests, NULL, NULL);
