@@ -1460,6 +1460,9 @@ lead_build(const struct parser *ps, struct lead *ld)
 	ld->n = 0;
 	if (kl + 3 > LEAD_MAX)
 		return;
+	/* A short lead is copied as 16 bytes (put_leaves_fast): no
+	 * undefined bytes in the line, even past its end. */
+	memset(ld->p, 0, 16);
 	if (ps->kind == FORMAT_JSON) {
 		*d++ = ',';
 		*d++ = '"';
@@ -1475,70 +1478,116 @@ lead_build(const struct parser *ps, struct lead *ld)
 }
 
 /*
- * A member whose key, the next token (a KEY with a plain non-empty name),
- * is followed by a scalar with nothing to escape: the whole "key=value"
- * written with one room check, both tokens taken. Returns 1 when the
- * value is not one of those (or the line lacks the room: the general
- * path then deals with it), having taken nothing; -1 for a token out of
- * bounds.
+ * Copies n bytes (at most 16) as one 16-byte move, which costs less than
+ * choosing among sizes: the caller guarantees that 16 bytes may be read
+ * at s and written at d. The bytes past n are overwritten by whatever
+ * follows, or lie past the end of the line.
+ */
+HOT char *
+put_16(char *d, const void *s, size_t n)
+{
+	memcpy(d, s, 16);
+	return d + n;
+}
+
+/* A piece of the payload (off, n) at d: one 16-byte move when it is
+ * short and the payload has 16 bytes from off, copy_short() otherwise. */
+HOT char *
+put_piece(char *d, const struct parser *ps, size_t off, size_t n)
+{
+	if (n <= 16 && off + 16 <= ps->len)
+		return put_16(d, ps->s + off, n);
+	return put_bytes(d, (const char *)ps->s + off, n);
+}
+
+/* Room a leaf of the fast path needs beyond its bytes: a 16-byte move
+ * may store that far past its piece. */
+#define LEAF_SLACK 16
+
+/*
+ * A run of members each of whose key (a KEY with a plain non-empty
+ * name) is followed by a scalar with nothing to escape: every
+ * "key=value" written straight into the line, the cursor kept in a
+ * register and the length stored once for the run. Stops at the first
+ * member that is not one of those, or that the line lacks the room for
+ * (the general path then deals with it), having taken it not. Returns 0,
+ * or -1 for a token out of bounds. json is a constant at each call, so
+ * each format gets a loop of its own.
  */
 HOT int
-put_leaf_fast(struct parser *ps, struct walk *w, const struct lead *ld)
+put_leaves_fast(struct parser *ps, struct walk *w, const struct lead *ld,
+                int json)
 {
-	static const char lit[] = "truefalsenull";
-	const struct json_tok *k = w->t, *v = k + 1;
-	const char *val;
-	size_t vn;
-	int json = ps->kind == FORMAT_JSON, q = 0;
-	char *d;
+	/* Padded so that a 16-byte move from any literal stays inside. */
+	static const char lit[32] = "truefalsenull";
+	struct sbuf *l = ps->line;
+	const struct json_tok *k = w->t, *end = w->end;
+	char *d = l->p + l->len, *lim = l->p + l->cap;
+	uint64_t plen = ps->len;
+	size_t ln = ld->n, fixed = ln + 4 + LEAF_SLACK, vn;
+	int rc = 0;
+	unsigned q;
 
-	switch (v->type) {
-	case JSON_TOK_STR:
-		if (v->flags & (JSON_STR_ODD | JSON_STR_ESCAPED))
-			return 1;
-		val = (const char *)ps->s + v->off;
+	for (; end - k >= 2; k += 2) {
+		const struct json_tok *v = k + 1;
+		const char *val;
+		size_t kn = k->len;
+
+		/* A KEY token with no flags: type and flags as one test. */
+		if ((k->type | (unsigned)k->flags << 8) != JSON_TOK_KEY ||
+		    kn == 0)
+			break;
 		vn = v->len;
-		q = json || vn == 0 || (v->flags & JSON_STR_SPACE);
-		break;
-	case JSON_TOK_NUM:
-		val = (const char *)ps->s + v->off;
-		vn = v->len;
-		break;
-	case JSON_TOK_TRUE:
-		val = lit;
-		vn = 4;
-		break;
-	case JSON_TOK_FALSE:
-		val = lit + 4;
-		vn = 5;
-		break;
-	case JSON_TOK_NULL:
-		val = lit + 9;
-		vn = json ? 4 : 0; /* logfmt: key= */
-		break;
-	default:
-		return 1;
+		if (v->type == JSON_TOK_STR) {
+			if (v->flags & (JSON_STR_ODD | JSON_STR_ESCAPED))
+				break;
+			q = (unsigned)json | (vn == 0) |
+			    (v->flags & JSON_STR_SPACE);
+			val = NULL;
+		} else if (v->type == JSON_TOK_NUM) {
+			q = 0;
+			val = NULL;
+		} else if (v->type == JSON_TOK_TRUE) {
+			q = 0;
+			val = lit;
+			vn = 4;
+		} else if (v->type == JSON_TOK_FALSE) {
+			q = 0;
+			val = lit + 4;
+			vn = 5;
+		} else if (v->type == JSON_TOK_NULL) {
+			q = 0;
+			val = lit + 9;
+			vn = json ? 4 : 0; /* logfmt: key= */
+		} else {
+			break;
+		}
+		if ((uint64_t)k->off + kn > plen ||
+		    (uint64_t)v->off + v->len > plen) {
+			rc = -1;
+			break;
+		}
+		/* lead, key, "\":" or "=", value, two quotes. */
+		if ((size_t)(lim - d) < fixed + kn + vn)
+			break;
+		d = ln <= 16 ? put_16(d, ld->p, ln) : put_bytes(d, ld->p, ln);
+		d = put_piece(d, ps, k->off, kn);
+		if (json)
+			*d++ = '"';
+		*d++ = json ? ':' : '=';
+		/* The quotes stored always, kept only when wanted. */
+		*d = '"';
+		d += q;
+		if (val != NULL)
+			d = put_16(d, val, vn);
+		else
+			d = put_piece(d, ps, v->off, vn);
+		*d = '"';
+		d += q;
 	}
-	if ((uint64_t)k->off + k->len > ps->len ||
-	    (uint64_t)v->off + v->len > ps->len)
-		return -1;
-	/* lead, key, "\":" or "=", value, two quotes. */
-	d = sbuf_reserve(ps->line, ld->n + k->len + vn + 4);
-	if (d == NULL)
-		return 1;
-	d = put_bytes(d, ld->p, ld->n);
-	d = put_bytes(d, (const char *)ps->s + k->off, k->len);
-	if (json)
-		*d++ = '"';
-	*d++ = json ? ':' : '=';
-	if (q)
-		*d++ = '"';
-	d = put_bytes(d, val, vn);
-	if (q)
-		*d++ = '"';
-	sbuf_commit(ps->line, d);
-	w->t += 2;
-	return 0;
+	l->len = (size_t)(d - l->p);
+	w->t = k;
+	return rc;
 }
 
 /* The members of an object whose OBJ token was just taken. */
@@ -1557,14 +1606,15 @@ walk_object(struct parser *ps, struct walk *w, int flags)
 	if (!ps->quiet && !(flags & IN_TOP_EVENT))
 		lead_build(ps, &ld);
 	for (;;) {
-		k = w->t;
-		if (ld.n > 0 && w->end - k >= 2 && k->type == JSON_TOK_KEY &&
-		    k->flags == 0 && k->len > 0) {
-			rc = put_leaf_fast(ps, w, &ld);
+		/* Entered only where a leaf may start: the next member's
+		 * value is a scalar (not an object, array or the END). */
+		if (ld.n > 0 && w->end - w->t >= 2 &&
+		    w->t[1].type >= JSON_TOK_STR) {
+			rc = ps->kind == FORMAT_JSON
+			         ? put_leaves_fast(ps, w, &ld, 1)
+			         : put_leaves_fast(ps, w, &ld, 0);
 			if (rc < 0)
 				return -1;
-			if (rc == 0)
-				continue;
 		}
 		k = walk_next(ps, w);
 		if (k == NULL)
@@ -1574,6 +1624,16 @@ walk_object(struct parser *ps, struct walk *w, int flags)
 		if (k->type != JSON_TOK_KEY)
 			return -1;
 		tok_jstr(k, &js);
+		if ((flags & IN_TOP_EVENT) && !ps->quiet && js.flags == 0 &&
+		    w->t < w->end && w->t->type >= JSON_TOK_STR &&
+		    w->t->type <= JSON_TOK_NULL &&
+		    header_carries(ps, (const char *)ps->s + js.start, js.n)) {
+			/* A scalar the header already carries: passed over
+			 * without the key path or a quiet walk. */
+			if (walk_next(ps, w) == NULL)
+				return -1;
+			continue;
+		}
 		if (!ps->quiet && !(flags & IN_TOP_EVENT) && js.flags == 0 &&
 		    js.n > 0 && w->t < w->end && w->t->type >= JSON_TOK_STR) {
 			/* A plain key with a scalar value. */

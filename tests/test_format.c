@@ -37,6 +37,7 @@
 #include <json-c/json.h>
 
 #include "sfrelay/format.h"
+#include "sfrelay/json_tape.h"
 
 #define GOLDEN_DIR "tests/data/format"
 #define FFFD "\xef\xbf\xbd"
@@ -2186,6 +2187,392 @@ test_event_mem(void **state)
 	                 -1);
 }
 
+/* ---- the payload tape's fast paths -------------------------------------- */
+
+/*
+ * The tokens of a simple JSON text, as the stream decoder records them
+ * (json_tape.h): enough for the payloads below, which hold no escapes
+ * except where a test puts one on purpose. Returns the count.
+ */
+static size_t
+tape_of(const char *p, size_t n, struct json_tok *tok, size_t max)
+{
+	size_t i = 0, t = 0, j;
+	unsigned f;
+
+	while (i < n) {
+		unsigned char c = (unsigned char)p[i];
+		assert_true(t < max);
+		if (c == ' ' || c == ',' || c == ':') {
+			i++;
+			continue;
+		}
+		tok[t].off = (uint32_t)i;
+		tok[t].len = 1;
+		tok[t].flags = 0;
+		if (c == '{' || c == '[' || c == '}' || c == ']') {
+			tok[t].type = c == '{'   ? JSON_TOK_OBJ
+			              : c == '[' ? JSON_TOK_ARR
+			                         : JSON_TOK_END;
+			i++;
+		} else if (c == '"') {
+			f = 0;
+			for (j = i + 1; p[j] != '"'; j++) {
+				unsigned char b = (unsigned char)p[j];
+				if (b == '\\') {
+					f |= JSON_STR_ESCAPED;
+					j++;
+				} else if (b == ' ' || b == '=') {
+					f |= JSON_STR_SPACE;
+				} else if (b >= 0x7f) {
+					f |= JSON_STR_ODD;
+				}
+			}
+			tok[t].off = (uint32_t)(i + 1);
+			tok[t].len = (uint32_t)(j - i - 1);
+			tok[t].flags = (uint8_t)f;
+			i = j + 1;
+			while (i < n && p[i] == ' ')
+				i++;
+			tok[t].type =
+			    i < n && p[i] == ':' ? JSON_TOK_KEY : JSON_TOK_STR;
+		} else if (c == 't' || c == 'f' || c == 'n') {
+			tok[t].type = c == 't'   ? JSON_TOK_TRUE
+			              : c == 'f' ? JSON_TOK_FALSE
+			                         : JSON_TOK_NULL;
+			tok[t].len = c == 'f' ? 5 : 4;
+			i += tok[t].len;
+		} else {
+			for (j = i; j < n && strchr("-+.eE0123456789", p[j]) &&
+			            p[j] != '\0';
+			     j++)
+				;
+			assert_true(j > i);
+			tok[t].type = JSON_TOK_NUM;
+			tok[t].len = (uint32_t)(j - i);
+			i = j;
+		}
+		t++;
+	}
+	return t;
+}
+
+#define TAPE_MAX 512
+#define ROOM_GUARD 40
+
+/* The line for ev, which must be a valid one (format_event() 0). */
+static char *
+tape_line(enum format_kind kind, const struct event *ev)
+{
+	int rc;
+	char *s = format_line(kind, ev, &rc, NULL);
+
+	assert_int_equal(rc, 0);
+	return s;
+}
+
+/*
+ * text (a NUL-terminated JSON object) formatted from its tape must give
+ * the line the text gives, in both formats, through format_event() and
+ * format_event_mem(). The payload is copied into a heap block of its
+ * exact size, so a read past its end is caught by the sanitizers and
+ * valgrind; format_event_mem() is tried at the smallest caps and at
+ * every cap from 48 bytes short of the line's length to the length,
+ * where a run of leaves meets the end of the room, with guard bytes
+ * after cap that must stay untouched (a leaf written in one run stores
+ * up to 16 bytes ahead of itself). Returns the logfmt line (heap).
+ */
+static char *
+check_tape(struct event *ev, const char *text)
+{
+	static const enum format_kind kinds[] = {FORMAT_LOGFMT, FORMAT_JSON};
+	size_t n = strlen(text), len, cap, i, k;
+	char *payload = malloc(n), *first = NULL;
+	struct json_tok *tok = malloc(TAPE_MAX * sizeof(*tok));
+	struct json_tape tape;
+	int rc;
+
+	assert_non_null(payload);
+	assert_non_null(tok);
+	memcpy(payload, text, n);
+	tape.tok = tok;
+	tape.n = tape_of(payload, n, tok, TAPE_MAX);
+	ev->payload = payload;
+	ev->payload_len = n;
+	for (k = 0; k < 2; k++) {
+		char *want, *got, *mem;
+		size_t wn;
+
+		ev->tape = NULL;
+		want = tape_line(kinds[k], ev);
+		ev->tape = &tape;
+		got = tape_line(kinds[k], ev);
+		if (strcmp(want, got) != 0)
+			fail_msg("payload %s\ntape: %s\ntext: %s", text, got,
+			         want);
+		wn = strlen(want);
+		mem = malloc(wn + ROOM_GUARD);
+		assert_non_null(mem);
+		for (cap = 0; cap <= wn; cap++) {
+			if (cap == 8 && wn > 56)
+				cap = wn - 48;
+			memset(mem, 0x5a, wn + ROOM_GUARD);
+			rc = format_event_mem(kinds[k], ev, mem, cap, &len);
+			if (cap < wn) {
+				assert_int_equal(rc, FORMAT_NO_ROOM);
+			} else {
+				assert_int_equal(rc, 0);
+				assert_int_equal(len, wn);
+				assert_memory_equal(mem, want, wn);
+			}
+			for (i = cap; i < cap + ROOM_GUARD; i++)
+				if (mem[i] != 0x5a)
+					fail_msg("%s: a store at %zu, past cap "
+					         "%zu",
+					         text, i, cap);
+		}
+		free(mem);
+		free(got);
+		if (k == 0)
+			first = want;
+		else
+			free(want);
+	}
+	/* The line really came from the tape: without the ':' after each
+	 * key the text is no JSON (the text path writes the error line),
+	 * but the tape does not look at separators. */
+	for (i = 0; i < tape.n; i++)
+		if (tok[i].type == JSON_TOK_KEY &&
+		    payload[tok[i].off + tok[i].len + 1] == ':')
+			payload[tok[i].off + tok[i].len + 1] = ' ';
+	ev->tape = &tape;
+	{
+		char *got = tape_line(FORMAT_LOGFMT, ev);
+		assert_string_equal(got, first);
+		free(got);
+	}
+	ev->tape = NULL;
+	{
+		char *text_line = format_line(FORMAT_LOGFMT, ev, &rc, NULL);
+		assert_int_equal(rc, 1);
+		free(text_line);
+	}
+	ev->payload = NULL;
+	ev->payload_len = 0;
+	free(tok);
+	free(payload);
+	return first;
+}
+
+static struct event
+tape_event(void)
+{
+	struct event ev = {
+	    .src = EVENT_SRC_STREAM,
+	    .channel = "/topic/T",
+	    .position = "77",
+	    .event_type = "created",
+	    .created = "2026-11-26T19:27:53.000Z",
+	};
+	return ev;
+}
+
+/*
+ * Leaves of every length from 0 to 40, for keys and values, placed last
+ * in the payload (where fewer than 16 bytes follow them) and first: the
+ * one-move copies must take the checked copy near the end of the text.
+ * Every scalar kind, below object paths short and long.
+ */
+static void
+test_tape_leaf_lengths(void **state)
+{
+	static const size_t depths[] = {1, 14, 15, 40};
+	char text[1024], key[64], val[64], v[96], seg[64];
+	struct event ev = tape_event();
+	size_t n, s, d;
+	char *line;
+
+	(void)state;
+	for (n = 0; n <= 40; n++) {
+		memset(key, 'k', n + 1);
+		key[n + 1] = '\0';
+		memset(val, '7', n);
+		val[n] = '\0';
+		for (s = 0; s < 6; s++) {
+			switch (s) {
+			case 0:
+				snprintf(v, sizeof(v), "\"%s\"", val);
+				break;
+			case 1:
+				snprintf(v, sizeof(v), "\"%s x\"", val);
+				break;
+			case 2:
+				snprintf(v, sizeof(v), "1%s", val);
+				break;
+			default:
+				snprintf(v, sizeof(v), "%s",
+				         s == 3   ? "true"
+				         : s == 4 ? "false"
+				                  : "null");
+				break;
+			}
+			/* Leads of 3 to 42 bytes: either side of 16. */
+			for (d = 0; d < sizeof(depths) / sizeof(depths[0]);
+			     d++) {
+				memset(seg, 'p', depths[d]);
+				seg[depths[d]] = '\0';
+				snprintf(text, sizeof(text),
+				         "{\"%s\":{\"a\":1,\"%s\":%s}}", seg,
+				         key, v);
+				free(check_tape(&ev, text));
+				snprintf(text, sizeof(text),
+				         "{\"%s\":{\"%s\":%s,\"b\":2}}", seg,
+				         key, v);
+				free(check_tape(&ev, text));
+			}
+			snprintf(text, sizeof(text), "{\"%s\":%s}", key, v);
+			free(check_tape(&ev, text));
+		}
+	}
+	/* One exact line, so the comparison above is not between two
+	 * equally wrong writers. */
+	line = check_tape(&ev, "{\"o\":{\"k\":\"\",\"t\":true,\"f\":false,"
+	                       "\"n\":null,\"x\":-1.5e3,\"s\":\"a b\"}}");
+	assert_string_equal(line,
+	                    "at=event src=stream channel=/topic/T "
+	                    "id=/topic/T:77 replay_id=77 event_type=created "
+	                    "created=2026-11-26T19:27:53.000Z o.k=\"\" "
+	                    "o.t=true o.f=false o.n= o.x=-1.5e3 o.s=\"a b\"\n");
+	free(line);
+}
+
+/*
+ * A run of leaves broken by members the run does not take (an escaped
+ * key or value, a non-ASCII value, an object, an array, an empty key),
+ * after which it must go on where the general path left off.
+ */
+static void
+test_tape_run_breaks(void **state)
+{
+	static const char *const texts[] = {
+	    "{\"a\":1,\"b\\\"q\":2,\"c\":3}",
+	    "{\"a\":1,\"b\":\"x\\ny\",\"c\":3}",
+	    "{\"a\":1,\"b\":\"caf\xc3\xa9\",\"c\":3}",
+	    "{\"a\":1,\"b\":{\"x\":1},\"c\":3}",
+	    "{\"a\":1,\"b\":{},\"c\":[],\"d\":[1,{\"e\":2}],\"f\":3}",
+	    "{\"a\":1,\"\":2,\"c\":3}",
+	    "{\"a\":1,\"b c\":2,\"c=d\":3}",
+	    "{\"s\":{\"a\":1,\"b\":{\"c\":{\"d\":true}},\"e\":null}}",
+	};
+	struct event ev = tape_event();
+	char *line;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++)
+		free(check_tape(&ev, texts[i]));
+	line = check_tape(&ev, texts[4]);
+	assert_non_null(strstr(line, " a=1 b={} c=[] d.0=1 d.1.e=2 f=3\n"));
+	free(line);
+}
+
+/*
+ * The members of the top-level "event" object the header carries are
+ * passed over without a walk; the others, and all of them when the
+ * header lacks the field, are written under "event.".
+ */
+static void
+test_tape_event_members(void **state)
+{
+	const char *text = "{\"event\":{\"replayId\":77,\"type\":\"created\","
+	                   "\"createdDate\":\"2026-11-26T19:27:53.000Z\","
+	                   "\"extra\":true},\"s\":{\"Id\":\"001\"}}";
+	const char *tail;
+	struct event ev = tape_event();
+	char *line;
+
+	(void)state;
+	line = check_tape(&ev, text);
+	tail = strstr(line, " event.");
+	assert_non_null(tail);
+	assert_string_equal(tail, " event.extra=true s.Id=001\n");
+	free(line);
+
+	/* No position, type or time in the header: all three stay. */
+	ev.position = "";
+	ev.event_type = NULL;
+	ev.created = NULL;
+	line = check_tape(&ev, text);
+	tail = strstr(line, " event.");
+	assert_non_null(tail);
+	assert_string_equal(tail, " event.replayId=77 event.type=created "
+	                          "event.createdDate=2026-11-26T19:27:53.000Z "
+	                          "event.extra=true s.Id=001\n");
+	free(line);
+
+	/* A carried member whose value is not a scalar, an escaped key,
+	 * and "event" below the top level, which is not the event. */
+	ev = tape_event();
+	free(check_tape(&ev, "{\"event\":{\"type\":{\"a\":[1]},\"replayId\":"
+	                     "[],\"x\":1}}"));
+	free(check_tape(&ev, "{\"event\":{\"typ\\u0065\":\"c\",\"x\":1}}"));
+	line = check_tape(&ev, "{\"a\":{\"event\":{\"type\":\"c\"}}}");
+	assert_non_null(strstr(line, " a.event.type=c\n"));
+	free(line);
+	line = check_tape(&ev, "{\"event\":{\"type\":\"c\"}}");
+	assert_null(strstr(line, "event."));
+	free(line);
+}
+
+/*
+ * A tape whose tokens lie outside the payload inside a run of leaves, or
+ * in a member the header carries, is not trusted: the line is the
+ * text's.
+ */
+static void
+test_tape_out_of_bounds(void **state)
+{
+	const char *text = "{\"event\":{\"type\":\"c\"},\"s\":{\"a\":\"xy\","
+	                   "\"b\":2}}";
+	/* The type's key and value, a leaf's key and value, the last
+	 * leaf's value. */
+	static const size_t victims[] = {3, 4, 8, 9, 11};
+	struct json_tok tok[16], bad[16];
+	struct json_tape tape = {bad, 0};
+	struct event ev = tape_event();
+	size_t n = strlen(text), t;
+	char *payload = malloc(n), *want, *got;
+
+	(void)state;
+	assert_non_null(payload);
+	memcpy(payload, text, n);
+	t = tape_of(payload, n, tok, 16);
+	assert_int_equal(t, 14);
+	ev.payload = payload;
+	ev.payload_len = n;
+	want = tape_line(FORMAT_LOGFMT, &ev);
+	assert_string_equal(want, "at=event src=stream channel=/topic/T "
+	                          "id=/topic/T:77 replay_id=77 "
+	                          "event_type=created "
+	                          "created=2026-11-26T19:27:53.000Z s.a=xy "
+	                          "s.b=2\n");
+	for (size_t v = 0; v < sizeof(victims) / sizeof(victims[0]); v++) {
+		for (int how = 0; how < 2; how++) {
+			memcpy(bad, tok, sizeof(tok));
+			if (how == 0)
+				bad[victims[v]].off = (uint32_t)n;
+			else
+				bad[victims[v]].len = (uint32_t)n;
+			tape.n = t;
+			ev.tape = &tape;
+			got = tape_line(FORMAT_LOGFMT, &ev);
+			assert_string_equal(got, want);
+			free(got);
+		}
+	}
+	free(want);
+	free(payload);
+}
+
 int
 main(void)
 {
@@ -2213,6 +2600,10 @@ main(void)
 	    cmocka_unit_test(test_header_every_offset),
 	    cmocka_unit_test(test_header_value_classes),
 	    cmocka_unit_test(test_event_mem),
+	    cmocka_unit_test(test_tape_leaf_lengths),
+	    cmocka_unit_test(test_tape_run_breaks),
+	    cmocka_unit_test(test_tape_event_members),
+	    cmocka_unit_test(test_tape_out_of_bounds),
 	};
 
 	return cmocka_run_group_tests_name("format", tests, NULL, NULL);
