@@ -548,65 +548,77 @@ clear_data_fields(struct fields *f)
 }
 
 /*
- * Picks what to do with a member's value: where to note it (*cap) and
- * which members to look for if it is an object. A repeated key replaces
- * what its earlier value contributed, as json-c keeps only the last.
+ * The members an event is searched for, by the context of the object
+ * they are in: where to note a member's value (*cap) or which members to
+ * look for if it is an object. A repeated key replaces what its earlier
+ * value contributed, as json-c keeps only the last.
+ *
+ * Written once and expanded twice, so that the reference scanner and the
+ * fast path cannot come to want different members: IS(lit) is how each
+ * compares the key with a literal (member() below, fast_member() with
+ * the fast path). The expansion sits in a switch on ctx and may return.
  */
+#define MEMBER_CHOICES(IS)                                                     \
+	case CTX_TOP:                                                          \
+		if (IS("channel")) {                                           \
+			*cap = &f->channel;                                    \
+		} else if (IS("data")) {                                       \
+			clear_data_fields(f);                                  \
+			*cap = &f->data;                                       \
+			return CTX_DATA;                                       \
+		}                                                              \
+		break;                                                         \
+	case CTX_DATA:                                                         \
+		if (IS("event")) {                                             \
+			memset(&f->ev_replay, 0, sizeof(f->ev_replay));        \
+			memset(&f->ev_created, 0, sizeof(f->ev_created));      \
+			memset(&f->ev_type, 0, sizeof(f->ev_type));            \
+			return CTX_EVENT;                                      \
+		}                                                              \
+		if (IS("payload")) {                                           \
+			memset(&f->pl_created, 0, sizeof(f->pl_created));      \
+			memset(&f->hd_ts, 0, sizeof(f->hd_ts));                \
+			memset(&f->hd_type, 0, sizeof(f->hd_type));            \
+			return CTX_PAYLOAD;                                    \
+		}                                                              \
+		break;                                                         \
+	case CTX_EVENT:                                                        \
+		if (IS("replayId"))                                            \
+			*cap = &f->ev_replay;                                  \
+		else if (IS("createdDate"))                                    \
+			*cap = &f->ev_created;                                 \
+		else if (IS("type"))                                           \
+			*cap = &f->ev_type;                                    \
+		break;                                                         \
+	case CTX_PAYLOAD:                                                      \
+		if (IS("CreatedDate")) {                                       \
+			*cap = &f->pl_created;                                 \
+		} else if (IS("ChangeEventHeader")) {                          \
+			memset(&f->hd_ts, 0, sizeof(f->hd_ts));                \
+			memset(&f->hd_type, 0, sizeof(f->hd_type));            \
+			return CTX_HEADER;                                     \
+		}                                                              \
+		break;                                                         \
+	case CTX_HEADER:                                                       \
+		if (IS("commitTimestamp"))                                     \
+			*cap = &f->hd_ts;                                      \
+		else if (IS("changeType"))                                     \
+			*cap = &f->hd_type;                                    \
+		break;                                                         \
+	case CTX_SKIP:                                                         \
+		break;
+
+/* MEMBER_CHOICES() for the reference scanner: any key, escaped or not. */
 static enum ctx
 member(struct fields *f, enum ctx ctx, const struct span *key,
        struct span **cap)
 {
+#define REF_IS(lit) KEY_IS(key, lit)
 	*cap = NULL;
 	switch (ctx) {
-	case CTX_TOP:
-		if (KEY_IS(key, "channel")) {
-			*cap = &f->channel;
-		} else if (KEY_IS(key, "data")) {
-			clear_data_fields(f);
-			*cap = &f->data;
-			return CTX_DATA;
-		}
-		break;
-	case CTX_DATA:
-		if (KEY_IS(key, "event")) {
-			memset(&f->ev_replay, 0, sizeof(f->ev_replay));
-			memset(&f->ev_created, 0, sizeof(f->ev_created));
-			memset(&f->ev_type, 0, sizeof(f->ev_type));
-			return CTX_EVENT;
-		}
-		if (KEY_IS(key, "payload")) {
-			memset(&f->pl_created, 0, sizeof(f->pl_created));
-			memset(&f->hd_ts, 0, sizeof(f->hd_ts));
-			memset(&f->hd_type, 0, sizeof(f->hd_type));
-			return CTX_PAYLOAD;
-		}
-		break;
-	case CTX_EVENT:
-		if (KEY_IS(key, "replayId"))
-			*cap = &f->ev_replay;
-		else if (KEY_IS(key, "createdDate"))
-			*cap = &f->ev_created;
-		else if (KEY_IS(key, "type"))
-			*cap = &f->ev_type;
-		break;
-	case CTX_PAYLOAD:
-		if (KEY_IS(key, "CreatedDate")) {
-			*cap = &f->pl_created;
-		} else if (KEY_IS(key, "ChangeEventHeader")) {
-			memset(&f->hd_ts, 0, sizeof(f->hd_ts));
-			memset(&f->hd_type, 0, sizeof(f->hd_type));
-			return CTX_HEADER;
-		}
-		break;
-	case CTX_HEADER:
-		if (KEY_IS(key, "commitTimestamp"))
-			*cap = &f->hd_ts;
-		else if (KEY_IS(key, "changeType"))
-			*cap = &f->hd_type;
-		break;
-	case CTX_SKIP:
-		break;
+		MEMBER_CHOICES(REF_IS)
 	}
+#undef REF_IS
 	return CTX_SKIP;
 }
 
@@ -1106,62 +1118,17 @@ plain_is(const char *k, size_t n, const char *lit, size_t ln)
  * member() for a plain key (the n bytes at k, no escape), inline: the
  * fast walk calls it for every key of the objects an event is searched
  * in, and a call there also costs the string search its constants, which
- * live in registers a call may clobber. Same choices, same clearing.
+ * live in registers a call may clobber. The same MEMBER_CHOICES().
  */
 HOT enum ctx
 fast_member(struct fields *f, enum ctx ctx, const char *k, size_t n,
             struct span **cap)
 {
+#define FAST_IS(lit) PLAIN_IS(k, n, lit)
 	switch (ctx) {
-	case CTX_TOP:
-		if (PLAIN_IS(k, n, "channel")) {
-			*cap = &f->channel;
-		} else if (PLAIN_IS(k, n, "data")) {
-			clear_data_fields(f);
-			*cap = &f->data;
-			return CTX_DATA;
-		}
-		break;
-	case CTX_DATA:
-		if (PLAIN_IS(k, n, "event")) {
-			memset(&f->ev_replay, 0, sizeof(f->ev_replay));
-			memset(&f->ev_created, 0, sizeof(f->ev_created));
-			memset(&f->ev_type, 0, sizeof(f->ev_type));
-			return CTX_EVENT;
-		}
-		if (PLAIN_IS(k, n, "payload")) {
-			memset(&f->pl_created, 0, sizeof(f->pl_created));
-			memset(&f->hd_ts, 0, sizeof(f->hd_ts));
-			memset(&f->hd_type, 0, sizeof(f->hd_type));
-			return CTX_PAYLOAD;
-		}
-		break;
-	case CTX_EVENT:
-		if (PLAIN_IS(k, n, "replayId"))
-			*cap = &f->ev_replay;
-		else if (PLAIN_IS(k, n, "createdDate"))
-			*cap = &f->ev_created;
-		else if (PLAIN_IS(k, n, "type"))
-			*cap = &f->ev_type;
-		break;
-	case CTX_PAYLOAD:
-		if (PLAIN_IS(k, n, "CreatedDate")) {
-			*cap = &f->pl_created;
-		} else if (PLAIN_IS(k, n, "ChangeEventHeader")) {
-			memset(&f->hd_ts, 0, sizeof(f->hd_ts));
-			memset(&f->hd_type, 0, sizeof(f->hd_type));
-			return CTX_HEADER;
-		}
-		break;
-	case CTX_HEADER:
-		if (PLAIN_IS(k, n, "commitTimestamp"))
-			*cap = &f->hd_ts;
-		else if (PLAIN_IS(k, n, "changeType"))
-			*cap = &f->hd_type;
-		break;
-	case CTX_SKIP:
-		break;
+		MEMBER_CHOICES(FAST_IS)
 	}
+#undef FAST_IS
 	return CTX_SKIP;
 }
 
